@@ -1,0 +1,37 @@
+"""netsurgeon: surgery on trained convolutional networks.
+
+Load a trained timm or torchvision model, rewrite it with torch.fx passes from published papers,
+verify, and export it with its provenance::
+
+    import netsurgeon as ns
+    model = ns.load_model("torchvision:resnet50", checkpoint="resnet50.pth")
+    result = ns.apply(model, ns.EraseReLU())
+    print(result.report.format())
+    ns.export(result.model, "out/")
+"""
+
+from netsurgeon.api import SurgeryResult, apply, plan
+from netsurgeon.errors import NetsurgeonError, NoEffectWarning
+from netsurgeon.export import export, verify_artifact
+from netsurgeon.graph.inspect import inspect_model
+from netsurgeon.models import load_model
+from netsurgeon.passes import EraseReLU
+from netsurgeon.registry import get_pass, list_passes, register_pass
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EraseReLU",
+    "NetsurgeonError",
+    "NoEffectWarning",
+    "SurgeryResult",
+    "apply",
+    "export",
+    "get_pass",
+    "inspect_model",
+    "list_passes",
+    "load_model",
+    "plan",
+    "register_pass",
+    "verify_artifact",
+]

@@ -1,0 +1,3 @@
+from netsurgeon.cli import main
+
+main()

@@ -1,0 +1,191 @@
+"""``apply`` and ``plan``: the one orchestrator that the CLI, recipes and Python users all call."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from netsurgeon.config import PassConfig
+from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning
+from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.graph.trace import trace
+from netsurgeon.models.info import ModelInfo, get_info, set_info
+from netsurgeon.registry import Contract, get_pass
+from netsurgeon.report import PassReport, SurgeryReport, Verification
+from netsurgeon.workspace import Workspace
+
+__all__ = ["apply", "plan", "SurgeryResult", "PassLike", "resolve_passes", "probe_input"]
+
+PassLike = PassConfig | str | tuple[str, dict[str, Any]]
+EXACT_ATOL = 1e-5
+
+
+@dataclass
+class SurgeryResult:
+    """The modified model (a new module; the input is untouched) and what was done to it."""
+
+    model: nn.Module
+    report: SurgeryReport
+
+
+def resolve_passes(passes: PassLike | Sequence[PassLike]) -> list[PassConfig]:
+    """Accept configs, pass names, or ``(name, params)`` pairs; return validated configs."""
+    if isinstance(passes, (PassConfig, str, tuple)):
+        passes = [passes]
+    configs = []
+    for p in passes:
+        if isinstance(p, PassConfig):
+            get_pass(p.pass_name)  # must be registered
+            configs.append(p)
+        elif isinstance(p, str):
+            configs.append(get_pass(p).make_config())
+        elif isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], dict):
+            configs.append(get_pass(p[0]).make_config(p[1]))
+        else:
+            raise ConfigError(f"cannot use {p!r} as a pass: give a config, a pass name, or (name, params).")
+    if not configs:
+        raise ConfigError("no passes given; run 'netsurgeon passes' to list them.")
+    return configs
+
+
+def probe_input(model: nn.Module, input_size: Sequence[int] | None = None, batch: int = 2) -> torch.Tensor:
+    """A seeded random batch shaped for ``model`` (its recorded input size unless given)."""
+    info = get_info(model)
+    size = tuple(input_size or (info.input_size if info else (3, 224, 224)))
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch, *size, generator=generator)
+
+
+def _count_sites(module: nn.Module, ws: Workspace) -> int:
+    if not ws.traced.has_graph:
+        return sum(isinstance(m, nn.ReLU) for m in module.modules())
+    return len(GraphIndex(ws.traced.gm).sites(("ReLU",)))
+
+
+def apply(
+    model: nn.Module,
+    passes: PassLike | Sequence[PassLike],
+    *,
+    example_input: torch.Tensor | None = None,
+    input_size: Sequence[int] | None = None,
+    verify: bool = True,
+    allow_reapply: bool = False,
+) -> SurgeryResult:
+    """Apply ``passes`` in order to a copy of ``model``.
+
+    Args:
+        model: any ``nn.Module``; it is never modified.
+        passes: pass configs (``EraseReLU(proportion=0.5)``), names (``"erase-relu"``), or
+            ``("erase-relu", {"proportion": 0.5})`` pairs.
+        example_input: the probe batch for the equivalence check (default: seeded random input of
+            ``input_size`` or the model's recorded input size).
+        verify: run the probe check (a forward pass of each model). Off for dry runs.
+        allow_reapply: apply a pass that the model's history already contains (by default refused,
+            since e.g. a second EraseReLU would erase the *new* last ReLUs).
+
+    Returns:
+        SurgeryResult with ``.model`` (same train/eval mode as the input) and ``.report``.
+    """
+    configs = resolve_passes(passes)
+    info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")
+    ws = Workspace(trace(model), history=list(info.history))
+    before_state = model.state_dict()
+    sites_before = _count_sites(ws.model, ws)
+    reports: list[PassReport] = []
+    for config in configs:
+        spec = get_pass(config.pass_name)
+        if ws.applied(spec.name) and not allow_reapply:
+            raise ConfigError(
+                f"{spec.name} was already applied to this model; applying it again would act on the result "
+                "of the first application. Pass allow_reapply=True (CLI: --allow-reapply) if you mean it."
+            )
+        ws.notes = []
+        try:
+            changes = spec.fn(ws, config)
+        except NetsurgeonError as err:
+            done = [h["pass"] for h in ws.history]
+            context = f" (after {', '.join(done)})" if done else ""
+            raise type(err)(f"{spec.name}{context}: {err}") from err
+        ws.commit()
+        report = PassReport(spec.name, config.to_dict(), spec.contract.value, list(changes))
+        report.notes.extend(ws.notes)
+        if not changes:
+            warnings.warn(
+                f"{spec.name} changed nothing on {info.spec} ({config.describe()}); "
+                "run 'netsurgeon inspect' to see the model's sites and blocks.",
+                NoEffectWarning,
+                stacklevel=2,
+            )
+        reports.append(report)
+        ws.history.append({"pass": spec.name, "version": config.version, "config": config.to_dict(),
+                           "sites": [c.site for c in changes]})
+    result_model = ws.model
+    result_model.train(model.training)
+    set_info(result_model, dataclasses.replace(info, history=ws.history))
+    after_state = result_model.state_dict()
+    kept = [k for k in before_state if k in after_state]
+    report = SurgeryReport(
+        model=info.spec,
+        rung=ws.traced.rung.value,
+        trace_failures=list(ws.traced.failures),
+        passes=reports,
+        relu_sites_before=sites_before,
+        relu_sites_after=_count_sites(result_model, ws),
+        params_before=sum(p.numel() for p in model.parameters()),
+        params_after=sum(p.numel() for p in result_model.parameters()),
+        keys_kept=len(kept),
+        keys_added=[k for k in after_state if k not in before_state],
+        keys_removed=[k for k in before_state if k not in after_state],
+        dry_run=not verify,
+    )
+    if verify:
+        x = example_input if example_input is not None else probe_input(model, input_size)
+        exact = all(get_pass(c.pass_name).contract is Contract.EXACT for c in configs)
+        report.verification = _verify(model, result_model, x, before_state, after_state, kept, exact)
+    return SurgeryResult(result_model, report)
+
+
+def plan(model: nn.Module, passes: PassLike | Sequence[PassLike], **kwargs: Any) -> SurgeryReport:
+    """Dry run: the report of what ``apply`` would change, without running the models."""
+    return apply(model, passes, verify=False, **kwargs).report
+
+
+@torch.no_grad()
+def _verify(
+    original: nn.Module,
+    modified: nn.Module,
+    x: torch.Tensor,
+    before_state: dict[str, torch.Tensor],
+    after_state: dict[str, torch.Tensor],
+    kept: list[str],
+    exact: bool,
+) -> Verification:
+    outputs = []
+    for m in (original, modified):
+        was_training = m.training
+        m.eval()
+        try:
+            outputs.append(m(x))
+        finally:
+            m.train(was_training)
+    a, b = outputs
+    diff = (a.float() - b.float()).abs() if a.shape == b.shape else None
+    max_diff = float(diff.max()) if diff is not None else float("inf")
+    state_unchanged = all(torch.equal(before_state[k], after_state[k]) for k in kept
+                          if before_state[k].shape == after_state[k].shape)
+    ok = max_diff <= EXACT_ATOL if exact else state_unchanged
+    return Verification(
+        probe_shape=list(x.shape),
+        max_abs_diff=max_diff,
+        mean_abs_diff=float(diff.mean()) if diff is not None else float("inf"),
+        outputs_equal=bool(diff is not None and torch.equal(a, b)),
+        state_unchanged=state_unchanged,
+        contract=Contract.EXACT.value if exact else Contract.CHANGES_FUNCTION.value,
+        ok=ok,
+    )

@@ -1,0 +1,124 @@
+"""The base class of every pass config: a frozen, validated, serialisable dataclass.
+
+A pass config is declared as a plain frozen dataclass whose fields carry type annotations. On
+construction every field is checked against its annotation with pydantic (so ``proportion="abc"``
+fails with a message naming the field, whichever way the config was built), then the subclass's
+``validate()`` checks the cross-field rules. ``from_dict`` builds a config from user input: unknown
+keys are errors that suggest the closest valid key, and string values (``--set key=value``) are parsed
+as YAML scalars first, so ``proportion=0.5``, ``include_stem=true`` and ``act_types=[ReLU,ReLU6]`` work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from netsurgeon.errors import ConfigError
+from netsurgeon.registry import suggest
+
+__all__ = ["PassConfig", "parse_set_options"]
+
+
+@functools.cache
+def _adapter(tp: Any) -> TypeAdapter:
+    return TypeAdapter(tp)
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return first["msg"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PassConfig:
+    """Base class: subclasses are ``@dataclass(frozen=True)`` with typed fields and defaults."""
+
+    pass_name: ClassVar[str] = ""  # set by register_pass
+    version: ClassVar[int] = 1  # bump when a field's meaning changes; stored in artifacts
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            try:
+                checked = _adapter(hints[f.name]).validate_python(value, strict=False)
+            except ValidationError as err:
+                raise ConfigError(
+                    f"{self._label()}: {f.name}={value!r} is invalid: {_describe(err)}."
+                ) from None
+            if isinstance(checked, list):  # keep configs hashable and immutable
+                checked = tuple(checked)
+            object.__setattr__(self, f.name, checked)
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field checks; raise ConfigError (via ``self.fail``) on a bad combination."""
+
+    def fail(self, message: str) -> typing.NoReturn:
+        raise ConfigError(f"{self._label()}: {message}")
+
+    @classmethod
+    def _label(cls) -> str:
+        return cls.pass_name or cls.__name__
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PassConfig:
+        """Build from user-supplied values; unknown keys raise ConfigError with a suggestion."""
+        names = cls.field_names()
+        for key in values:
+            if key not in names:
+                raise ConfigError(
+                    f"{cls._label()}: unknown parameter {key!r}.{suggest(key, names)} "
+                    f"Valid parameters: {', '.join(names)}."
+                )
+        parsed = {k: _parse_scalar(v) for k, v in values.items()}
+        return cls(**parsed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly field values (tuples become lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def describe(self) -> str:
+        """``erase-relu(position='last', proportion=1.0, ...)``."""
+        args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"{self._label()}({args})"
+
+
+def _parse_scalar(value: Any) -> Any:
+    """Strings are read as YAML scalars/flow sequences; other values pass through."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if parsed is None or isinstance(parsed, dict):
+        return value
+    return parsed
+
+
+def parse_set_options(options: list[str] | None) -> dict[str, str]:
+    """Turn ``["a=1", "b=x"]`` into ``{"a": "1", "b": "x"}``; malformed items raise ConfigError."""
+    out: dict[str, str] = {}
+    for item in options or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r} (for example --set proportion=0.5).")
+        if key in out:
+            raise ConfigError(f"--set {key} given twice; give each parameter once.")
+        out[key] = value.strip()
+    return out

@@ -1,0 +1,74 @@
+"""netsurgeon's exceptions and warnings.
+
+Every error a user can cause is a :class:`NetsurgeonError`. The CLI prints its message as one line and
+exits with code 1; the Python API lets it propagate. Subclasses also derive from the builtin a caller
+would naturally catch (``ValueError``, ``FileNotFoundError``, ...), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NetsurgeonError",
+    "ConfigError",
+    "UnknownNameError",
+    "ModelLoadError",
+    "CheckpointError",
+    "PretrainedUnavailableError",
+    "TraceError",
+    "SurgeryError",
+    "NoMatchError",
+    "ExportError",
+    "ArtifactError",
+    "NoEffectWarning",
+]
+
+
+class NetsurgeonError(Exception):
+    """Base class of every error netsurgeon raises on purpose."""
+
+
+class ConfigError(NetsurgeonError, ValueError):
+    """A pass or command was given an invalid parameter."""
+
+
+class UnknownNameError(NetsurgeonError, KeyError):
+    """A model or pass name that does not exist; the message suggests close matches."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelLoadError(NetsurgeonError, ValueError):
+    """A model could not be built or its weights could not be loaded into it."""
+
+
+class CheckpointError(ModelLoadError):
+    """A checkpoint file is missing, unreadable, unsafe, or does not match the model."""
+
+
+class PretrainedUnavailableError(ModelLoadError):
+    """Pretrained weights were requested but the hub cannot be reached."""
+
+
+class TraceError(NetsurgeonError, RuntimeError):
+    """torch.fx could not trace the model and the pass needs a graph."""
+
+
+class SurgeryError(NetsurgeonError, RuntimeError):
+    """A pass cannot be applied safely to this model (it refuses rather than edit partially)."""
+
+
+class NoMatchError(SurgeryError, LookupError):
+    """The user named explicit targets and the pass matched none of them."""
+
+
+class ExportError(NetsurgeonError, RuntimeError):
+    """Writing an artifact failed, or an exported model disagrees with the eager one."""
+
+
+class ArtifactError(NetsurgeonError, ValueError):
+    """A file is not a netsurgeon artifact, or its provenance cannot be replayed."""
+
+
+class NoEffectWarning(UserWarning):
+    """A pass ran and changed nothing."""

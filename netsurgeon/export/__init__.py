@@ -1,0 +1,118 @@
+"""Shipping a modified model: ``export`` writes the artifacts, ``verify_artifact`` checks them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from netsurgeon.errors import ArtifactError, ConfigError, ExportError
+from netsurgeon.export.artifact import load_artifact, provenance, read_provenance, write_safetensors
+from netsurgeon.export.atomic import check_not_inputs, staged_files
+from netsurgeon.export.onnx import PARITY_ATOL, onnx_parity, provenance_props, to_onnx_proto, write_onnx
+from netsurgeon.models.info import get_info
+from netsurgeon.report import SurgeryReport
+
+__all__ = ["export", "verify_artifact", "ExportResult", "VerifyResult", "FORMATS"]
+
+FORMATS = ("safetensors", "onnx")
+
+
+@dataclass
+class ExportResult:
+    files: list[str]
+    onnx_max_abs_diff: float | None = None
+    onnx_exporter: str | None = None
+
+
+@dataclass
+class VerifyResult:
+    artifact: str
+    onnx: str | None
+    onnx_max_abs_diff: float | None
+    passes: list[str]
+    ok: bool
+    messages: list[str] = field(default_factory=list)
+
+
+def _example(model: nn.Module, input_size: Sequence[int] | None) -> torch.Tensor:
+    from netsurgeon.api import probe_input
+
+    return probe_input(model, input_size)
+
+
+def export(
+    model: nn.Module,
+    out_dir: str | Path,
+    *,
+    formats: Sequence[str] = FORMATS,
+    report: SurgeryReport | None = None,
+    seed: int | None = None,
+    input_size: Sequence[int] | None = None,
+    overwrite: bool = False,
+    extra: dict | None = None,
+) -> ExportResult:
+    """Write ``model.safetensors`` and/or ``model.onnx`` into ``out_dir``, atomically.
+
+    Both carry the provenance (see :mod:`netsurgeon.export.artifact`). The ONNX model has a dynamic
+    batch axis and must agree with the eager model within 1e-4 (max abs) in onnxruntime, or nothing is
+    written. An input file is never overwritten; existing outputs only with ``overwrite=True``.
+    """
+    formats = [f.strip().lower() for f in formats if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ConfigError(f"unknown export format(s) {unknown or formats}; choose from {', '.join(FORMATS)}.")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} exists and is not a directory.")
+    info = get_info(model)
+    finals = [out / f"model.{'safetensors' if f == 'safetensors' else 'onnx'}" for f in formats]
+    check_not_inputs(finals, info.sources if info else [], overwrite)
+    record_extra = dict(extra or {})
+    if report is not None and report.verification is not None:
+        record_extra["verification"] = report.verification.__dict__
+    record = provenance(model, seed=seed, extra=record_extra)
+    result = ExportResult(files=[str(f) for f in finals])
+    with staged_files(finals) as temps:
+        for fmt, temp in zip(formats, temps, strict=True):
+            if fmt == "safetensors":
+                write_safetensors(model, temp, record)
+            else:
+                example = _example(model, input_size)
+                proto, exporter = to_onnx_proto(model, example)
+                write_onnx(proto, temp, provenance_props(record))
+                diff = onnx_parity(model, temp, example)
+                if diff > PARITY_ATOL:
+                    raise ExportError(f"ONNX parity failed: max |eager - onnxruntime| = {diff:.3g} > {PARITY_ATOL}.")
+                result.onnx_max_abs_diff, result.onnx_exporter = diff, exporter
+    return result
+
+
+def verify_artifact(path: str | Path) -> VerifyResult:
+    """Rebuild the model from ``model.safetensors`` alone and check ``model.onnx`` against it."""
+    p = Path(path)
+    st = p / "model.safetensors" if p.is_dir() else p
+    if st.suffix == ".onnx":
+        st = st.with_suffix(".safetensors")
+    record = read_provenance(st)
+    model = load_artifact(st)
+    result = VerifyResult(str(st), None, None, [s["pass"] for s in record["passes"]], ok=True)
+    result.messages.append(f"rebuilt {record['model']['spec']} + {len(record['passes'])} pass(es) from {st.name}")
+    onnx_path = st.with_suffix(".onnx")
+    if onnx_path.exists():
+        import onnx
+
+        proto = onnx.load(str(onnx_path), load_external_data=False)
+        props = {p.key: p.value for p in proto.metadata_props}
+        if json.loads(props.get("netsurgeon", "null") or "null") != record:
+            raise ArtifactError(f"{onnx_path.name} does not carry the same provenance as {st.name}.")
+        input_size = record["model"]["input_size"]
+        diff = onnx_parity(model, onnx_path, _example(model, input_size))
+        result.onnx, result.onnx_max_abs_diff = str(onnx_path), diff
+        result.ok = diff <= PARITY_ATOL
+        result.messages.append(f"ONNX parity max |diff| {diff:.3g} ({'ok' if result.ok else 'FAILED'})")
+    return result

@@ -1,0 +1,137 @@
+"""The safetensors artifact: weights plus the full provenance in the ``__metadata__`` header.
+
+The header's ``netsurgeon`` entry is JSON: the base model spec and constructor arguments, the source
+checkpoint's sha256, the ordered passes with their full configs (and the sites they changed), the
+library versions, the seed, and the verification result. ``load_artifact`` rebuilds the base
+architecture from it, replays the structural passes, checks they selected the same sites, and loads
+the weights strictly: no side file, no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from netsurgeon.errors import ArtifactError, CheckpointError, NoEffectWarning
+from netsurgeon.models.info import ModelInfo, get_info, set_info
+
+__all__ = ["FORMAT", "provenance", "write_safetensors", "read_provenance", "load_artifact", "versions"]
+
+FORMAT = "netsurgeon.artifact.v1"
+_KEY = "netsurgeon"
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for dist in ("netsurgeon", "torch", "torchvision", "timm", "safetensors", "onnx", "onnxruntime"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def provenance(model: nn.Module, *, seed: int | None = None, extra: dict[str, Any] | None = None) -> dict:
+    info = get_info(model)
+    if info is None:
+        raise ArtifactError(
+            "this model carries no netsurgeon provenance; build it with netsurgeon.load_model and "
+            "netsurgeon.apply so that the artifact can be rebuilt from its header."
+        )
+    record = {"format": FORMAT, "model": info.to_dict(), "passes": info.history, "versions": versions(),
+              "seed": seed}
+    record.update(extra or {})
+    return record
+
+
+def write_safetensors(model: nn.Module, path: Path, record: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous()
+        if t.untyped_storage().data_ptr() in seen:  # tied tensors: safetensors refuses shared storage
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        tensors[name] = t
+    save_file(tensors, str(path), metadata={"format": "pt", _KEY: json.dumps(record, sort_keys=True)})
+
+
+def read_provenance(path: str | Path) -> dict:
+    """The provenance record of an artifact; a clear error for anything else."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.safetensors"
+    if not p.exists():
+        raise ArtifactError(f"{p} not found.")
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as err:
+        raise ArtifactError(f"{p.name} could not be read as safetensors (truncated or corrupt?): {err}") from None
+    if _KEY not in meta:
+        raise ArtifactError(
+            f"{p.name} is a plain safetensors file, not a netsurgeon artifact; load it as weights instead: "
+            f"--model NAME --checkpoint {p.name}"
+        )
+    try:
+        record = json.loads(meta[_KEY])
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{p.name}: the netsurgeon header is not valid JSON ({err}).") from None
+    if record.get("format") != FORMAT:
+        raise ArtifactError(f"{p.name}: unsupported artifact format {record.get('format')!r} (expected {FORMAT}).")
+    return record
+
+
+def load_artifact(path: str | Path) -> nn.Module:
+    """Rebuild a modified model from its artifact alone (see module docstring)."""
+    from netsurgeon.api import apply
+    from netsurgeon.models.checkpoint import load_state_strict, read_checkpoint
+    from netsurgeon.models.load import build_model, resolve_spec
+    from netsurgeon.registry import get_pass
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.safetensors"
+    record = read_provenance(p)
+    info = ModelInfo.from_dict(record["model"])
+    library, name = resolve_spec(info.spec)
+    kwargs = dict(info.kwargs)
+    num_classes = kwargs.pop("num_classes", None)
+    model, _ = build_model(library, name, num_classes=num_classes, pretrained=False, kwargs=kwargs)
+    model.eval()
+    set_info(model, ModelInfo(spec=info.spec, kwargs=info.kwargs, input_size=info.input_size))
+    structural = []
+    for step in record["passes"]:
+        spec = get_pass(step["pass"])
+        if spec.structural:
+            structural.append((step, spec.make_config(step["config"])))
+    if structural:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoEffectWarning)
+            result = apply(model, [c for _, c in structural], verify=False, allow_reapply=True)
+        for (step, _), pass_report in zip(structural, result.report.passes, strict=True):
+            replayed = [c.site for c in pass_report.changes]
+            if replayed != step.get("sites", replayed):
+                raise ArtifactError(
+                    f"{p.name}: replaying {step['pass']} selected different sites than when the artifact was "
+                    f"made ({len(replayed)} vs {len(step['sites'])}); the installed torchvision/timm "
+                    f"({record['versions']}) may build {info.spec} differently."
+                )
+        model = result.model
+    try:
+        load_state_strict(model, read_checkpoint(p), f"artifact {p.name}")
+    except CheckpointError as err:
+        raise ArtifactError(str(err)) from None
+    info.sources = [str(p.resolve())]
+    set_info(model, info)
+    return model.eval()

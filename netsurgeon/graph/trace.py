@@ -1,0 +1,162 @@
+"""The tracing ladder: one way for every pass to get a graph of a model.
+
+Rungs, tried in order, each on a fresh deep copy of the caller's model (so the caller's instance is
+never traced, and no instance is traced twice):
+
+1. ``fx``: plain ``torch.fx`` symbolic tracing (every torchvision classifier, most timm models).
+2. ``fx+timm-leaves``: fx with timm's registered no-trace modules kept as leaves and its no-trace
+   functions autowrapped (timm ``vgg16``, whose ``ConvMlp`` branches on ``x.shape``). Activations
+   hidden inside those leaves are reached by module-level edits (see ``graph.sites``).
+3. ``module-tree``: no graph at all; only passes that can work on the module tree accept it.
+
+netsurgeon's own inserted modules are always leaves, so re-tracing a model never traces through a
+custom ``autograd.Function`` (which would silently drop its backward).
+
+Tracing happens in eval mode: graphs are specialised to inference control flow (for example
+GoogLeNet's auxiliary heads are not part of the graph).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+import torch
+from torch import fx, nn
+
+__all__ = ["Rung", "Traced", "trace", "register_leaf", "is_netsurgeon_leaf"]
+
+_LEAF_TYPES: set[type[nn.Module]] = set()
+
+
+def register_leaf(cls: type[nn.Module]) -> type[nn.Module]:
+    """Class decorator: instances of ``cls`` are never traced through."""
+    _LEAF_TYPES.add(cls)
+    return cls
+
+
+def is_netsurgeon_leaf(module: nn.Module) -> bool:
+    return isinstance(module, tuple(_LEAF_TYPES)) if _LEAF_TYPES else False
+
+
+class Rung(str, Enum):
+    FX = "fx"
+    FX_TIMM_LEAVES = "fx+timm-leaves"
+    MODULE_TREE = "module-tree"
+
+
+@dataclass
+class Traced:
+    """A working copy of a model and how it was obtained."""
+
+    module: nn.Module  # a GraphModule on the fx rungs; the copied model itself on the module-tree rung
+    rung: Rung
+    failures: list[str] = field(default_factory=list)  # why earlier rungs failed, in order
+
+    @property
+    def gm(self) -> fx.GraphModule:
+        if not isinstance(self.module, fx.GraphModule):
+            raise TypeError("this model has no graph (module-tree rung)")
+        return self.module
+
+    @property
+    def has_graph(self) -> bool:
+        return isinstance(self.module, fx.GraphModule)
+
+
+class _Tracer(fx.Tracer):
+    def __init__(self, leaf_types: tuple[type, ...] = (), autowrap: tuple[Callable, ...] = ()) -> None:
+        super().__init__(autowrap_functions=autowrap)
+        self._extra_leaves = leaf_types
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if is_netsurgeon_leaf(m) or (self._extra_leaves and isinstance(m, self._extra_leaves)):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+def _timm_notrace() -> tuple[tuple[type, ...], tuple[Callable, ...]]:
+    try:
+        from timm.layers import get_notrace_functions, get_notrace_modules
+    except ImportError:  # timm missing or too old: this rung is unavailable
+        return (), ()
+    return tuple(get_notrace_modules()), tuple(get_notrace_functions())
+
+
+def _fx_trace(model: nn.Module, tracer: _Tracer) -> fx.GraphModule:
+    was_training = model.training
+    model.eval()
+    try:
+        graph = tracer.trace(model)
+    finally:
+        model.train(was_training)
+    gm = fx.GraphModule(tracer.root, graph, model.__class__.__name__)
+    _restore_untraced_state(model, gm)
+    gm.train(was_training)
+    return gm
+
+
+def _restore_untraced_state(model: nn.Module, gm: fx.GraphModule) -> None:
+    """Re-attach stateful submodules the graph never calls (e.g. inception's AuxLogits).
+
+    GraphModule copies only what the graph uses; without this, the state_dict would silently lose keys
+    and an exported artifact would no longer load into the original constructor.
+    """
+    present = set(gm.state_dict().keys())
+    for path, module in model.named_modules():
+        if not path:
+            continue
+        own = [f"{path}.{k}" for k, _ in module.named_parameters(recurse=False)]
+        own += [f"{path}.{k}" for k, _ in module.named_buffers(recurse=False)]
+        if own and not all(k in present for k in own):
+            gm.add_submodule(path, module)
+            present.update(gm.state_dict().keys())
+
+
+def trace(model: nn.Module, *, allow_module_tree: bool = True) -> Traced:
+    """Walk the ladder and return the first rung that works (see module docstring).
+
+    The caller's ``model`` is deep-copied per attempt and never traced itself.
+    """
+    failures: list[str] = []
+    leaves, autowrap = _timm_notrace()
+    rungs: list[tuple[Rung, _Tracer]] = [(Rung.FX, _Tracer())]
+    if leaves or autowrap:
+        rungs.append((Rung.FX_TIMM_LEAVES, _Tracer(leaves, autowrap)))
+    for rung, tracer in rungs:
+        candidate = copy.deepcopy(model)
+        try:
+            gm = _fx_trace(candidate, tracer)
+        except Exception as err:  # fx raises many types (TraceError, TypeError, AttributeError...)
+            failures.append(f"{rung.value}: {type(err).__name__}: {_first_line(err)}")
+            continue
+        return Traced(gm, rung, failures)
+    if allow_module_tree:
+        return Traced(copy.deepcopy(model), Rung.MODULE_TREE, failures)
+    from netsurgeon.errors import TraceError
+
+    raise TraceError("torch.fx cannot trace this model (" + "; ".join(failures) + ").")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+@torch.no_grad()
+def count_module_calls(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    """How many times each named submodule runs in one forward pass (hooks, no graph needed)."""
+    counts: dict[str, int] = {}
+    handles = []
+    for name, module in model.named_modules():
+        def hook(_m, _i, _o, name=name):
+            counts[name] = counts.get(name, 0) + 1
+        handles.append(module.register_forward_hook(hook))
+    try:
+        model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return counts

@@ -1,0 +1,46 @@
+"""Where a model came from: carried on the module so that export can write its provenance."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+__all__ = ["ModelInfo", "get_info", "set_info", "DEFAULT_INPUT_SIZE"]
+
+_ATTR = "_netsurgeon_info"
+DEFAULT_INPUT_SIZE = (3, 224, 224)
+
+
+@dataclass
+class ModelInfo:
+    spec: str  # resolved model spec, e.g. 'torchvision:resnet50'
+    kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments (num_classes, ...)
+    checkpoint: str | None = None  # the source checkpoint's file name
+    checkpoint_sha256: str | None = None
+    input_size: tuple[int, ...] = DEFAULT_INPUT_SIZE  # (C, H, W) the model expects
+    history: list[dict[str, Any]] = field(default_factory=list)  # passes applied so far, oldest first
+    sources: list[str] = field(default_factory=list)  # absolute paths of input files (never exported)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d.pop("sources")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
+        d = dict(d)
+        d["input_size"] = tuple(d.get("input_size") or DEFAULT_INPUT_SIZE)
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def get_info(model: nn.Module) -> ModelInfo | None:
+    return getattr(model, _ATTR, None)
+
+
+def set_info(model: nn.Module, info: ModelInfo) -> None:
+    # a plain attribute: not a parameter, survives deepcopy, never enters the state_dict
+    object.__setattr__(model, _ATTR, copy.deepcopy(info))

@@ -1,0 +1,175 @@
+"""``load_model``: one entry point for timm, torchvision, netsurgeon's tiny models, and artifacts.
+
+Model specs:
+
+* ``timm:NAME`` and ``torchvision:NAME`` (or ``tv:NAME``) pick the library;
+* a bare ``NAME`` resolves to **torchvision** when torchvision has it (its architectures are the
+  reference implementations the papers used), otherwise to timm;
+* ``netsurgeon:NAME`` builds a tiny test model from :mod:`netsurgeon.testing`;
+* a path to a netsurgeon ``.safetensors`` artifact (or a directory holding ``model.safetensors``)
+  rebuilds the modified model from the file's provenance alone.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from netsurgeon.errors import ArtifactError, ModelLoadError, PretrainedUnavailableError, UnknownNameError
+from netsurgeon.models.checkpoint import load_state_strict, read_checkpoint, sha256_file
+from netsurgeon.models.info import DEFAULT_INPUT_SIZE, ModelInfo, set_info
+from netsurgeon.registry import suggest
+
+__all__ = ["load_model", "resolve_spec", "build_model"]
+
+_PREFIXES = {"timm": "timm", "torchvision": "torchvision", "tv": "torchvision", "netsurgeon": "netsurgeon"}
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision
+
+    return list(torchvision.models.list_models(module=torchvision.models))
+
+
+def _timm_names() -> list[str]:
+    import timm
+
+    return list(timm.list_models())
+
+
+def _netsurgeon_names() -> list[str]:
+    from netsurgeon.testing import MODELS
+
+    return list(MODELS)
+
+
+def resolve_spec(spec: str) -> tuple[str, str]:
+    """``(library, name)`` for a model spec; unknown names raise with close matches."""
+    library, sep, name = spec.partition(":")
+    if sep and library in _PREFIXES:
+        library = _PREFIXES[library]
+        names = {"timm": _timm_names, "torchvision": _torchvision_names, "netsurgeon": _netsurgeon_names}[library]()
+        if name not in names:
+            raise UnknownNameError(f"unknown {library} model {name!r}.{suggest(name, names)}")
+        return library, name
+    if sep:
+        raise UnknownNameError(
+            f"unknown model prefix {library!r} in {spec!r}; use timm:, torchvision:, netsurgeon:, or a bare name."
+        )
+    tv, tm = _torchvision_names(), _timm_names()
+    if spec in tv:
+        return "torchvision", spec
+    if spec in tm:
+        return "timm", spec
+    raise UnknownNameError(f"unknown model {spec!r}.{suggest(spec, tv + tm + _netsurgeon_names())} "
+                           "Names come from torchvision and timm (prefix with timm: or torchvision:).")
+
+
+def build_model(library: str, name: str, *, num_classes: int | None, pretrained: bool,
+                kwargs: dict[str, Any]) -> tuple[nn.Module, tuple[int, ...]]:
+    """Construct the architecture (random weights unless ``pretrained``) and its input size."""
+    kw = dict(kwargs)
+    if num_classes is not None:
+        kw["num_classes"] = num_classes
+    if library == "netsurgeon":
+        from netsurgeon.testing import MODELS
+
+        if pretrained:
+            raise ModelLoadError(f"netsurgeon:{name} is a test model and has no pretrained weights.")
+        model = MODELS[name](**kw)
+        return model, tuple(getattr(model, "input_size", (3, 32, 32)))
+    if library == "timm":
+        import timm
+
+        try:
+            model = timm.create_model(name, pretrained=pretrained, **kw)
+        except Exception as err:
+            if pretrained:
+                raise _offline(f"timm:{name}", err) from None
+            raise ModelLoadError(f"timm could not build {name!r}: {err}") from None
+        size = tuple(model.pretrained_cfg.get("input_size", DEFAULT_INPUT_SIZE))
+        return model, size
+    import torchvision
+
+    if pretrained and num_classes is not None:
+        raise ModelLoadError(
+            "torchvision pretrained weights come with their own class count; load without --num-classes "
+            "(or use timm:NAME, which resizes the head of pretrained models)."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # googlenet/inception init-weights notices
+            model = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **kw)
+    except Exception as err:
+        if pretrained:
+            raise _offline(f"torchvision:{name}", err) from None
+        raise ModelLoadError(f"torchvision could not build {name!r}: {err}") from None
+    size = (3, 299, 299) if name == "inception_v3" else DEFAULT_INPUT_SIZE
+    return model, size
+
+
+def _offline(spec: str, err: BaseException) -> PretrainedUnavailableError:
+    return PretrainedUnavailableError(
+        f"could not fetch pretrained weights for {spec} ({type(err).__name__}; offline?). "
+        f"Download them elsewhere and pass the file instead: --checkpoint weights.safetensors "
+        f"(Python: load_model({spec!r}, checkpoint='weights.pth'))."
+    )
+
+
+def _is_artifact_path(spec: str) -> bool:
+    p = Path(spec)
+    return spec.endswith(".safetensors") or (p.is_dir() and (p / "model.safetensors").exists())
+
+
+def load_model(
+    spec: str | os.PathLike,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    pretrained: bool = False,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a model and load its weights; returns an ``nn.Module`` in eval mode.
+
+    Args:
+        spec: ``timm:NAME``, ``torchvision:NAME``, a bare ``NAME``, ``netsurgeon:NAME``, or an artifact
+            path (``out/model.safetensors`` or ``out/``).
+        checkpoint: weights to load strictly: ``.safetensors``, or ``.pth/.pt/.bin/.ckpt`` read with
+            ``torch.load(weights_only=True)``. Nested ``state_dict``/``model`` entries and ``module.``
+            prefixes are handled.
+        num_classes: the class count of the model to build (its head is sized accordingly).
+        pretrained: fetch the library's pretrained weights (needs the network).
+        **kwargs: further constructor arguments for the library.
+
+    Raises:
+        UnknownNameError, CheckpointError, PretrainedUnavailableError, ArtifactError.
+    """
+    spec = os.fspath(spec)
+    if _is_artifact_path(spec):
+        if checkpoint is not None or pretrained:
+            raise ArtifactError("an artifact carries its own weights; do not pass checkpoint or pretrained.")
+        from netsurgeon.export.artifact import load_artifact
+
+        return load_artifact(spec)
+    if num_classes is not None and num_classes < 1:
+        raise ModelLoadError(f"num_classes must be a positive integer, got {num_classes}.")
+    library, name = resolve_spec(spec)
+    model, input_size = build_model(library, name, num_classes=num_classes, pretrained=pretrained, kwargs=kwargs)
+    kw = dict(kwargs, **({"num_classes": num_classes} if num_classes is not None else {}))
+    info = ModelInfo(spec=f"{library}:{name}", kwargs=kw, input_size=input_size)
+    if pretrained:
+        info.checkpoint = "pretrained"
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        state = read_checkpoint(path)
+        load_state_strict(model, state, f"checkpoint {path.name}")
+        info.checkpoint = path.name
+        info.checkpoint_sha256 = sha256_file(path)
+        info.sources.append(str(path.resolve()))
+    model.eval()
+    set_info(model, info)
+    return model

@@ -1,0 +1,8 @@
+"""The surgeries. Each module holds one pass: its config, its function, and one registration line.
+
+Importing this package registers every pass (the registry imports it on first lookup).
+"""
+
+from netsurgeon.passes.erase_relu import EraseReLU
+
+__all__ = ["EraseReLU"]

@@ -1,0 +1,200 @@
+"""erase-relu: EraseReLU (Dong et al., "EraseReLU: A Simple Way to Ease the Training of Deep
+Convolution Neural Networks", arXiv 1709.07634).
+
+The paper's headline rule: *erasing the last ReLU layer of all basic modules usually improves
+performance*; the two factors it studies are where in the module the ReLU is erased and in what
+proportion of modules. This pass implements the rule of seeds-spec §1.3:
+
+* basic modules are found structurally (``graph.sites``): residual blocks (post-activation ResNet,
+  ResNeXt, Wide-ResNet, RegNet, timm ResNet-D/SE variants), pre-activation blocks (timm ResNetV2),
+  dense layers (DenseNet), conv stages between pooling layers (VGG, AlexNet), parallel-branch modules
+  (Inception, SqueezeNet Fire);
+* a module's *last* ReLU sites are those from which no other ReLU of the module is reachable: the
+  post-add ReLU of a residual block, the pre-pool ReLU of a VGG stage, ``relu2`` of a dense layer, the
+  last ReLU of each Inception branch. ReLUs inside gating sub-modules (squeeze-excitation) never count;
+* modules that already end linearly (MobileNetV2/MNASNet inverted residuals: a convolution follows
+  their last activation) are skipped and reported (``skip_linear_blocks``);
+* the stem and the classifier are not basic modules unless ``include_stem``/``include_head``.
+
+Erasing rewires a site's users to its input; a shared ``nn.ReLU`` module (torchvision ResNets call one
+module two or three times) keeps its other calls. Parameters and the state_dict are unchanged, so
+the weights still load into the original constructor, but the function is different: artifacts
+record the pass so that reloading replays it.
+
+Open questions (the full paper was not available): how modules are chosen when ``proportion < 1``
+(default: evenly spread), and whether a ReLU is re-added before the head (default: no, offered as
+``readd_relu_before_head`` as one public implementation does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import fx, nn
+
+from netsurgeon.config import PassConfig
+from netsurgeon.errors import NoMatchError, SurgeryError
+from netsurgeon.graph.rewrite import check_inplace_safe, erase_site, insert_after
+from netsurgeon.graph.sites import ACT_TYPES, Block, GraphIndex, Site, match_patterns
+from netsurgeon.registry import Contract, register_pass
+from netsurgeon.report import SiteChange
+from netsurgeon.workspace import Workspace
+
+__all__ = ["EraseReLU", "select_blocks", "plan_erasure"]
+
+ActName = Literal["ReLU", "ReLU6"]
+
+
+@dataclass(frozen=True)
+class EraseReLU(PassConfig):
+    """Erase the last ReLU of every basic module, or of a proportion of them (EraseReLU)."""
+
+    position: Literal["last"] | int = "last"
+    """'last': every site of the module from which no other site of it is reachable; an int k: the
+    k-th site in execution order (0 = first, -1 = last), for single-path modules only."""
+    proportion: float = 1.0
+    """Fraction of basic modules to treat (0 = identity)."""
+    select: Literal["even", "first", "last"] = "even"
+    """Which modules when proportion < 1: evenly spread, the first ones, or the last ones."""
+    act_types: tuple[ActName, ...] = ("ReLU",)
+    """Activation types that count as ReLU sites; add 'ReLU6' for MobileNet-style networks."""
+    skip_linear_blocks: bool = True
+    """Leave modules that already end without an activation after their last convolution."""
+    readd_relu_before_head: bool = False
+    """Insert one ReLU before the global pooling that feeds the classifier."""
+    include_stem: bool = False
+    """Treat the layers before the first basic module as one more module."""
+    include_head: bool = False
+    """Treat the classifier's activations (after the last convolution) as one more module."""
+    include: tuple[str, ...] = ()
+    """Only modules whose name matches one of these globs (or 're:' regexes); see 'netsurgeon inspect'."""
+
+    def validate(self) -> None:
+        if not 0.0 <= self.proportion <= 1.0:
+            self.fail(f"proportion must be between 0 and 1, got {self.proportion}.")
+        if not self.act_types:
+            self.fail("act_types must name at least one activation (ReLU, ReLU6).")
+        if len(set(self.act_types)) != len(self.act_types):
+            self.fail(f"act_types has duplicates: {list(self.act_types)}.")
+
+
+def select_blocks(count: int, proportion: float, select: str) -> list[int]:
+    """Indices of the modules to treat: exactly floor(count * proportion) of them."""
+    k = int(count * proportion + 1e-9)
+    if select == "first":
+        return list(range(k))
+    if select == "last":
+        return list(range(count - k, count))
+    return [j for j in range(count) if int((j + 1) * proportion + 1e-9) - int(j * proportion + 1e-9) == 1]
+
+
+def _extra_blocks(index: GraphIndex, blocks: list[Block], sites: list[Site], cfg: EraseReLU) -> list[Block]:
+    """The stem and head as synthetic modules, when asked for."""
+    in_block = set().union(*(b.node_set for b in blocks)) if blocks else set()
+    loose = [s for s in sites if index.site_node(s) not in in_block]
+    first = index.order[blocks[0].nodes[0]] if blocks else len(index.nodes)
+    extra = []
+    head = [s for s in loose if not index.conv_downstream[index.site_node(s)]]
+    stem = [s for s in loose if s not in head and s.order < first]
+    if cfg.include_stem and stem:
+        extra.append(Block("stem", "stem", "", [n for n in index.nodes if index.order[n] < first]))
+    if cfg.include_head and head:
+        start = min(s.order for s in head)
+        extra.append(Block("head", "head", "", [n for n in index.nodes if index.order[n] >= start]))
+    return extra
+
+
+def plan_erasure(index: GraphIndex, cfg: EraseReLU) -> tuple[list[tuple[Block, list[Site]]], list[str]]:
+    """Which sites to erase, grouped by module, and notes on what was skipped."""
+    sites = index.sites(cfg.act_types)
+    blocks = index.blocks()
+    extra = _extra_blocks(index, blocks, sites, cfg)
+    stem = [b for b in extra if b.kind == "stem"]
+    blocks = stem + blocks + [b for b in extra if b.kind == "head"]
+    notes: list[str] = []
+    if cfg.include:
+        blocks = [b for b in blocks if match_patterns(b.name, cfg.include)]
+        if not blocks:
+            raise NoMatchError(
+                f"include={list(cfg.include)} matched no basic module; run 'netsurgeon inspect' to list them."
+            )
+    eligible: list[tuple[Block, list[Site]]] = []
+    linear = []
+    for block in blocks:
+        nodes = block.node_set
+        candidates = [s for s in sites if index.site_node(s) in nodes and not index.in_gating_scope(s, block.name)]
+        if not candidates:
+            continue
+        last = index.last_sites(block, candidates)
+        if block.kind not in ("stem", "head") and not index.is_preactivation(block, candidates) \
+                and index.ends_linearly(block, last) and cfg.skip_linear_blocks:
+            linear.append(block.name)
+            continue
+        if cfg.position == "last":
+            chosen = last
+        else:
+            if len(last) != 1:
+                raise SurgeryError(
+                    f"position={cfg.position} needs single-path modules, but {block.name} has "
+                    f"{len(last)} parallel branches; use position='last'."
+                )
+            if not -len(candidates) <= cfg.position < len(candidates):
+                raise SurgeryError(
+                    f"position={cfg.position} is out of range for {block.name}, which has "
+                    f"{len(candidates)} ReLU site(s)."
+                )
+            chosen = [candidates[cfg.position]]
+        eligible.append((block, chosen))
+    if linear:
+        notes.append(f"{len(linear)} module(s) already end linearly and were left alone "
+                     f"(skip_linear_blocks): {', '.join(linear[:5])}{' ...' if len(linear) > 5 else ''}")
+    if not blocks and not eligible:
+        notes.append("no basic modules found (no residual adds, branch merges or multi-conv modules)")
+    selected = select_blocks(len(eligible), cfg.proportion, cfg.select)
+    if cfg.proportion < 1.0:
+        notes.append(f"proportion {cfg.proportion}: {len(selected)} of {len(eligible)} modules ({cfg.select})")
+    return [eligible[i] for i in selected], notes
+
+
+def _global_pool_input(index: GraphIndex) -> fx.Node | None:
+    """The tensor entering the global pooling in front of the head (no convolution after it)."""
+    for node in index.nodes:
+        if not index.conv_downstream[node] and _is_global_pool(index, node):
+            source = node.args[0] if node.args else None
+            return source if isinstance(source, fx.Node) else None
+    return None
+
+
+def _is_global_pool(index: GraphIndex, node: fx.Node) -> bool:
+    module = index.module_of(node)
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool1d)):
+        return True
+    if module is not None and type(module).__name__ == "SelectAdaptivePool2d":
+        return True
+    name = getattr(node.target, "__name__", str(node.target))
+    return name in ("adaptive_avg_pool2d", "adaptive_max_pool2d", "mean", "avg_pool2d")
+
+
+@register_pass("erase-relu", EraseReLU, contract=Contract.CHANGES_FUNCTION, structural=True)
+def erase_relu(ws: Workspace, cfg: EraseReLU) -> list[SiteChange]:
+    index = ws.index("erase-relu")
+    plan, notes = plan_erasure(index, cfg)
+    for n in notes:
+        ws.note(n)
+    for _, sites in plan:  # check every site before editing any: no partial edits
+        for site in sites:
+            check_inplace_safe(index, site)
+    changes = []
+    for block, sites in plan:
+        for site in sites:
+            erase_site(index, site)
+            after = "nn.Identity" if site.kind == "nested" else "erased"
+            changes.append(SiteChange(site.label, site.description, after, block.name))
+    if cfg.readd_relu_before_head:
+        source = _global_pool_input(index)
+        if source is None:
+            raise SurgeryError("readd_relu_before_head: no global pooling in front of the head was found.")
+        insert_after(index.gm, source, ACT_TYPES["ReLU"][0](), "netsurgeon_head_relu")
+        changes.append(SiteChange("netsurgeon_head_relu", "(none)", "nn.ReLU before global pooling", "head"))
+    return changes

@@ -1,0 +1,109 @@
+"""The pass registry: every surgery registers itself here with one line.
+
+Lookups are strict: a duplicate registration raises, and an unknown name raises
+:class:`~netsurgeon.errors.UnknownNameError` listing the close matches. Recipes and artifacts resolve
+pass names only through this registry, so a stored name can never import arbitrary code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from netsurgeon.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from netsurgeon.config import PassConfig
+    from netsurgeon.report import SiteChange
+    from netsurgeon.workspace import Workspace
+
+__all__ = ["Contract", "PassSpec", "register_pass", "get_pass", "list_passes", "suggest"]
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+class Contract(str, Enum):
+    """What a pass promises about the model's function."""
+
+    EXACT = "exact"  # outputs equal the original's (PD-ReLU forward, warm-started heads)
+    CHANGES_FUNCTION = "changes-function"  # outputs differ; untouched tensors stay bit-identical
+
+
+PassFn = Callable[["Workspace", "PassConfig"], "list[SiteChange]"]
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """One registered pass: its name, config class, implementation and promises."""
+
+    name: str
+    config_cls: type[PassConfig]
+    fn: PassFn
+    contract: Contract
+    structural: bool  # True: the edit changes the graph, so reloading an artifact replays it
+    summary: str
+
+    def make_config(self, values: dict[str, Any] | None = None) -> PassConfig:
+        """Build this pass's config from plain values (strings from ``--set`` are parsed)."""
+        return self.config_cls.from_dict(values or {})
+
+
+_REGISTRY: dict[str, PassSpec] = {}
+
+
+def register_pass(
+    name: str,
+    config_cls: type[PassConfig],
+    *,
+    contract: Contract,
+    structural: bool,
+) -> Callable[[PassFn], PassFn]:
+    """Decorator registering ``fn`` as the implementation of pass ``name``.
+
+    The summary shown by ``netsurgeon passes`` is the first line of the config class's docstring.
+    """
+    if not _NAME_RE.match(name):
+        raise ValueError(f"pass name {name!r} must be lowercase words joined by '-'")
+
+    def decorator(fn: PassFn) -> PassFn:
+        if name in _REGISTRY:
+            raise ValueError(f"pass {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
+        summary = (config_cls.__doc__ or "").strip().splitlines()[0] if config_cls.__doc__ else ""
+        config_cls.pass_name = name
+        _REGISTRY[name] = PassSpec(name, config_cls, fn, Contract(contract), structural, summary)
+        return fn
+
+    return decorator
+
+
+def suggest(name: str, choices: list[str], n: int = 3) -> str:
+    """A ' Did you mean ...?' suffix, or '' when nothing is close."""
+    choices = list(dict.fromkeys(choices))  # the same name may come from two libraries
+    close = difflib.get_close_matches(name, choices, n=n, cutoff=0.6)
+    if not close:
+        close = [c for c in choices if name.lower() in c.lower()][:n]
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def get_pass(name: str) -> PassSpec:
+    """The registered pass called ``name`` (``erase_relu`` is accepted for ``erase-relu``)."""
+    import netsurgeon.passes  # noqa: F401  (fills the registry)
+
+    key = name.strip().lower().replace("_", "-")
+    if key not in _REGISTRY:
+        raise UnknownNameError(
+            f"unknown pass {name!r}.{suggest(key, list(_REGISTRY))} "
+            f"Run 'netsurgeon passes' to list them: {', '.join(sorted(_REGISTRY))}."
+        )
+    return _REGISTRY[key]
+
+
+def list_passes() -> list[PassSpec]:
+    """Every registered pass, sorted by name."""
+    import netsurgeon.passes  # noqa: F401
+
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]

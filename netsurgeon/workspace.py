@@ -1,0 +1,55 @@
+"""The working copy a pass edits: the traced model, a cached graph index, and the history so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import fx, nn
+
+from netsurgeon.errors import TraceError
+from netsurgeon.graph.rewrite import finalize
+from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.graph.trace import Traced
+
+__all__ = ["Workspace"]
+
+
+@dataclass
+class Workspace:
+    traced: Traced
+    history: list[dict[str, Any]] = field(default_factory=list)  # passes applied before, oldest first
+    notes: list[str] = field(default_factory=list)  # what the running pass wants the report to say
+    _index: GraphIndex | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.traced.module
+
+    def gm(self, pass_name: str) -> fx.GraphModule:
+        """The graph module; passes that need a graph call this and get a clear error on the fallback rung."""
+        if not self.traced.has_graph:
+            reasons = "; ".join(self.traced.failures) or "no reason recorded"
+            raise TraceError(
+                f"{pass_name} needs a torch.fx graph, but this model cannot be traced ({reasons}). "
+                "Run 'netsurgeon inspect' to see the trace, or make the model traceable "
+                "(register untraceable submodules as fx leaf modules)."
+            )
+        return self.traced.gm
+
+    def index(self, pass_name: str) -> GraphIndex:
+        if self._index is None:
+            self._index = GraphIndex(self.gm(pass_name))
+        return self._index
+
+    def commit(self) -> None:
+        """Finish a graph edit (the shared epilogue) and drop the stale index."""
+        if self.traced.has_graph:
+            finalize(self.traced.gm)
+        self._index = None
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def applied(self, pass_name: str) -> bool:
+        return any(h.get("pass") == pass_name for h in self.history)
