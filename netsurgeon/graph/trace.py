@@ -29,6 +29,7 @@ from torch import fx, nn
 __all__ = ["Rung", "Traced", "trace", "register_leaf", "is_netsurgeon_leaf"]
 
 _LEAF_TYPES: set[type[nn.Module]] = set()
+_RUNG_ATTR = "_netsurgeon_rung"
 
 
 def register_leaf(cls: type[nn.Module]) -> type[nn.Module]:
@@ -118,8 +119,13 @@ def _restore_untraced_state(model: nn.Module, gm: fx.GraphModule) -> None:
 def trace(model: nn.Module, *, allow_module_tree: bool = True) -> Traced:
     """Walk the ladder and return the first rung that works (see module docstring).
 
-    The caller's ``model`` is deep-copied per attempt and never traced itself.
+    The caller's ``model`` is deep-copied per attempt and never traced itself. A GraphModule (for
+    example the result of an earlier ``apply``) already is a graph: it is copied with its node meta
+    rather than traced again, since re-tracing its flat generated code would lose the module scopes.
     """
+    if isinstance(model, fx.GraphModule):
+        copied = copy.deepcopy(model)
+        return Traced(copied, Rung(getattr(model, _RUNG_ATTR, Rung.FX.value)))
     failures: list[str] = []
     leaves, autowrap = _timm_notrace()
     rungs: list[tuple[Rung, _Tracer]] = [(Rung.FX, _Tracer())]
@@ -132,6 +138,7 @@ def trace(model: nn.Module, *, allow_module_tree: bool = True) -> Traced:
         except Exception as err:  # fx raises many types (TraceError, TypeError, AttributeError...)
             failures.append(f"{rung.value}: {type(err).__name__}: {_first_line(err)}")
             continue
+        object.__setattr__(gm, _RUNG_ATTR, rung.value)
         return Traced(gm, rung, failures)
     if allow_module_tree:
         return Traced(copy.deepcopy(model), Rung.MODULE_TREE, failures)
