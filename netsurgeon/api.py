@@ -20,7 +20,7 @@ from netsurgeon.registry import Contract, get_pass
 from netsurgeon.report import PassReport, SurgeryReport, Verification
 from netsurgeon.workspace import Workspace
 
-__all__ = ["apply", "plan", "SurgeryResult", "PassLike", "resolve_passes", "probe_input"]
+__all__ = ["PassLike", "SurgeryResult", "apply", "plan", "probe_input", "resolve_passes"]
 
 PassLike = PassConfig | str | tuple[str, dict[str, Any]]
 EXACT_ATOL = 1e-5

@@ -8,18 +8,18 @@ would naturally catch (``ValueError``, ``FileNotFoundError``, ...), so ``except 
 from __future__ import annotations
 
 __all__ = [
-    "NetsurgeonError",
-    "ConfigError",
-    "UnknownNameError",
-    "ModelLoadError",
-    "CheckpointError",
-    "PretrainedUnavailableError",
-    "TraceError",
-    "SurgeryError",
-    "NoMatchError",
-    "ExportError",
     "ArtifactError",
+    "CheckpointError",
+    "ConfigError",
+    "ExportError",
+    "ModelLoadError",
+    "NetsurgeonError",
     "NoEffectWarning",
+    "NoMatchError",
+    "PretrainedUnavailableError",
+    "SurgeryError",
+    "TraceError",
+    "UnknownNameError",
 ]
 
 

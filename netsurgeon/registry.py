@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from netsurgeon.report import SiteChange
     from netsurgeon.workspace import Workspace
 
-__all__ = ["Contract", "PassSpec", "register_pass", "get_pass", "list_passes", "suggest"]
+__all__ = ["Contract", "PassSpec", "get_pass", "list_passes", "register_pass", "suggest"]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["SiteChange", "PassReport", "Verification", "SurgeryReport"]
+__all__ = ["PassReport", "SiteChange", "SurgeryReport", "Verification"]
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,8 @@ def apply(
         for f in e["files"]:
             typer.echo(f"wrote {f}")
         if e["onnx_max_abs_diff"] is not None:
-            typer.echo(f"ONNX parity ({e['onnx_exporter']} exporter): max |diff| {e['onnx_max_abs_diff']:.3g}")
+            typer.echo(f"ONNX parity ({e['onnx_exporter']} exporter): max |diff| {e['onnx_max_abs_diff']:.3g} "
+                       f"(tolerance {e['onnx_tolerance']:.3g})")
     elif out is None and not dry_run:
         typer.echo("(nothing written; pass --out DIR to export)")
 

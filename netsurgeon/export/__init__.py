@@ -13,11 +13,11 @@ from torch import nn
 from netsurgeon.errors import ArtifactError, ConfigError, ExportError
 from netsurgeon.export.artifact import load_artifact, provenance, read_provenance, write_safetensors
 from netsurgeon.export.atomic import check_not_inputs, staged_files
-from netsurgeon.export.onnx import PARITY_ATOL, onnx_parity, provenance_props, to_onnx_proto, write_onnx
+from netsurgeon.export.onnx import onnx_parity, provenance_props, to_onnx_proto, write_onnx
 from netsurgeon.models.info import get_info
 from netsurgeon.report import SurgeryReport
 
-__all__ = ["export", "verify_artifact", "ExportResult", "VerifyResult", "FORMATS"]
+__all__ = ["FORMATS", "ExportResult", "VerifyResult", "export", "verify_artifact"]
 
 FORMATS = ("safetensors", "onnx")
 
@@ -26,6 +26,7 @@ FORMATS = ("safetensors", "onnx")
 class ExportResult:
     files: list[str]
     onnx_max_abs_diff: float | None = None
+    onnx_tolerance: float | None = None
     onnx_exporter: str | None = None
 
 
@@ -34,6 +35,7 @@ class VerifyResult:
     artifact: str
     onnx: str | None
     onnx_max_abs_diff: float | None
+    onnx_tolerance: float | None
     passes: list[str]
     ok: bool
     messages: list[str] = field(default_factory=list)
@@ -59,8 +61,9 @@ def export(
     """Write ``model.safetensors`` and/or ``model.onnx`` into ``out_dir``, atomically.
 
     Both carry the provenance (see :mod:`netsurgeon.export.artifact`). The ONNX model has a dynamic
-    batch axis and must agree with the eager model within 1e-4 (max abs) in onnxruntime, or nothing is
-    written. An input file is never overwritten; existing outputs only with ``overwrite=True``.
+    batch axis and must agree with the eager model in onnxruntime within 1e-4 * max(1, max |output|)
+    (see ``export.onnx.PARITY_ATOL``), or nothing is written. An input file is never overwritten;
+    existing outputs only with ``overwrite=True``.
     """
     formats = [f.strip().lower() for f in formats if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
@@ -85,10 +88,14 @@ def export(
                 example = _example(model, input_size)
                 proto, exporter = to_onnx_proto(model, example)
                 write_onnx(proto, temp, provenance_props(record))
-                diff = onnx_parity(model, temp, example)
-                if diff > PARITY_ATOL:
-                    raise ExportError(f"ONNX parity failed: max |eager - onnxruntime| = {diff:.3g} > {PARITY_ATOL}.")
-                result.onnx_max_abs_diff, result.onnx_exporter = diff, exporter
+                parity = onnx_parity(model, temp, example)
+                if not parity.ok:
+                    raise ExportError(
+                        f"ONNX parity failed: max |eager - onnxruntime| = {parity.max_abs_diff:.3g} > "
+                        f"{parity.tolerance:.3g} (outputs up to {parity.output_scale:.3g}); nothing was written."
+                    )
+                result.onnx_max_abs_diff, result.onnx_tolerance = parity.max_abs_diff, parity.tolerance
+                result.onnx_exporter = exporter
     return result
 
 
@@ -100,7 +107,7 @@ def verify_artifact(path: str | Path) -> VerifyResult:
         st = st.with_suffix(".safetensors")
     record = read_provenance(st)
     model = load_artifact(st)
-    result = VerifyResult(str(st), None, None, [s["pass"] for s in record["passes"]], ok=True)
+    result = VerifyResult(str(st), None, None, None, [s["pass"] for s in record["passes"]], ok=True)
     result.messages.append(f"rebuilt {record['model']['spec']} + {len(record['passes'])} pass(es) from {st.name}")
     onnx_path = st.with_suffix(".onnx")
     if onnx_path.exists():
@@ -111,8 +118,10 @@ def verify_artifact(path: str | Path) -> VerifyResult:
         if json.loads(props.get("netsurgeon", "null") or "null") != record:
             raise ArtifactError(f"{onnx_path.name} does not carry the same provenance as {st.name}.")
         input_size = record["model"]["input_size"]
-        diff = onnx_parity(model, onnx_path, _example(model, input_size))
-        result.onnx, result.onnx_max_abs_diff = str(onnx_path), diff
-        result.ok = diff <= PARITY_ATOL
-        result.messages.append(f"ONNX parity max |diff| {diff:.3g} ({'ok' if result.ok else 'FAILED'})")
+        parity = onnx_parity(model, onnx_path, _example(model, input_size))
+        result.onnx = str(onnx_path)
+        result.onnx_max_abs_diff, result.onnx_tolerance = parity.max_abs_diff, parity.tolerance
+        result.ok = parity.ok
+        result.messages.append(f"ONNX parity max |diff| {parity.max_abs_diff:.3g} (tolerance {parity.tolerance:.3g}, "
+                               f"outputs up to {parity.output_scale:.3g}): {'ok' if parity.ok else 'FAILED'}")
     return result

@@ -21,7 +21,7 @@ from torch import nn
 from netsurgeon.errors import ArtifactError, CheckpointError, NoEffectWarning
 from netsurgeon.models.info import ModelInfo, get_info, set_info
 
-__all__ = ["FORMAT", "provenance", "write_safetensors", "read_provenance", "load_artifact", "versions"]
+__all__ = ["FORMAT", "load_artifact", "provenance", "read_provenance", "versions", "write_safetensors"]
 
 FORMAT = "netsurgeon.artifact.v1"
 _KEY = "netsurgeon"

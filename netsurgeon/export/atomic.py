@@ -10,7 +10,7 @@ from pathlib import Path
 
 from netsurgeon.errors import ExportError
 
-__all__ = ["staged_files", "check_not_inputs"]
+__all__ = ["check_not_inputs", "staged_files"]
 
 
 def check_not_inputs(outputs: list[Path], inputs: list[str], overwrite: bool) -> None:

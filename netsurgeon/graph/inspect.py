@@ -11,7 +11,7 @@ from netsurgeon.graph.sites import GraphIndex
 from netsurgeon.graph.trace import trace
 from netsurgeon.models.info import get_info
 
-__all__ = ["inspect_model", "ModelSummary"]
+__all__ = ["ModelSummary", "inspect_model"]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from torch import fx, nn
 from netsurgeon.errors import SurgeryError
 from netsurgeon.graph.sites import GraphIndex, Site
 
-__all__ = ["check_inplace_safe", "erase_site", "replace_site", "insert_after", "finalize"]
+__all__ = ["check_inplace_safe", "erase_site", "finalize", "insert_after", "replace_site"]
 
 
 def check_inplace_safe(index: GraphIndex, site: Site) -> None:

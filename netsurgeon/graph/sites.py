@@ -35,10 +35,10 @@ from torch import fx, nn
 
 __all__ = [
     "ACT_TYPES",
-    "Site",
     "Block",
-    "Head",
     "GraphIndex",
+    "Head",
+    "Site",
     "match_patterns",
 ]
 

@@ -26,7 +26,7 @@ from enum import Enum
 import torch
 from torch import fx, nn
 
-__all__ = ["Rung", "Traced", "trace", "register_leaf", "is_netsurgeon_leaf"]
+__all__ = ["Rung", "Traced", "is_netsurgeon_leaf", "register_leaf", "trace"]
 
 _LEAF_TYPES: set[type[nn.Module]] = set()
 _RUNG_ATTR = "_netsurgeon_rung"

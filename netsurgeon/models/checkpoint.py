@@ -11,7 +11,7 @@ from torch import nn
 
 from netsurgeon.errors import CheckpointError
 
-__all__ = ["read_checkpoint", "load_state_strict", "sha256_file", "CHECKPOINT_SUFFIXES"]
+__all__ = ["CHECKPOINT_SUFFIXES", "load_state_strict", "read_checkpoint", "sha256_file"]
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 _NESTING_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "weights")

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["ModelInfo", "get_info", "set_info", "DEFAULT_INPUT_SIZE"]
+__all__ = ["DEFAULT_INPUT_SIZE", "ModelInfo", "get_info", "set_info"]
 
 _ATTR = "_netsurgeon_info"
 DEFAULT_INPUT_SIZE = (3, 224, 224)

@@ -24,7 +24,7 @@ from netsurgeon.models.checkpoint import load_state_strict, read_checkpoint, sha
 from netsurgeon.models.info import DEFAULT_INPUT_SIZE, ModelInfo, set_info
 from netsurgeon.registry import suggest
 
-__all__ = ["load_model", "resolve_spec", "build_model"]
+__all__ = ["build_model", "load_model", "resolve_spec"]
 
 _PREFIXES = {"timm": "timm", "torchvision": "torchvision", "tv": "torchvision", "netsurgeon": "netsurgeon"}
 

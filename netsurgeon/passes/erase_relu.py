@@ -41,7 +41,7 @@ from netsurgeon.registry import Contract, register_pass
 from netsurgeon.report import SiteChange
 from netsurgeon.workspace import Workspace
 
-__all__ = ["EraseReLU", "select_blocks", "plan_erasure"]
+__all__ = ["EraseReLU", "plan_erasure", "select_blocks"]
 
 ActName = Literal["ReLU", "ReLU6"]
 

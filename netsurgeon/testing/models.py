@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TinyConvNet", "TinyResNet", "Untraceable", "MODELS"]
+__all__ = ["MODELS", "TinyConvNet", "TinyResNet", "Untraceable"]
 
 
 class TinyConvNet(nn.Module):

@@ -1,5 +1,6 @@
 """Export: provenance in both files, ONNX parity and dynamic batch, atomic writes, reload from the artifact."""
 
+import importlib
 import json
 
 import onnx
@@ -9,7 +10,6 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import netsurgeon as ns
-import importlib
 from netsurgeon.errors import ArtifactError, ExportError
 
 
@@ -63,9 +63,18 @@ def test_verify_artifact_passes(tmp_path, result):
     assert verdict.ok and verdict.onnx_max_abs_diff < 1e-4 and verdict.passes == ["erase-relu"]
 
 
+def test_parity_bound_is_absolute_below_unit_scale_and_relative_above():
+    from netsurgeon.export.onnx import Parity
+
+    assert Parity(9e-5, 0.5).ok and not Parity(2e-4, 0.5).ok
+    assert Parity(5e-4, 840.0).ok and not Parity(0.1, 840.0).ok
+
+
 def test_failed_onnx_parity_writes_nothing(tmp_path, result, monkeypatch):
     export_mod = importlib.import_module("netsurgeon.export")  # ns.export is the function
-    monkeypatch.setattr(export_mod, "onnx_parity", lambda *a, **k: 1.0)
+    from netsurgeon.export.onnx import Parity
+
+    monkeypatch.setattr(export_mod, "onnx_parity", lambda *a, **k: Parity(max_abs_diff=1.0, output_scale=2.0))
     with pytest.raises(ExportError, match="parity"):
         ns.export(result.model, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []  # no partial files, no temporaries
