@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-import torch
 from torch import fx, nn
 
 __all__ = ["Rung", "Traced", "is_netsurgeon_leaf", "register_leaf", "trace"]
@@ -150,20 +149,3 @@ def trace(model: nn.Module, *, allow_module_tree: bool = True) -> Traced:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0][:200] if text else ""
-
-
-@torch.no_grad()
-def count_module_calls(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
-    """How many times each named submodule runs in one forward pass (hooks, no graph needed)."""
-    counts: dict[str, int] = {}
-    handles = []
-    for name, module in model.named_modules():
-        def hook(_m, _i, _o, name=name):
-            counts[name] = counts.get(name, 0) + 1
-        handles.append(module.register_forward_hook(hook))
-    try:
-        model(example)
-    finally:
-        for h in handles:
-            h.remove()
-    return counts

@@ -28,8 +28,6 @@ ERASE_TABLE = [
     ("timm:resnetv2_50", {}, 49, 33),  # pre-activation: norm3.act
     ("timm:densenet121", {}, 121, 63),
     ("timm:vgg16", {}, 15, 10),  # needs the timm-leaves rung
-]
-SLOW_TABLE = [
     ("torchvision:wide_resnet101_2", {}, 100, 67),
     ("torchvision:googlenet", {"aux_logits": False, "init_weights": False}, 57, 21),
     ("torchvision:inception_v3", {"aux_logits": False, "init_weights": False}, 94, 50),
@@ -37,26 +35,12 @@ SLOW_TABLE = [
 ]
 
 
-def _sites(model) -> int:
-    return len(GraphIndex(trace(model).gm).sites(("ReLU",)))
-
-
-def _check_erase(spec, kwargs, before, after):
+@pytest.mark.parametrize("spec,kwargs,before,after", ERASE_TABLE, ids=[t[0] for t in ERASE_TABLE])
+def test_erase_relu_site_counts(spec, kwargs, before, after):
     model = ns.load_model(spec, **kwargs)
     report = ns.plan(model, ns.EraseReLU())
     assert (report.relu_sites_before, report.relu_sites_after) == (before, after)
     assert report.keys_added == [] and report.keys_removed == []
-
-
-@pytest.mark.parametrize("spec,kwargs,before,after", ERASE_TABLE, ids=[t[0] for t in ERASE_TABLE])
-def test_erase_relu_site_counts(spec, kwargs, before, after):
-    _check_erase(spec, kwargs, before, after)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("spec,kwargs,before,after", SLOW_TABLE, ids=[t[0] for t in SLOW_TABLE])
-def test_erase_relu_site_counts_large(spec, kwargs, before, after):
-    _check_erase(spec, kwargs, before, after)
 
 
 def test_mobilenet_v2_relu6_is_opt_in_and_blocks_are_linear():
