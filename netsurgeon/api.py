@@ -13,7 +13,6 @@ from torch import nn
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning
-from netsurgeon.graph.sites import GraphIndex
 from netsurgeon.graph.trace import trace
 from netsurgeon.models.info import ModelInfo, get_info, set_info
 from netsurgeon.registry import Contract, get_pass
@@ -62,10 +61,11 @@ def probe_input(model: nn.Module, input_size: Sequence[int] | None = None, batch
     return torch.randn(batch, *size, generator=generator)
 
 
-def _count_sites(module: nn.Module, ws: Workspace) -> int:
+def _count_sites(ws: Workspace) -> int:
+    """ReLU sites of the workspace's current model (module count on the module-tree rung)."""
     if not ws.traced.has_graph:
-        return sum(isinstance(m, nn.ReLU) for m in module.modules())
-    return len(GraphIndex(ws.traced.gm).sites(("ReLU",)))
+        return sum(isinstance(m, nn.ReLU) for m in ws.model.modules())
+    return len(ws.index("apply").sites(("ReLU",)))  # cached: the first pass reuses this index
 
 
 def apply(
@@ -96,7 +96,7 @@ def apply(
     info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")
     ws = Workspace(trace(model), history=list(info.history))
     before_state = model.state_dict()
-    sites_before = _count_sites(ws.model, ws)
+    sites_before = _count_sites(ws)
     reports: list[PassReport] = []
     for config in configs:
         spec = get_pass(config.pass_name)
@@ -136,7 +136,7 @@ def apply(
         trace_failures=list(ws.traced.failures),
         passes=reports,
         relu_sites_before=sites_before,
-        relu_sites_after=_count_sites(result_model, ws),
+        relu_sites_after=_count_sites(ws),
         params_before=sum(p.numel() for p in model.parameters()),
         params_after=sum(p.numel() for p in result_model.parameters()),
         keys_kept=len(kept),
