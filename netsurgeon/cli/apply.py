@@ -42,18 +42,13 @@ def apply(
 
     from netsurgeon.api import apply as apply_passes
     from netsurgeon.config import parse_set_options
-    from netsurgeon.export import FORMATS, export
+    from netsurgeon.export import export, parse_formats
     from netsurgeon.registry import get_pass
 
     spec = get_pass(pass_name)
     config = spec.make_config(parse_set_options(set_))  # validate before loading anything
     size = parse_input_size(input_size)
-    fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
-    bad = [f for f in fmt_list if f not in FORMATS]
-    if bad or not fmt_list:
-        from netsurgeon.errors import ConfigError
-
-        raise ConfigError(f"--format: unknown format(s) {bad or formats!r}; choose from {', '.join(FORMATS)}.")
+    fmt_list = parse_formats(formats)  # before loading anything
     torch.manual_seed(seed)
     loaded = load_from_options(model, checkpoint, num_classes)
     status(f"applying {spec.name}" + (" (dry run)" if dry_run else ""))

@@ -13,11 +13,11 @@ from torch import nn
 from netsurgeon.errors import ArtifactError, ConfigError, ExportError
 from netsurgeon.export.artifact import load_artifact, provenance, read_provenance, write_safetensors
 from netsurgeon.export.atomic import check_not_inputs, staged_files
-from netsurgeon.export.onnx import onnx_parity, provenance_props, to_onnx_proto, write_onnx
+from netsurgeon.export.onnx import inference_copy, onnx_parity, provenance_props, to_onnx_proto, write_onnx
 from netsurgeon.models.info import get_info
 from netsurgeon.report import SurgeryReport
 
-__all__ = ["FORMATS", "ExportResult", "VerifyResult", "export", "verify_artifact"]
+__all__ = ["FORMATS", "ExportResult", "VerifyResult", "export", "parse_formats", "verify_artifact"]
 
 FORMATS = ("safetensors", "onnx")
 
@@ -39,6 +39,16 @@ class VerifyResult:
     passes: list[str]
     ok: bool
     messages: list[str] = field(default_factory=list)
+
+
+def parse_formats(formats: str | Sequence[str]) -> list[str]:
+    """``"safetensors,onnx"`` or a list of names -> validated format names."""
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    names = [f.strip().lower() for f in items if f.strip()]
+    unknown = [f for f in names if f not in FORMATS]
+    if unknown or not names:
+        raise ConfigError(f"unknown export format(s) {unknown or names} (--format); choose from {', '.join(FORMATS)}.")
+    return names
 
 
 def _example(model: nn.Module, input_size: Sequence[int] | None) -> torch.Tensor:
@@ -65,10 +75,7 @@ def export(
     (see ``export.onnx.PARITY_ATOL``), or nothing is written. An input file is never overwritten;
     existing outputs only with ``overwrite=True``.
     """
-    formats = [f.strip().lower() for f in formats if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise ConfigError(f"unknown export format(s) {unknown or formats}; choose from {', '.join(FORMATS)}.")
+    formats = parse_formats(formats)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} exists and is not a directory.")
@@ -86,9 +93,10 @@ def export(
                 write_safetensors(model, temp, record)
             else:
                 example = _example(model, input_size)
-                proto, exporter = to_onnx_proto(model, example)
+                plain = inference_copy(model)
+                proto, exporter = to_onnx_proto(plain, example)
                 write_onnx(proto, temp, provenance_props(record))
-                parity = onnx_parity(model, temp, example)
+                parity = onnx_parity(plain, temp, example)
                 if not parity.ok:
                     raise ExportError(
                         f"ONNX parity failed: max |eager - onnxruntime| = {parity.max_abs_diff:.3g} > "
@@ -106,7 +114,7 @@ def verify_artifact(path: str | Path) -> VerifyResult:
     if st.suffix == ".onnx":
         st = st.with_suffix(".safetensors")
     record = read_provenance(st)
-    model = load_artifact(st)
+    model = load_artifact(st, record)
     result = VerifyResult(str(st), None, None, None, [s["pass"] for s in record["passes"]], ok=True)
     result.messages.append(f"rebuilt {record['model']['spec']} + {len(record['passes'])} pass(es) from {st.name}")
     onnx_path = st.with_suffix(".onnx")
@@ -118,7 +126,7 @@ def verify_artifact(path: str | Path) -> VerifyResult:
         if json.loads(props.get("netsurgeon", "null") or "null") != record:
             raise ArtifactError(f"{onnx_path.name} does not carry the same provenance as {st.name}.")
         input_size = record["model"]["input_size"]
-        parity = onnx_parity(model, onnx_path, _example(model, input_size))
+        parity = onnx_parity(inference_copy(model), onnx_path, _example(model, input_size))
         result.onnx = str(onnx_path)
         result.onnx_max_abs_diff, result.onnx_tolerance = parity.max_abs_diff, parity.tolerance
         result.ok = parity.ok

@@ -92,8 +92,11 @@ def read_provenance(path: str | Path) -> dict:
     return record
 
 
-def load_artifact(path: str | Path) -> nn.Module:
-    """Rebuild a modified model from its artifact alone (see module docstring)."""
+def load_artifact(path: str | Path, record: dict | None = None) -> nn.Module:
+    """Rebuild a modified model from its artifact alone (see module docstring).
+
+    ``record`` is the artifact's provenance when the caller has already read it.
+    """
     from netsurgeon.api import apply
     from netsurgeon.models.checkpoint import load_state_strict, read_checkpoint
     from netsurgeon.models.load import build_model, resolve_spec
@@ -102,7 +105,7 @@ def load_artifact(path: str | Path) -> nn.Module:
     p = Path(path)
     if p.is_dir():
         p = p / "model.safetensors"
-    record = read_provenance(p)
+    record = record if record is not None else read_provenance(p)
     info = ModelInfo.from_dict(record["model"])
     library, name = resolve_spec(info.spec)
     kwargs = dict(info.kwargs)

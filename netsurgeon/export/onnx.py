@@ -27,7 +27,7 @@ PARITY_ATOL = 1e-4
 log = logging.getLogger(__name__)
 
 
-def _inference_copy(model: nn.Module) -> nn.Module:
+def inference_copy(model: nn.Module) -> nn.Module:
     """A copy in eval mode where training-only modules are swapped for the plain op they compute."""
     model = copy.deepcopy(model).eval()
     for name, module in list(model.named_modules()):
@@ -39,10 +39,10 @@ def _inference_copy(model: nn.Module) -> nn.Module:
 
 
 def to_onnx_proto(model: nn.Module, example: torch.Tensor):
-    """Export with the dynamo exporter (falling back to the TorchScript one); returns (ModelProto, exporter)."""
+    """Export ``model`` (an :func:`inference_copy`) with the dynamo exporter, falling back to the
+    TorchScript one; returns (ModelProto, exporter name)."""
     import onnx
 
-    model = _inference_copy(model)
     errors = []
     quiet = contextlib.redirect_stdout(io.StringIO())
     with warnings.catch_warnings(), quiet:
@@ -92,13 +92,13 @@ class Parity:
 
 @torch.no_grad()
 def onnx_parity(model: nn.Module, path: Path, example: torch.Tensor) -> Parity:
-    """Compare eager and onnxruntime on the example batch and on a batch of a different size."""
+    """Compare ``model`` (an :func:`inference_copy`) with onnxruntime on the example batch and on a
+    batch of a different size."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    model = _inference_copy(model)
     worst, scale = 0.0, 0.0
     for batch in (example, torch.cat([example, example[:1]])):  # also checks the dynamic batch axis
         expected = model(batch).float().numpy()
