@@ -94,7 +94,8 @@ def apply(
     """
     configs = resolve_passes(passes)
     info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")
-    ws = Workspace(trace(model), history=list(info.history))
+    x = example_input if example_input is not None else probe_input(model, input_size)
+    ws = Workspace(trace(model), history=list(info.history), probe=x)
     before_state = model.state_dict()
     sites_before = _count_sites(ws)
     reports: list[PassReport] = []
@@ -145,7 +146,6 @@ def apply(
         dry_run=not verify,
     )
     if verify:
-        x = example_input if example_input is not None else probe_input(model, input_size)
         exact = all(get_pass(c.pass_name).contract is Contract.EXACT for c in configs)
         report.verification = _verify(model, result_model, x, before_state, after_state, kept, exact)
     return SurgeryResult(result_model, report)

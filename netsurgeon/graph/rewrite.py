@@ -11,8 +11,9 @@ from torch import fx, nn
 
 from netsurgeon.errors import SurgeryError
 from netsurgeon.graph.sites import GraphIndex, Site
+from netsurgeon.report import SiteChange
 
-__all__ = ["check_inplace_safe", "erase_site", "finalize", "insert_after", "replace_site"]
+__all__ = ["check_inplace_safe", "erase_site", "erase_sites", "finalize", "insert_after", "replace_site"]
 
 
 def check_inplace_safe(index: GraphIndex, site: Site) -> None:
@@ -48,6 +49,18 @@ def erase_site(index: GraphIndex, site: Site) -> None:
         return
     node.replace_all_uses_with(node.args[0])
     index.gm.graph.erase_node(node)
+
+
+def erase_sites(index: GraphIndex, planned: list[tuple[str, Site]]) -> list[SiteChange]:
+    """Erase ``(block name, site)`` pairs after checking every one first, so a refusal edits nothing."""
+    for _, site in planned:
+        check_inplace_safe(index, site)
+    changes = []
+    for block, site in planned:
+        erase_site(index, site)
+        after = "nn.Identity" if site.kind == "nested" else "erased"
+        changes.append(SiteChange(site.label, site.description, after, block))
+    return changes
 
 
 def replace_site(index: GraphIndex, site: Site, module: nn.Module, name: str) -> None:

@@ -171,6 +171,15 @@ class GraphIndex:
             return isinstance(self.module_of(node), nn.modules.conv._ConvNd)
         return node.op == "call_function" and node.target in _CONV_FUNCTIONS
 
+    def is_linear(self, node: fx.Node) -> bool:
+        if node.op == "call_module":
+            return isinstance(self.module_of(node), nn.Linear)
+        return node.op == "call_function" and node.target is F.linear
+
+    def in_gating(self, node: fx.Node) -> bool:
+        """Is ``node`` inside a gating (SE/ECA) sub-module?"""
+        return any(s in self.gating_scopes for s in self.stacks[node])
+
     def is_pool(self, node: fx.Node) -> bool:
         if node.op == "call_module":
             return isinstance(self.module_of(node), _POOL_MODULES)

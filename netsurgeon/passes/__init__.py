@@ -4,5 +4,6 @@ Importing this package registers every pass (the registry imports it on first lo
 """
 
 from netsurgeon.passes.erase_relu import EraseReLU
+from netsurgeon.passes.proportional_relu import ProportionalReLU
 
-__all__ = ["EraseReLU"]
+__all__ = ["EraseReLU", "ProportionalReLU"]

@@ -35,7 +35,7 @@ from torch import fx, nn
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import NoMatchError, SurgeryError
-from netsurgeon.graph.rewrite import check_inplace_safe, erase_site, insert_after
+from netsurgeon.graph.rewrite import erase_sites, insert_after
 from netsurgeon.graph.sites import ACT_TYPES, Block, GraphIndex, Site, match_patterns
 from netsurgeon.registry import Contract, register_pass
 from netsurgeon.report import SiteChange
@@ -182,15 +182,7 @@ def erase_relu(ws: Workspace, cfg: EraseReLU) -> list[SiteChange]:
     plan, notes = plan_erasure(index, cfg)
     for n in notes:
         ws.note(n)
-    for _, sites in plan:  # check every site before editing any: no partial edits
-        for site in sites:
-            check_inplace_safe(index, site)
-    changes = []
-    for block, sites in plan:
-        for site in sites:
-            erase_site(index, site)
-            after = "nn.Identity" if site.kind == "nested" else "erased"
-            changes.append(SiteChange(site.label, site.description, after, block.name))
+    changes = erase_sites(index, [(block.name, site) for block, sites in plan for site in sites])
     if cfg.readd_relu_before_head:
         source = _global_pool_input(index)
         if source is None:
