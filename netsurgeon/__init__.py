@@ -14,8 +14,9 @@ from netsurgeon.api import SurgeryResult, apply, plan
 from netsurgeon.errors import NetsurgeonError, NoEffectWarning
 from netsurgeon.export import export, verify_artifact
 from netsurgeon.graph.inspect import inspect_model
+from netsurgeon.layers import PDReLU
 from netsurgeon.models import load_model
-from netsurgeon.passes import EraseReLU
+from netsurgeon.passes import EraseReLU, ProportionalReLU, PseudoDerivativeReLU
 from netsurgeon.registry import get_pass, list_passes, register_pass
 
 __version__ = "0.1.0"
@@ -24,6 +25,9 @@ __all__ = [
     "EraseReLU",
     "NetsurgeonError",
     "NoEffectWarning",
+    "PDReLU",
+    "ProportionalReLU",
+    "PseudoDerivativeReLU",
     "SurgeryResult",
     "apply",
     "export",

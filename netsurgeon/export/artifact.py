@@ -92,10 +92,13 @@ def read_provenance(path: str | Path) -> dict:
     return record
 
 
-def load_artifact(path: str | Path, record: dict | None = None) -> nn.Module:
+def load_artifact(path: str | Path, record: dict | None = None,
+                  overrides: dict[str, dict[str, Any]] | None = None) -> nn.Module:
     """Rebuild a modified model from its artifact alone (see module docstring).
 
-    ``record`` is the artifact's provenance when the caller has already read it.
+    ``record`` is the artifact's provenance when the caller has already read it. ``overrides`` maps a
+    pass name to config values replacing the stored ones on replay (for values an artifact cannot
+    hold, such as pd-relu's user function: ``{"pd-relu": {"fn": h}}``).
     """
     from netsurgeon.api import apply
     from netsurgeon.models.checkpoint import load_state_strict, read_checkpoint
@@ -117,7 +120,8 @@ def load_artifact(path: str | Path, record: dict | None = None) -> nn.Module:
     for step in record["passes"]:
         spec = get_pass(step["pass"])
         if spec.structural:
-            structural.append((step, spec.make_config(step["config"])))
+            values = {**step["config"], **(overrides or {}).get(spec.name, {})}
+            structural.append((step, spec.make_config(values)))
     if structural:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NoEffectWarning)

@@ -4,6 +4,7 @@ Importing this package registers every pass (the registry imports it on first lo
 """
 
 from netsurgeon.passes.erase_relu import EraseReLU
+from netsurgeon.passes.pd_relu import PseudoDerivativeReLU
 from netsurgeon.passes.proportional_relu import ProportionalReLU
 
-__all__ = ["EraseReLU", "ProportionalReLU"]
+__all__ = ["EraseReLU", "ProportionalReLU", "PseudoDerivativeReLU"]
