@@ -14,9 +14,9 @@ from netsurgeon.api import SurgeryResult, apply, plan
 from netsurgeon.errors import NetsurgeonError, NoEffectWarning
 from netsurgeon.export import export, verify_artifact
 from netsurgeon.graph.inspect import inspect_model
-from netsurgeon.layers import PDReLU
+from netsurgeon.layers import PDReLU, SpinalHead
 from netsurgeon.models import load_model
-from netsurgeon.passes import EraseReLU, ProportionalReLU, PseudoDerivativeReLU
+from netsurgeon.passes import EraseReLU, ProportionalReLU, PseudoDerivativeReLU, SpinalHeadConfig
 from netsurgeon.registry import get_pass, list_passes, register_pass
 
 __version__ = "0.1.0"
@@ -28,6 +28,8 @@ __all__ = [
     "PDReLU",
     "ProportionalReLU",
     "PseudoDerivativeReLU",
+    "SpinalHead",
+    "SpinalHeadConfig",
     "SurgeryResult",
     "apply",
     "export",

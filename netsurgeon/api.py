@@ -106,7 +106,7 @@ def apply(
                 f"{spec.name} was already applied to this model; applying it again would act on the result "
                 "of the first application. Pass allow_reapply=True (CLI: --allow-reapply) if you mean it."
             )
-        ws.notes = []
+        ws.notes, ws.contract, ws.changed_keys = [], None, set()
         try:
             changes = spec.fn(ws, config)
         except NetsurgeonError as err:
@@ -114,8 +114,9 @@ def apply(
             context = f" (after {', '.join(done)})" if done else ""
             raise type(err)(f"{spec.name}{context}: {err}") from err
         ws.commit()
-        report = PassReport(spec.name, config.to_dict(), spec.contract.value, list(changes))
-        report.notes.extend(ws.notes)
+        contract = ws.contract or spec.contract
+        report = PassReport(spec.name, config.to_dict(), contract.value, list(changes),
+                            list(ws.notes), sorted(ws.changed_keys))
         if not changes:
             warnings.warn(
                 f"{spec.name} changed nothing on {info.spec} ({config.describe()}); "
@@ -146,8 +147,9 @@ def apply(
         dry_run=not verify,
     )
     if verify:
-        exact = all(get_pass(c.pass_name).contract is Contract.EXACT for c in configs)
-        report.verification = _verify(model, result_model, x, before_state, after_state, kept, exact)
+        exact = all(r.contract == Contract.EXACT.value for r in reports)
+        untouched = [k for k in kept if not any(k in r.keys_changed for r in reports)]
+        report.verification = _verify(model, result_model, x, before_state, after_state, untouched, exact)
     return SurgeryResult(result_model, report)
 
 

@@ -24,6 +24,7 @@ class PassReport:
     contract: str
     changes: list[SiteChange] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # skipped blocks, reasons, hints
+    keys_changed: list[str] = field(default_factory=list)  # state_dict tensors the pass changed on purpose
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Verification:
     max_abs_diff: float
     mean_abs_diff: float
     outputs_equal: bool  # torch.equal on the probe
-    state_unchanged: bool  # every kept state_dict tensor is bit-identical to the original's
+    state_unchanged: bool  # every kept state_dict tensor no pass declared changed is bit-identical
     contract: str  # 'exact' when every pass promised equal outputs, else 'changes-function'
     ok: bool  # the contract holds (exact: max diff <= 1e-5; changes-function: untouched tensors identical)
 
@@ -78,6 +79,9 @@ class SurgeryReport:
                     lines.append(f"  {c.site:<{width}}  {c.before} -> {c.after}{block}")
                 if len(p.changes) > max_rows:
                     lines.append(f"  ... {len(p.changes) - max_rows} more (use --json for all)")
+            if p.keys_changed:
+                shown = ", ".join(p.keys_changed[:6]) + (" ..." if len(p.keys_changed) > 6 else "")
+                lines.append(f"  weights changed on purpose: {len(p.keys_changed)} tensor(s): {shown}")
             lines.extend(f"  note: {n}" for n in p.notes)
         lines.append("")
         lines.append(f"ReLU sites        {self.relu_sites_before} -> {self.relu_sites_after}")
@@ -89,7 +93,7 @@ class SurgeryReport:
         if v is not None:
             lines.append(
                 f"probe {tuple(v.probe_shape)}  max |diff| {v.max_abs_diff:.3g}  mean |diff| {v.mean_abs_diff:.3g}  "
-                f"outputs equal: {v.outputs_equal}  weights untouched: {v.state_unchanged}  "
+                f"outputs equal: {v.outputs_equal}  other weights untouched: {v.state_unchanged}  "
                 f"contract {v.contract}: {'ok' if v.ok else 'VIOLATED'}"
             )
         return "\n".join(lines)

@@ -12,6 +12,7 @@ from netsurgeon.errors import TraceError
 from netsurgeon.graph.rewrite import finalize
 from netsurgeon.graph.sites import GraphIndex
 from netsurgeon.graph.trace import Traced
+from netsurgeon.registry import Contract
 
 __all__ = ["Workspace", "record_shapes"]
 
@@ -47,6 +48,8 @@ class Workspace:
     history: list[dict[str, Any]] = field(default_factory=list)  # passes applied before, oldest first
     notes: list[str] = field(default_factory=list)  # what the running pass wants the report to say
     probe: torch.Tensor | None = field(default=None, repr=False)  # a batch shaped like the model's input
+    contract: Contract | None = None  # set by a pass whose promise depends on its config (warm start)
+    changed_keys: set[str] = field(default_factory=set)  # state_dict keys the running pass changed on purpose
     _index: GraphIndex | None = field(default=None, repr=False)
 
     @property

@@ -13,7 +13,8 @@ from netsurgeon.errors import SurgeryError
 from netsurgeon.graph.sites import GraphIndex, Site
 from netsurgeon.report import SiteChange
 
-__all__ = ["check_inplace_safe", "erase_site", "erase_sites", "finalize", "insert_after", "replace_site"]
+__all__ = ["check_inplace_safe", "erase_site", "erase_sites", "finalize", "insert_after", "replace_site",
+           "set_submodule"]
 
 
 def check_inplace_safe(index: GraphIndex, site: Site) -> None:
@@ -45,7 +46,7 @@ def erase_site(index: GraphIndex, site: Site) -> None:
     """Remove one activation call: its users read its input instead (shared modules stay for other calls)."""
     node = index.site_node(site)
     if site.kind == "nested":
-        _set_submodule(index.gm, site.target, nn.Identity())
+        set_submodule(index.gm, site.target, nn.Identity())
         return
     node.replace_all_uses_with(node.args[0])
     index.gm.graph.erase_node(node)
@@ -67,7 +68,7 @@ def replace_site(index: GraphIndex, site: Site, module: nn.Module, name: str) ->
     """Replace one activation call by a call of a new submodule registered at ``name``."""
     node = index.site_node(site)
     if site.kind == "nested":
-        _set_submodule(index.gm, site.target, module)
+        set_submodule(index.gm, site.target, module)
         return
     index.gm.add_submodule(name, module)
     with index.gm.graph.inserting_after(node):
@@ -88,7 +89,8 @@ def insert_after(gm: fx.GraphModule, node: fx.Node, module: nn.Module, name: str
     return new
 
 
-def _set_submodule(gm: fx.GraphModule, path: str, module: nn.Module) -> None:
+def set_submodule(gm: fx.GraphModule, path: str, module: nn.Module) -> None:
+    """Put ``module`` at dotted ``path`` (its parent must exist), replacing what was there."""
     parent_path, _, attr = path.rpartition(".")
     parent = gm.get_submodule(parent_path) if parent_path else gm
     setattr(parent, attr, module)

@@ -2,5 +2,6 @@
 traces through it) and offers ``netsurgeon_export_module()``, the plain module to export in its place."""
 
 from netsurgeon.layers.pd_relu import FAMILIES, PDReLU, pseudo_derivative
+from netsurgeon.layers.spinal import SpinalHead, spinal_param_count
 
-__all__ = ["FAMILIES", "PDReLU", "pseudo_derivative"]
+__all__ = ["FAMILIES", "PDReLU", "SpinalHead", "pseudo_derivative", "spinal_param_count"]

@@ -6,5 +6,6 @@ Importing this package registers every pass (the registry imports it on first lo
 from netsurgeon.passes.erase_relu import EraseReLU
 from netsurgeon.passes.pd_relu import PseudoDerivativeReLU
 from netsurgeon.passes.proportional_relu import ProportionalReLU
+from netsurgeon.passes.spinal_head import SpinalHeadConfig
 
-__all__ = ["EraseReLU", "ProportionalReLU", "PseudoDerivativeReLU"]
+__all__ = ["EraseReLU", "ProportionalReLU", "PseudoDerivativeReLU", "SpinalHeadConfig"]

@@ -1,0 +1,174 @@
+"""spinal-head: replace the classifier's logits layer with a ProgressiveSpinalNet head (Chopra, arXiv
+2103.11373) or the original SpinalNet head (Kabir et al., arXiv 2007.03347); see ``layers.spinal``.
+
+The head is found in the graph, never by attribute name: walk back from the output through flatten,
+dropout and identity to the Linear that makes the logits, and replace *that* call (so the SpinalNet
+repository's bug, assigning a head to ``model.fc`` on a VGG that never calls it, cannot happen). The
+feature size D is measured on a probe forward, never read from attributes (timm ``vgg16`` reports
+``num_features=512`` but its classifier reads 4096 features).
+
+``replace="logits_layer"`` (default) swaps the last Linear at its own path, so only its two keys leave
+the state_dict and the head's keys arrive under the same prefix. ``replace="classifier"`` swaps the
+whole Linear/activation/dropout chain in front of the output (SpinalNet on VGG; large for D = 25088).
+
+With ``warm_start`` (the default when the class count is unchanged, progressive variant, logits layer)
+the output layer starts as ``Wo = [W_old, 0]``, ``bo = b_old``: eval-mode logits equal the original's,
+and fine-tuning starts from the trained classifier. Give the new head a higher learning rate when
+fine-tuning; its hidden layers start from the default initialisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch.nn.functional as F
+from torch import fx, nn
+
+from netsurgeon.config import PassConfig
+from netsurgeon.errors import SurgeryError
+from netsurgeon.graph.rewrite import set_submodule
+from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.layers.spinal import SpinalHead
+from netsurgeon.registry import Contract, register_pass
+from netsurgeon.report import SiteChange
+from netsurgeon.workspace import Workspace
+
+__all__ = ["SpinalHeadConfig"]
+
+_CHAIN_MODULES = (nn.Linear, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Dropout, nn.BatchNorm1d, nn.Identity)
+_CHAIN_FUNCTIONS = (F.relu, F.dropout, F.gelu)
+
+
+@dataclass(frozen=True)
+class SpinalHeadConfig(PassConfig):
+    """Replace the FC head with a (progressive) spinal head (ProgressiveSpinalNet, SpinalNet)."""
+
+    variant: Literal["progressive", "spinal"] = "progressive"
+    """progressive: every layer and the output see the input (gradient highway); spinal: split input."""
+    width: int | None = None
+    """Hidden width w (default 64 when D <= 1024, else 256)."""
+    num_layers: int = 4
+    """Hidden layers L."""
+    num_splits: int = 2
+    """spinal only: the input is cut into this many parts, read in turn."""
+    input_dropout: float | None = None
+    """Dropout on the input copy the layers see (default 0.2 progressive, 0 spinal)."""
+    first_layer_input: Literal["raw", "dropped"] = "raw"
+    """progressive: layer 1 reads the undropped input (as the authors' code does) or the dropped copy."""
+    batchnorm: bool = False
+    """BatchNorm1d after each hidden Linear (training then needs batches of 2 or more)."""
+    layer_dropout: float = 0.0
+    """Dropout before each hidden Linear."""
+    activation: Literal["relu", "gelu", "silu", "elu"] = "relu"
+    """Hidden activation."""
+    replace: Literal["logits_layer", "classifier"] = "logits_layer"
+    """Replace only the Linear making the logits, or the whole MLP classifier in front of the output."""
+    num_classes: int | None = None
+    """New class count (default: unchanged)."""
+    warm_start: bool | None = None
+    """Start with eval logits equal to the original's (default: on when possible)."""
+
+    def validate(self) -> None:
+        if self.num_layers < 1 or (self.width is not None and self.width < 1) or self.num_splits < 1:
+            self.fail("num_layers, width and num_splits must be at least 1.")
+        for name in ("input_dropout", "layer_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                self.fail(f"{name} must be in [0, 1), got {value}.")
+        if self.num_classes is not None and self.num_classes < 1:
+            self.fail(f"num_classes must be at least 1, got {self.num_classes}.")
+        if self.warm_start and self.variant == "spinal":
+            self.fail("warm_start needs variant='progressive': the spinal output layer never sees the input.")
+        if self.warm_start and self.replace == "classifier":
+            self.fail("warm_start needs replace='logits_layer': a replaced MLP cannot reproduce the old logits.")
+
+
+def _chain_member(index: GraphIndex, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return isinstance(index.module_of(node), _CHAIN_MODULES)
+    return node.op == "call_function" and node.target in _CHAIN_FUNCTIONS
+
+
+def _classifier_chain(index: GraphIndex, logits: fx.Node) -> list[fx.Node]:
+    """The Linear/activation/dropout nodes ending at ``logits``, starting at the first Linear."""
+    chain = [logits]
+    node = logits.args[0]
+    while isinstance(node, fx.Node) and _chain_member(index, node) and len(node.users) == 1:
+        chain.insert(0, node)
+        node = node.args[0]
+    while not index.is_linear(chain[0]):
+        chain.pop(0)
+    return chain
+
+
+def _container(index: GraphIndex, chain: list[fx.Node]) -> str:
+    """The module holding exactly the chain (VGG's ``classifier``), or '' when there is none."""
+    targets = [str(n.target) for n in chain if n.op == "call_module"]
+    parents = {t.rpartition(".")[0] for t in targets}
+    if len(parents) != 1 or "" in parents:
+        return ""
+    parent = parents.pop()
+    others = [n for n in index.nodes if n.op in ("call_module", "get_attr") and n not in chain
+              and str(n.target).startswith(parent + ".")]
+    return "" if others else parent
+
+
+@register_pass("spinal-head", SpinalHeadConfig, contract=Contract.CHANGES_FUNCTION, structural=True)
+def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> list[SiteChange]:
+    index = ws.index("spinal-head")
+    head = index.head()
+    if head is None or not head.target:
+        raise SurgeryError("no nn.Linear makes the logits (walking back from the output through flatten, dropout "
+                           "and identity); spinal-head needs a Linear classifier (SqueezeNet's is convolutional).")
+    logits = index.by_name[head.node]
+    if sum(n.op == "call_module" and n.target == head.target for n in index.nodes) != 1:
+        raise SurgeryError(f"the logits layer {head.target} is called more than once; netsurgeon will not replace it.")
+    linear: nn.Linear = index.modules[head.target]
+    chain = _classifier_chain(index, logits) if cfg.replace == "classifier" else [logits]
+    source = chain[0].args[0]
+    shape = tuple(ws.shapes("spinal-head")[source.name])
+    if len(shape) != 2:
+        raise SurgeryError(f"the classifier reads a {len(shape)}-D tensor of shape {shape}; spinal-head needs "
+                           "(batch, features) (a timm model made with global_pool='' keeps its feature map).")
+    features = shape[1]
+    classes = cfg.num_classes or linear.out_features
+    can_warm = cfg.variant == "progressive" and cfg.replace == "logits_layer" and classes == linear.out_features
+    warm = can_warm if cfg.warm_start is None else cfg.warm_start
+    if warm and not can_warm:
+        raise SurgeryError(f"warm_start needs the class count unchanged ({linear.out_features}), "
+                           f"but num_classes={classes}.")
+    width = cfg.width or (64 if features <= 1024 else 256)
+    dropout = cfg.input_dropout if cfg.input_dropout is not None else (0.2 if cfg.variant == "progressive" else 0.0)
+    module = SpinalHead(features, classes, variant=cfg.variant, width=width, num_layers=cfg.num_layers,
+                        num_splits=cfg.num_splits, input_dropout=dropout, first_layer_input=cfg.first_layer_input,
+                        batchnorm=cfg.batchnorm, layer_dropout=cfg.layer_dropout, activation=cfg.activation)
+    module.to(device=linear.weight.device, dtype=linear.weight.dtype)
+    if warm:
+        module.warm_start(linear.weight, linear.bias)
+        ws.contract = Contract.EXACT
+    replaced = sum(p.numel() for n in chain if n.op == "call_module" for p in index.modules[n.target].parameters())
+    added = sum(p.numel() for p in module.parameters())
+    if len(chain) == 1:
+        set_submodule(index.gm, head.target, module)  # the node keeps calling the same path
+        path = head.target
+    else:
+        path = _container(index, chain) or "spinal_head"
+        gm = index.gm
+        with gm.graph.inserting_after(source):
+            new = gm.graph.call_module(path, (source,))
+        new.meta = dict(logits.meta)
+        logits.replace_all_uses_with(new)
+        for node in reversed(chain):
+            gm.graph.erase_node(node)
+        for node in chain:
+            if node.op == "call_module" and not str(node.target).startswith(path + "."):
+                set_submodule(gm, str(node.target), nn.Identity())
+        set_submodule(gm, path, module)
+    ws.note(f"D={features} (measured), C={classes}, w={width}, L={cfg.num_layers}: {added:,} parameters "
+            f"replacing {replaced:,}" + ("; warm start: eval logits equal the original's" if warm else ""))
+    if added > 20 * max(replaced, 1) and added > 5_000_000:
+        ws.note(f"the head is large ({added:,} parameters); consider a smaller width")
+    before = f"{type(linear).__name__}({linear.in_features}, {linear.out_features})" if len(chain) == 1 \
+        else f"{sum(index.is_linear(n) for n in chain)}-layer MLP classifier"
+    return [SiteChange(head.target if len(chain) == 1 else path, before, f"SpinalHead({module.extra_repr()})", "head")]
