@@ -98,9 +98,9 @@ class SpinalHead(nn.Module):
         dropped = self.input_dropout(x)
         hidden: list[torch.Tensor] = []
         if self.variant == "progressive":
+            first = x if self.first_layer_input == "raw" else dropped
             for k, layer in enumerate(self.hidden):
-                inp = (x if self.first_layer_input == "raw" else dropped) if k == 0 else torch.cat([dropped, *hidden], 1)
-                hidden.append(layer(inp))
+                hidden.append(layer(first if k == 0 else torch.cat([dropped, *hidden], 1)))
             return self.out(torch.cat([dropped, *hidden], 1))
         parts = torch.split(dropped, self.sizes, dim=1)
         for k, layer in enumerate(self.hidden):
