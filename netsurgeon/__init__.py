@@ -16,13 +16,14 @@ from netsurgeon.export import export, verify_artifact
 from netsurgeon.graph.inspect import inspect_model
 from netsurgeon.layers import PDReLU, SpinalHead
 from netsurgeon.models import load_model
-from netsurgeon.passes import EraseReLU, ProportionalReLU, PseudoDerivativeReLU, SpinalHeadConfig
+from netsurgeon.passes import EraseReLU, GradientRectifiedFC, ProportionalReLU, PseudoDerivativeReLU, SpinalHeadConfig
 from netsurgeon.registry import get_pass, list_passes, register_pass
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EraseReLU",
+    "GradientRectifiedFC",
     "NetsurgeonError",
     "NoEffectWarning",
     "PDReLU",

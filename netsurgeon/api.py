@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,7 @@ def apply(
     input_size: Sequence[int] | None = None,
     verify: bool = True,
     allow_reapply: bool = False,
+    data: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> SurgeryResult:
     """Apply ``passes`` in order to a copy of ``model``.
 
@@ -88,6 +89,7 @@ def apply(
         verify: run the probe check (a forward pass of each model). Off for dry runs.
         allow_reapply: apply a pass that the model's history already contains (by default refused,
             since e.g. a second EraseReLU would erase the *new* last ReLUs).
+        data: ``(inputs, labels)`` batches (a DataLoader) for data-driven passes (gru-fc grad_contrib).
 
     Returns:
         SurgeryResult with ``.model`` (same train/eval mode as the input) and ``.report``.
@@ -95,7 +97,7 @@ def apply(
     configs = resolve_passes(passes)
     info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")
     x = example_input if example_input is not None else probe_input(model, input_size)
-    ws = Workspace(trace(model), history=list(info.history), probe=x)
+    ws = Workspace(trace(model), history=list(info.history), probe=x, data=data)
     before_state = model.state_dict()
     sites_before = _count_sites(ws)
     reports: list[PassReport] = []

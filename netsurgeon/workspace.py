@@ -48,6 +48,7 @@ class Workspace:
     history: list[dict[str, Any]] = field(default_factory=list)  # passes applied before, oldest first
     notes: list[str] = field(default_factory=list)  # what the running pass wants the report to say
     probe: torch.Tensor | None = field(default=None, repr=False)  # a batch shaped like the model's input
+    data: Any = field(default=None, repr=False)  # (inputs, labels) batches for data-driven passes (gru-fc)
     contract: Contract | None = None  # set by a pass whose promise depends on its config (warm start)
     changed_keys: set[str] = field(default_factory=set)  # state_dict keys the running pass changed on purpose
     _index: GraphIndex | None = field(default=None, repr=False)

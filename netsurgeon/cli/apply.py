@@ -35,6 +35,10 @@ def apply(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
     allow_reapply: Annotated[bool, typer.Option(help="Apply a pass the model's history already has.")] = False,
     seed: Annotated[int, typer.Option(help="Seed recorded in the provenance and used for the probe.")] = 0,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="Data for data-driven passes (gru-fc): digits, fashion-mnist[:DIR], folder:DIR, "
+                       "torchvision:NAME:ROOT (train split).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size of --data.")] = 64,
     as_json: JsonOpt = False,
 ) -> None:
     """Apply one pass to a model, print what changed, and export it with --out."""
@@ -52,7 +56,16 @@ def apply(
     torch.manual_seed(seed)
     loaded = load_from_options(model, checkpoint, num_classes)
     status(f"applying {spec.name}" + (" (dry run)" if dry_run else ""))
-    result = apply_passes(loaded, config, input_size=size, verify=not dry_run, allow_reapply=allow_reapply)
+    loader = None
+    if data is not None:
+        from netsurgeon.data import load_dataset, make_loader
+        from netsurgeon.models.info import get_info
+
+        info = get_info(loaded)
+        dataset = load_dataset(data, "train", size or (info.input_size if info else (3, 224, 224)))
+        loader = make_loader(dataset, batch_size, shuffle=False, seed=seed)
+    result = apply_passes(loaded, config, input_size=size, verify=not dry_run, allow_reapply=allow_reapply,
+                          data=loader)
     payload: dict = {"report": result.report.to_dict()}
     if out is not None and not dry_run:
         status(f"exporting {', '.join(fmt_list)} to {out}")

@@ -8,8 +8,8 @@ from torch import fx
 
 import netsurgeon as ns
 
-#: parameters a pass needs to run on the tiny models without data (none so far)
-PARAMS: dict[str, dict] = {}
+#: parameters a pass needs to run on the tiny models without data
+PARAMS: dict[str, dict] = {"gru-fc": {"mode": "weight_sign"}}
 TINY = ["netsurgeon:tiny_convnet", "netsurgeon:tiny_resnet"]
 PASSES = [p.name for p in ns.list_passes()]
 

@@ -1,0 +1,21 @@
+"""Data sources for data-driven passes and fine-tuning, all read locally.
+
+A data spec is one string:
+
+* ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes), always
+  available offline: the embedded default. Split 80/20 with a fixed permutation.
+* ``fashion-mnist`` or ``fashion-mnist:DIR``: Fashion-MNIST read directly from its four IDX ``.gz``
+  files (``train-images-idx3-ubyte.gz`` ...). Without DIR, the places Debian's
+  ``dataset-fashion-mnist`` package installs to are searched.
+* ``folder:DIR``: an image folder (``DIR/train/CLASS/*.png`` and ``DIR/val/...``; or ``DIR/CLASS/*``,
+  used for both splits).
+* ``torchvision:NAME:ROOT``: a torchvision dataset (CIFAR10, CIFAR100, SVHN, STL10, MNIST,
+  FashionMNIST, KMNIST, EMNIST, ...) already downloaded under ROOT; ``download=True`` in Python.
+
+Every source yields ``(image, label)`` with the image as a float tensor resized to the model's input
+size, grey images repeated to the model's channel count, and normalised with the model's mean/std.
+"""
+
+from netsurgeon.data.sources import DataSpec, ImageTransform, load_dataset, make_loader
+
+__all__ = ["DataSpec", "ImageTransform", "load_dataset", "make_loader"]

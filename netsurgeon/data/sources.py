@@ -1,0 +1,182 @@
+"""Dataset construction from a data spec (see the package docstring)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from netsurgeon.errors import ConfigError
+
+__all__ = ["DataSpec", "ImageTransform", "load_dataset", "make_loader"]
+
+FASHION_DIRS = ("/usr/share/fashion-mnist", "/usr/share/dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
+                "/usr/share/doc/dataset-fashion-mnist")
+FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                 "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    kind: str  # digits | fashion-mnist | folder | torchvision
+    path: str = ""
+    name: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> DataSpec:
+        kind, _, rest = text.strip().partition(":")
+        kind = kind.lower()
+        if kind == "digits" and not rest:
+            return cls("digits")
+        if kind == "fashion-mnist":
+            return cls("fashion-mnist", rest)
+        if kind == "folder" and rest:
+            return cls("folder", rest)
+        if kind == "torchvision":
+            name, _, root = rest.partition(":")
+            if name and root:
+                return cls("torchvision", root, name)
+        raise ConfigError(f"unknown data spec {text!r}; use digits, fashion-mnist[:DIR], folder:DIR or "
+                          "torchvision:NAME:ROOT (for example torchvision:CIFAR10:~/data).")
+
+
+class ImageTransform:
+    """Float image tensor (C,H,W) -> resized, channel-adapted, normalised tensor for the model."""
+
+    def __init__(self, input_size: Sequence[int], mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD) -> None:
+        self.channels, self.height, self.width = (int(v) for v in input_size)
+        self.mean = torch.tensor(mean[: self.channels] if len(mean) >= self.channels else mean[:1] * self.channels)
+        self.std = torch.tensor(std[: self.channels] if len(std) >= self.channels else std[:1] * self.channels)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if image.shape[-2:] != (self.height, self.width):
+            image = F.interpolate(image[None], size=(self.height, self.width), mode="bilinear",
+                                  align_corners=False, antialias=True)[0]
+        if image.shape[0] == 1 and self.channels != 1:
+            image = image.expand(self.channels, -1, -1)
+        elif image.shape[0] != self.channels:
+            raise ConfigError(f"the data has {image.shape[0]}-channel images but the model takes {self.channels}; "
+                              "build the model with a matching in_chans.")
+        return (image - self.mean[:, None, None]) / self.std[:, None, None]
+
+
+class _Mapped(Dataset):
+    def __init__(self, base: Dataset, transform: ImageTransform, classes: int) -> None:
+        self.base, self.transform, self.num_classes = base, transform, classes
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, label = self.base[i]
+        if not isinstance(image, torch.Tensor):  # PIL
+            array = np.asarray(image, dtype=np.float32) / 255.0
+            image = torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
+        return self.transform(image), int(label)
+
+
+def _digits(split: str) -> tuple[Dataset, int]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0
+    labels = torch.tensor(bunch.target, dtype=torch.long)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    cut = int(0.8 * len(order))
+    chosen = order[:cut] if split == "train" else order[cut:]
+    return TensorDataset(images[chosen], labels[chosen]), 10
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        zero, dtype_code, ndim = struct.unpack(">HBB", fh.read(4))
+        if zero != 0 or dtype_code != 0x08:
+            raise ConfigError(f"{path} is not an unsigned-byte IDX file.")
+        shape = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
+        return np.frombuffer(fh.read(), dtype=np.uint8).reshape(shape)
+
+
+def _fashion(root: str, split: str) -> tuple[Dataset, int]:
+    candidates = [Path(root).expanduser()] if root else [Path(p) for p in FASHION_DIRS]
+    names = FASHION_FILES["train" if split == "train" else "test"]
+    for directory in candidates:
+        found = [next(iter(sorted(directory.rglob(n))), None) if directory.is_dir() else None for n in names]
+        if all(found):
+            images = torch.from_numpy(read_idx(found[0]).astype(np.float32) / 255.0)[:, None]
+            labels = torch.from_numpy(read_idx(found[1]).astype(np.int64))
+            return TensorDataset(images, labels), 10
+    where = root or ", ".join(FASHION_DIRS)
+    raise ConfigError(f"Fashion-MNIST IDX files ({', '.join(names)}) not found in {where}; install Debian's "
+                      "dataset-fashion-mnist package or pass fashion-mnist:DIR with the four .gz files.")
+
+
+def _folder(root: str, split: str) -> tuple[Dataset, int]:
+    from torchvision.datasets import ImageFolder
+
+    base = Path(root).expanduser()
+    directory = base / ("train" if split == "train" else "val")
+    if not directory.is_dir():
+        directory = base
+    if not directory.is_dir():
+        raise ConfigError(f"image folder {base} does not exist; expected {base}/train/CLASS/*.png (or {base}/CLASS/).")
+    try:
+        dataset = ImageFolder(str(directory))
+    except (FileNotFoundError, RuntimeError) as err:
+        raise ConfigError(f"image folder {directory}: {err}") from None
+    return dataset, len(dataset.classes)
+
+
+def _torchvision(name: str, root: str, split: str, download: bool) -> tuple[Dataset, int]:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, name, None)
+    if cls is None:
+        raise ConfigError(f"torchvision has no dataset {name!r} (e.g. CIFAR10, SVHN, STL10, FashionMNIST).")
+    train = split == "train"
+    kwargs = {"split": "train" if train else "test"} if name in ("SVHN", "STL10") else {"train": train}
+    if name == "EMNIST":
+        kwargs["split"] = "balanced"
+    try:
+        dataset = cls(str(Path(root).expanduser()), download=download, **kwargs)
+    except (RuntimeError, FileNotFoundError) as err:
+        raise ConfigError(f"{name} not found under {root} ({str(err).splitlines()[0]}); download it there first "
+                          "(torchvision's download=True on a machine online) and copy the files over.") from None
+    classes = getattr(dataset, "classes", None)
+    return dataset, len(classes) if classes else int(max(getattr(dataset, "labels", [9]))) + 1
+
+
+def load_dataset(spec: str | DataSpec, split: str, input_size: Sequence[int], *,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 download: bool = False) -> Dataset:
+    """The ``split`` ('train' or 'test') of a data spec, transformed for a model taking ``input_size``."""
+    spec = spec if isinstance(spec, DataSpec) else DataSpec.parse(spec)
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}.")
+    if spec.kind == "digits":
+        base, classes = _digits(split)
+    elif spec.kind == "fashion-mnist":
+        base, classes = _fashion(spec.path, split)
+    elif spec.kind == "folder":
+        base, classes = _folder(spec.path, split)
+    else:
+        base, classes = _torchvision(spec.name, spec.path, split, download)
+    return _Mapped(base, ImageTransform(input_size, mean, std), classes)
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, workers: int = 0,
+                sampler=None, drop_last: bool = False) -> DataLoader:  # noqa: ANN001
+    """A seeded DataLoader (the same order for the same seed)."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=workers, generator=generator, drop_last=drop_last)

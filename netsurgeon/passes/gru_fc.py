@@ -1,0 +1,262 @@
+"""gru-fc: gradient-rectified parameter unit of the FC layer (Zheng, Wang, Shen, Lin, Knowledge-Based
+Systems 248, 108797, 2022): zero the FC parameters that generate negative gradients, then retrain.
+
+The paper's full text was not available; this is the reconstruction of seeds-spec §5.3. For a selected
+Linear layer with output ``z = W a + b`` and target-class logit ``s_n`` (the label, or the prediction):
+
+    delta[i] = sum_n ds_n/dz_n[i]      (eval mode, summed over samples and extra dims)
+    G[i, j]  = W[i, j] * delta[i]      (the Grad-CAM contribution of W[i, j])
+    W[i, j] <- 0 where G[i, j] < -threshold          (biases untouched)
+
+Modes:
+
+* ``weight_sign`` (the paper's simplified single-FC version, no data): on the logits layer with the
+  label as target, ``delta[i]`` is the count of class ``i``, so the rule zeroes every negative weight.
+  Applied to all rows (every class assumed present).
+* ``grad_contrib`` (needs data): the general rule; the default for GRU-FC-2L, the last two Linear layers
+  on the logit path of networks with two or more (VGG ``classifier.3``/``.6``, AlexNet ``.4``/``.6``).
+* ``loss_grad`` (experimental): ``G = -W * dL/dW`` accumulated over the data (zero the weights that
+  gradient descent pushes towards zero); the spec argues against it near convergence.
+
+``delta`` is accumulated in float64 (more than the float32 asked for), so the mask does not depend on
+the batch order; under ``torch.distributed`` it is summed across ranks first, so every rank gets the
+same mask. ``freeze_zeros`` and ``reset_optimizer_state`` act during fine-tuning through
+:func:`attach_to_optimizer`; ``rounds``/``every_n_epochs`` tell the fine-tuning loop when to rectify again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import fx, nn
+
+from netsurgeon.config import PassConfig
+from netsurgeon.errors import ConfigError, SurgeryError
+from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.registry import Contract, register_pass
+from netsurgeon.report import SiteChange
+from netsurgeon.workspace import Workspace
+
+__all__ = [
+    "MASK_BUFFER",
+    "GradientRectifiedFC",
+    "accumulate_delta",
+    "attach_to_optimizer",
+    "logit_path_linears",
+    "rectify",
+    "reset_optimizer_state",
+    "resolve_layers",
+]
+
+#: non-persistent buffer on each rectified Linear: True where the weight was zeroed (state_dict unchanged)
+MASK_BUFFER = "netsurgeon_gru_fc_zeros"
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class GradientRectifiedFC(PassConfig):
+    """Zero the FC parameters that generate negative gradients, then retrain (GRU-FC, GRU-FC-2L)."""
+
+    mode: Literal["auto", "weight_sign", "grad_contrib", "loss_grad"] = "auto"
+    """auto: weight_sign on a single FC layer (no data), grad_contrib for GRU-FC-2L; loss_grad is experimental."""
+    layers: Literal["auto"] | tuple[str, ...] = "auto"
+    """auto: the logits Linear, or the last two Linear layers on the logit path when there are two or more."""
+    target: Literal["label", "pred"] = "label"
+    """Whose logit defines the gradient: the true label, or the predicted class."""
+    threshold: float = 0.0
+    """Zero W[i, j] where its contribution G[i, j] < -threshold."""
+    max_batches: int | None = None
+    """Use at most this many batches of data for delta (default: all)."""
+    rounds: int = 1
+    """How many times fine-tuning rectifies in all (1: once, before training)."""
+    every_n_epochs: int | None = None
+    """Fine-tuning rectifies again every n epochs (until rounds is reached)."""
+    freeze_zeros: bool = False
+    """During fine-tuning keep rectified weights at exactly zero (gradient masked, re-zeroed after each step)."""
+    reset_optimizer_state: bool = True
+    """Clear momentum / Adam moments of rectified tensors when rectifying during fine-tuning."""
+
+    def validate(self) -> None:
+        if self.threshold < 0:
+            self.fail(f"threshold must be 0 or more, got {self.threshold}.")
+        if self.rounds < 1 or (self.every_n_epochs is not None and self.every_n_epochs < 1):
+            self.fail("rounds and every_n_epochs must be at least 1.")
+        if self.rounds > 1 and self.every_n_epochs is None:
+            self.fail(f"rounds={self.rounds} needs every_n_epochs (how often to rectify again).")
+        if self.max_batches is not None and self.max_batches < 1:
+            self.fail(f"max_batches must be at least 1, got {self.max_batches}.")
+        if self.layers != "auto" and not self.layers:
+            self.fail("layers must be 'auto' or a non-empty list of Linear module paths.")
+
+
+def logit_path_linears(index: GraphIndex) -> list[str]:
+    """Linear module paths met walking back from the output along first inputs, up to the first conv."""
+    output = next(n for n in reversed(index.nodes) if n.op == "output")
+    node = output.args[0]
+    found: list[str] = []
+    while isinstance(node, fx.Node) and node.op != "placeholder" and not index.is_conv(node):
+        if node.op == "call_module" and isinstance(index.module_of(node), nn.Linear):
+            found.insert(0, str(node.target))
+        node = next(iter(node.all_input_nodes), None)
+    return found
+
+
+def resolve_layers(index: GraphIndex, cfg: GradientRectifiedFC) -> tuple[list[str], str]:
+    """The Linear layers to rectify and the mode to use."""
+    path = logit_path_linears(index)
+    if not path:
+        raise SurgeryError("no nn.Linear on the path to the logits; gru-fc rectifies FC layers.")
+    if cfg.layers == "auto":
+        layers = path[-1:] if (cfg.mode == "weight_sign" or len(path) == 1) else path[-2:]
+    else:
+        layers = list(cfg.layers)
+        for name in layers:
+            if not isinstance(index.modules.get(name), nn.Linear):
+                raise SurgeryError(f"layers: {name!r} is not an nn.Linear of this model; Linear layers on the "
+                                   f"logit path: {', '.join(path)}.")
+    mode = cfg.mode
+    if mode == "auto":
+        mode = "weight_sign" if layers == path[-1:] else "grad_contrib"
+    if mode == "weight_sign" and layers != path[-1:]:
+        raise SurgeryError(f"mode=weight_sign only holds for the logits layer ({path[-1]}); "
+                           f"use mode=grad_contrib for {', '.join(layers)}.")
+    for name in layers:
+        calls = sum(n.op == "call_module" and n.target == name for n in index.nodes)
+        if calls != 1:
+            raise SurgeryError(f"{name} is called {calls} times; gru-fc needs each layer called exactly once.")
+    weights = [id(index.modules[n].weight) for n in layers]
+    shared = [n for n, m in index.modules.items() if isinstance(m, nn.Linear) and n not in layers
+              and id(m.weight) in weights]
+    if shared:
+        raise SurgeryError(f"the weight of a selected layer is shared with {', '.join(shared)}; "
+                           "gru-fc refuses tied weights.")
+    return layers, mode
+
+
+def _targets(logits: torch.Tensor, labels: torch.Tensor, target: str) -> torch.Tensor:
+    return logits.argmax(1) if target == "pred" else labels.to(logits.device).long()
+
+
+def accumulate_delta(model: nn.Module, layers: Sequence[str], data: Batches, *, target: str = "label",
+                     max_batches: int | None = None, loss: bool = False) -> dict[str, torch.Tensor]:
+    """``delta`` per layer (float64, eval mode), or for ``loss=True`` the accumulated ``dL/dW``.
+
+    Summed across ranks when ``torch.distributed`` is initialised, so every rank gets the same result.
+    """
+    modules = {name: model.get_submodule(name) for name in layers}
+    captured: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: captured.__setitem__(name, out))
+             for name, m in modules.items()]
+    sums: dict[str, torch.Tensor] = {}
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for k, (x, y) in enumerate(data):
+            if max_batches is not None and k >= max_batches:
+                break
+            logits = model(x.to(device))
+            wanted = _targets(logits, y, target)
+            if loss:
+                value = nn.functional.cross_entropy(logits, wanted, reduction="sum")
+                grads = torch.autograd.grad(value, [modules[n].weight for n in layers])
+                parts = {n: g.double() for n, g in zip(layers, grads, strict=True)}
+            else:
+                score = logits.gather(1, wanted[:, None]).sum()
+                grads = torch.autograd.grad(score, [captured[n] for n in layers])
+                parts = {n: g.double().reshape(-1, g.shape[-1]).sum(0) for n, g in zip(layers, grads, strict=True)}
+            for n, part in parts.items():
+                sums[n] = sums[n] + part if n in sums else part
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    if not sums:
+        raise ConfigError("gru-fc: the data gave no batches.")
+    if dist.is_available() and dist.is_initialized():
+        for value in sums.values():
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return sums
+
+
+@torch.no_grad()
+def rectify(model: nn.Module, layers: Sequence[str], mode: str, cfg: GradientRectifiedFC,
+            data: Batches | None = None) -> list[SiteChange]:
+    """Zero the selected weights in place (the model's own tensors); returns one change per layer."""
+    if mode in ("grad_contrib", "loss_grad") and data is None:
+        raise ConfigError(f"gru-fc mode={mode} needs data: give --data (CLI), data= (Python), or a recipe's "
+                          "finetune.data; mode=weight_sign needs none but only rectifies the logits layer.")
+    if mode == "grad_contrib":
+        with torch.enable_grad():
+            delta = accumulate_delta(model, layers, data, target=cfg.target, max_batches=cfg.max_batches)
+    elif mode == "loss_grad":
+        with torch.enable_grad():
+            delta = accumulate_delta(model, layers, data, target=cfg.target, max_batches=cfg.max_batches, loss=True)
+    changes = []
+    for name in layers:
+        linear: nn.Linear = model.get_submodule(name)
+        w = linear.weight
+        if mode == "weight_sign":
+            contribution = w.double()
+        elif mode == "grad_contrib":
+            contribution = w.double() * delta[name][:, None]
+        else:
+            contribution = -w.double() * delta[name]
+        zero = (contribution < -cfg.threshold) & (w != 0)
+        w.masked_fill_(zero, 0.0)
+        mask = (w == 0).detach().clone()
+        if hasattr(linear, MASK_BUFFER):
+            delattr(linear, MASK_BUFFER)
+        linear.register_buffer(MASK_BUFFER, mask, persistent=False)
+        total = w.numel()
+        changes.append(SiteChange(name, f"Linear({linear.in_features}, {linear.out_features})",
+                                  f"{int(zero.sum()):,} of {total:,} weights zeroed ({mode}); "
+                                  f"{int(mask.sum()):,} zero in all", "fc"))
+    return changes
+
+
+def reset_optimizer_state(optimizer: torch.optim.Optimizer, params: Iterable[torch.Tensor]) -> int:
+    """Forget momentum / Adam moments of ``params``; returns how many tensors had state."""
+    cleared = 0
+    for p in params:
+        if p in optimizer.state and optimizer.state[p]:
+            optimizer.state[p] = {}
+            cleared += 1
+    return cleared
+
+
+def attach_to_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[torch.utils.hooks.RemovableHandle]:
+    """freeze_zeros: mask gradients before each step and re-zero the rectified weights after it.
+
+    Weight decay, momentum and Adam moments then cannot move a rectified weight away from zero.
+    """
+    masked = [(m.weight, getattr(m, MASK_BUFFER)) for m in model.modules()
+              if isinstance(m, nn.Linear) and hasattr(m, MASK_BUFFER)]
+
+    def before(opt, args, kwargs) -> None:
+        for w, mask in masked:
+            if w.grad is not None:
+                w.grad.masked_fill_(mask, 0.0)
+
+    @torch.no_grad()
+    def after(opt, args, kwargs) -> None:
+        for w, mask in masked:
+            w.masked_fill_(mask, 0.0)
+
+    return [optimizer.register_step_pre_hook(before), optimizer.register_step_post_hook(after)]
+
+
+@register_pass("gru-fc", GradientRectifiedFC, contract=Contract.CHANGES_FUNCTION, structural=False)
+def gru_fc(ws: Workspace, cfg: GradientRectifiedFC) -> list[SiteChange]:
+    index = ws.index("gru-fc")
+    layers, mode = resolve_layers(index, cfg)
+    changes = rectify(ws.model, layers, mode, cfg, ws.data)
+    ws.changed_keys.update(f"{name}.weight" for name in layers)
+    if mode == "loss_grad":
+        ws.note("mode=loss_grad is experimental (seeds-spec §5.3 argues against it near convergence)")
+    ws.note(f"mode {mode} on {', '.join(layers)}; accuracy usually drops until the model is fine-tuned")
+    return changes
