@@ -91,8 +91,10 @@ class SurgeryReport:
         )
         v = self.verification
         if v is not None:
+            diff = (f"max |diff| {v.max_abs_diff:.3g}  mean |diff| {v.mean_abs_diff:.3g}"
+                    if v.max_abs_diff != float("inf") else "output shape changed")
             lines.append(
-                f"probe {tuple(v.probe_shape)}  max |diff| {v.max_abs_diff:.3g}  mean |diff| {v.mean_abs_diff:.3g}  "
+                f"probe {tuple(v.probe_shape)}  {diff}  "
                 f"outputs equal: {v.outputs_equal}  other weights untouched: {v.state_unchanged}  "
                 f"contract {v.contract}: {'ok' if v.ok else 'VIOLATED'}"
             )

@@ -170,3 +170,35 @@ def test_cli_grad_contrib_with_embedded_digits_data():
     assert result.exit_code == 0, result.output
     changes = json.loads(result.stdout)["report"]["passes"][0]["changes"]
     assert [c["site"] for c in changes] == ["classifier.3", "classifier.6"] and "grad_contrib" in changes[0]["after"]
+
+
+def _rank_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        model = ns.load_model("netsurgeon:tiny_convnet")
+        shard = batches(n_batches=6, all_classes=False)[rank::world]  # each rank sees different data
+        result = ns.apply(model, "gru-fc", data=shard)
+        torch.save(result.model.state_dict(), f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_ranks_get_the_same_mask_as_one_process_on_all_data(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_rank_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    torch.manual_seed(0)
+    single = ns.apply(ns.load_model("netsurgeon:tiny_convnet"), "gru-fc",
+                      data=batches(n_batches=6, all_classes=False)).model.state_dict()
+    for key in ("classifier.3.weight", "classifier.6.weight"):
+        assert torch.equal(ranks[0][key], ranks[1][key])
+        assert torch.equal(ranks[0][key] == 0, single[key] == 0)
