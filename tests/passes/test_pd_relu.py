@@ -263,3 +263,13 @@ def test_cli_apply_pd_relu_with_set_options(tmp_path):
     report = json.loads(result.stdout)["report"]
     assert report["passes"][0]["config"]["family"] == "exp" and report["passes"][0]["config"]["alpha"] == 0.5
     assert report["verification"]["outputs_equal"] and len(report["passes"][0]["changes"]) == 7
+
+
+def test_relu6_sites_are_opt_in():
+    model = ns.load_model("torchvision:mobilenet_v2")
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.warns(ns.NoEffectWarning):
+        ns.apply(model, "pd-relu", example_input=x)
+    result = ns.apply(model, ns.PseudoDerivativeReLU(relu6=True), example_input=x)
+    modules = [m for m in result.model.modules() if isinstance(m, PDReLU)]
+    assert len(modules) == 35 and all(m.relu6 for m in modules) and result.report.verification.outputs_equal
