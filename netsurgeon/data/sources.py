@@ -78,9 +78,10 @@ class _Mapped(Dataset):
 
     def __getitem__(self, i: int):
         image, label = self.base[i]
-        if not isinstance(image, torch.Tensor):  # PIL
-            array = np.asarray(image, dtype=np.float32) / 255.0
-            image = torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
+        if not isinstance(image, torch.Tensor):  # PIL: float C,H,W in [0, 1]
+            from torchvision.transforms.functional import to_tensor
+
+            image = to_tensor(image)
         return self.transform(image), int(label)
 
 

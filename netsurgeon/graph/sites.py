@@ -102,7 +102,7 @@ class Block:
     cls: str  # class name of the module ('' for synthetic groups)
     nodes: list[fx.Node] = field(repr=False)
 
-    @property
+    @cached_property
     def node_set(self) -> set[fx.Node]:
         return set(self.nodes)
 

@@ -27,7 +27,7 @@ from netsurgeon.config import PassConfig
 from netsurgeon.errors import NoMatchError
 from netsurgeon.graph.rewrite import check_inplace_safe, replace_site
 from netsurgeon.graph.sites import GraphIndex, Site, match_patterns
-from netsurgeon.layers.pd_relu import FAMILIES, PDReLU, check_callable
+from netsurgeon.layers.pd_relu import PDReLU, check_callable
 from netsurgeon.registry import Contract, register_pass
 from netsurgeon.report import SiteChange
 from netsurgeon.workspace import Workspace
@@ -72,19 +72,15 @@ class PseudoDerivativeReLU(PassConfig):
         elif self.fn is not None:
             self.fail(f"fn is only used with family='callable' (family is {self.family!r}).")
 
-    @property
-    def resolved_alpha(self) -> float:
-        return self.alpha if self.alpha is not None else (FAMILIES[self.family] or 1.0)
-
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         if callable(self.fn):
             out["fn"] = f"{getattr(self.fn, '__module__', '?')}.{getattr(self.fn, '__qualname__', repr(self.fn))}"
         return out
 
-    def make_module(self) -> PDReLU:
+    def make_module(self, relu6: bool = False) -> PDReLU:
         fn = self.fn if callable(self.fn) else None
-        return PDReLU(self.family, self.resolved_alpha, self.tau, self.width, fn, relu6=False)
+        return PDReLU(self.family, self.alpha, self.tau, self.width, fn, relu6=relu6)
 
 
 def select_sites(index: GraphIndex, cfg: PseudoDerivativeReLU) -> list[Site]:
@@ -98,13 +94,13 @@ def select_sites(index: GraphIndex, cfg: PseudoDerivativeReLU) -> list[Site]:
     return [s for s in sites if not match_patterns(s.label, cfg.exclude)]
 
 
-def _new_name(index: GraphIndex, site: Site, taken: set[str]) -> str:
+def _new_name(site: Site, taken: set[str]) -> str:
     if site.kind == "module":
         parent, _, attr = site.target.rpartition(".")
     else:
         parent, attr = site.scope, site.target.rstrip("_")
     base = f"{parent + '.' if parent else ''}pd_{attr}"
-    name, k = base, site.call_index
+    k = site.call_index
     while (name := f"{base}_{k}" if k else base) in taken:
         k += 1
     taken.add(name)
@@ -120,9 +116,8 @@ def pd_relu(ws: Workspace, cfg: PseudoDerivativeReLU) -> list[SiteChange]:
     taken = set(index.modules)
     changes = []
     for site in sites:
-        module = cfg.make_module()
-        module.relu6 = site.act == "ReLU6"
-        name = site.target if site.kind == "nested" else _new_name(index, site, taken)
+        module = cfg.make_module(relu6=site.act == "ReLU6")
+        name = site.target if site.kind == "nested" else _new_name(site, taken)
         replace_site(index, site, module, name)
         changes.append(SiteChange(site.label, site.description, f"PDReLU({module.extra_repr()}) at {name}",
                                   site.scope or "<model>"))

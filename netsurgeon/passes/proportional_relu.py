@@ -164,8 +164,11 @@ def plan_proportional(index: GraphIndex, cfg: ProportionalReLU, shapes: dict | N
     counted = [c for c in counted if not (part(c) == "stem" and not cfg.include_stem)]
     counted = [c for c in counted if not (part(c) == "head" and not cfg.include_head)]
 
-    block_sites = {b.name: [s for s in sites if index.site_node(s) in b.node_set] for b in blocks}
-    pre = [index.is_preactivation(b, block_sites[b.name]) for b in blocks if block_sites[b.name]]
+    block_sites: dict[str, list[Site]] = {}
+    for s in sites:
+        if (b := block_of.get(index.site_node(s))) is not None:
+            block_sites.setdefault(b.name, []).append(s)
+    pre = [index.is_preactivation(b, block_sites[b.name]) for b in blocks if b.name in block_sites]
     forward = not pre or sum(pre) * 2 <= len(pre)
     owner: dict[fx.Node, Site | None] = {}
     taken: set[fx.Node] = set()
