@@ -108,7 +108,8 @@ def apply(
                 f"{spec.name} was already applied to this model; applying it again would act on the result "
                 "of the first application. Pass allow_reapply=True (CLI: --allow-reapply) if you mean it."
             )
-        ws.notes, ws.contract, ws.changed_keys = [], None, set()
+        ws.notes, ws.contract, ws.changed_keys, ws.resolved = [], None, set(), {}
+        params_before = {name for name, _ in ws.model.named_parameters()}
         try:
             changes = spec.fn(ws, config)
         except NetsurgeonError as err:
@@ -127,8 +128,10 @@ def apply(
                 stacklevel=2,
             )
         reports.append(report)
+        new_params = [name for name, _ in ws.model.named_parameters() if name not in params_before]
         ws.history.append({"pass": spec.name, "version": config.version, "config": config.to_dict(),
-                           "sites": [c.site for c in changes]})
+                           "sites": [c.site for c in changes], "resolved": dict(ws.resolved),
+                           "new_params": new_params})
     result_model = ws.model
     result_model.train(model.training)
     set_info(result_model, dataclasses.replace(info, history=ws.history))

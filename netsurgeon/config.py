@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from netsurgeon.errors import ConfigError
 from netsurgeon.registry import suggest
 
-__all__ = ["PassConfig", "parse_set_options"]
+__all__ = ["Config", "PassConfig", "parse_set_options"]
 
 
 @functools.cache
@@ -35,11 +35,8 @@ def _describe(err: ValidationError) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class PassConfig:
+class Config:
     """Base class: subclasses are ``@dataclass(frozen=True)`` with typed fields and defaults."""
-
-    pass_name: ClassVar[str] = ""  # set by register_pass
-    version: ClassVar[int] = 1  # bump when a field's meaning changes; stored in artifacts
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -64,7 +61,7 @@ class PassConfig:
 
     @classmethod
     def _label(cls) -> str:
-        return cls.pass_name or cls.__name__
+        return cls.__name__
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -95,6 +92,18 @@ class PassConfig:
         """``erase-relu(position='last', proportion=1.0, ...)``."""
         args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
         return f"{self._label()}({args})"
+
+
+@dataclasses.dataclass(frozen=True)
+class PassConfig(Config):
+    """Base class of pass configs; ``register_pass`` sets ``pass_name``."""
+
+    pass_name: ClassVar[str] = ""  # set by register_pass
+    version: ClassVar[int] = 1  # bump when a field's meaning changes; stored in artifacts
+
+    @classmethod
+    def _label(cls) -> str:
+        return cls.pass_name or cls.__name__
 
 
 def _parse_scalar(value: Any) -> Any:

@@ -19,6 +19,7 @@ __all__ = [
     "PretrainedUnavailableError",
     "SurgeryError",
     "TraceError",
+    "TrainingInterrupted",
     "UnknownNameError",
 ]
 
@@ -68,6 +69,12 @@ class ExportError(NetsurgeonError, RuntimeError):
 
 class ArtifactError(NetsurgeonError, ValueError):
     """A file is not a netsurgeon artifact, or its provenance cannot be replayed."""
+
+
+class TrainingInterrupted(NetsurgeonError):
+    """Fine-tuning was stopped with Ctrl-C after saving a checkpoint; the CLI exits with 130."""
+
+    exit_code = 130
 
 
 class NoEffectWarning(UserWarning):

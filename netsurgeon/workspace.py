@@ -51,6 +51,7 @@ class Workspace:
     data: Any = field(default=None, repr=False)  # (inputs, labels) batches for data-driven passes (gru-fc)
     contract: Contract | None = None  # set by a pass whose promise depends on its config (warm start)
     changed_keys: set[str] = field(default_factory=set)  # state_dict keys the running pass changed on purpose
+    resolved: dict[str, Any] = field(default_factory=dict)  # what the running pass chose for 'auto' values
     _index: GraphIndex | None = field(default=None, repr=False)
 
     @property

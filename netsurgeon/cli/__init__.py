@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from netsurgeon.cli import apply, inspect, passes, verify
+from netsurgeon.cli import apply, demo, finetune, inspect, passes, verify
 
 app = typer.Typer(
     name="netsurgeon",
@@ -17,7 +17,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (passes, inspect, apply, verify):
+for module in (passes, inspect, apply, finetune, verify, demo):
     module.register(app)
 
 

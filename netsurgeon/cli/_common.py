@@ -42,7 +42,7 @@ def reports_errors(fn: F) -> F:
                 if os.environ.get("NETSURGEON_DEBUG"):
                     raise
                 typer.echo(f"error: {err}", err=True)
-                raise typer.Exit(1) from None
+                raise typer.Exit(getattr(err, "exit_code", 1)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -73,5 +73,12 @@ def load_from_options(model: str, checkpoint: Path | None, num_classes: int | No
 
 
 def status(message: str) -> None:
-    """Progress for long steps, on stderr so that --json output stays clean."""
+    """Progress for long steps, on stderr so that --json output stays clean (rank 0 only under torchrun)."""
+    if not is_main_process():
+        return
     print(f"· {message}", file=sys.stderr, flush=True)
+
+
+def is_main_process() -> bool:
+    """False on the non-zero ranks of a torchrun job, which train but print and write nothing."""
+    return os.environ.get("RANK", "0") == "0"

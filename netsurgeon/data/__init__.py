@@ -13,9 +13,10 @@ A data spec is one string:
   FashionMNIST, KMNIST, EMNIST, ...) already downloaded under ROOT; ``download=True`` in Python.
 
 Every source yields ``(image, label)`` with the image as a float tensor resized to the model's input
-size, grey images repeated to the model's channel count, and normalised with the model's mean/std.
+size, grey images repeated to the model's channel count, and normalised with the model's mean/std
+(``model_normalization``: timm's pretrained config, or the torchvision weights' transforms).
 """
 
-from netsurgeon.data.sources import DataSpec, ImageTransform, load_dataset, make_loader
+from netsurgeon.data.sources import DataSpec, ImageTransform, load_dataset, make_loader, model_normalization
 
-__all__ = ["DataSpec", "ImageTransform", "load_dataset", "make_loader"]
+__all__ = ["DataSpec", "ImageTransform", "load_dataset", "make_loader", "model_normalization"]

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from netsurgeon.errors import ConfigError
 
-__all__ = ["DataSpec", "ImageTransform", "load_dataset", "make_loader"]
+__all__ = ["DataSpec", "ImageTransform", "load_dataset", "make_loader", "model_normalization"]
 
 FASHION_DIRS = ("/usr/share/fashion-mnist", "/usr/share/dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
                 "/usr/share/doc/dataset-fashion-mnist")
@@ -46,6 +46,31 @@ class DataSpec:
                 return cls("torchvision", root, name)
         raise ConfigError(f"unknown data spec {text!r}; use digits, fashion-mnist[:DIR], folder:DIR or "
                           "torchvision:NAME:ROOT (for example torchvision:CIFAR10:~/data).")
+
+
+def model_normalization(model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean/std the model was trained with: timm's pretrained config, or the torchvision weights'
+    transforms (both read locally, no download); ImageNet's for anything else."""
+    from netsurgeon.models.info import get_info
+
+    info = get_info(model)
+    library, _, name = (info.spec if info else "").partition(":")
+    try:
+        if library == "timm":
+            import timm
+            from timm.data import resolve_data_config
+
+            cfg = timm.get_pretrained_cfg(name)
+            resolved = resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg else {})
+            return tuple(resolved["mean"]), tuple(resolved["std"])
+        if library == "torchvision":
+            from torchvision.models import get_model_weights
+
+            preset = get_model_weights(name).DEFAULT.transforms()
+            return tuple(preset.mean), tuple(preset.std)
+    except (ValueError, AttributeError, KeyError, RuntimeError):
+        pass  # no pretrained config for this name
+    return IMAGENET_MEAN, IMAGENET_STD
 
 
 class ImageTransform:

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["DEFAULT_INPUT_SIZE", "ModelInfo", "get_info", "set_info"]
+__all__ = ["DEFAULT_INPUT_SIZE", "ModelInfo", "copy_model", "get_info", "set_info"]
 
 _ATTR = "_netsurgeon_info"
 DEFAULT_INPUT_SIZE = (3, 224, 224)
@@ -44,3 +44,12 @@ def get_info(model: nn.Module) -> ModelInfo | None:
 def set_info(model: nn.Module, info: ModelInfo) -> None:
     # a plain attribute: not a parameter, survives deepcopy, never enters the state_dict
     object.__setattr__(model, _ATTR, copy.deepcopy(info))
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that keeps the provenance (a GraphModule's deepcopy drops extra attributes)."""
+    copied = copy.deepcopy(model)
+    info = get_info(model)
+    if info is not None:
+        set_info(copied, info)
+    return copied

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def _offline(spec: str, err: BaseException) -> PretrainedUnavailableError:
     )
 
 
-def _is_artifact_path(spec: str) -> bool:
+def is_artifact_path(spec: str) -> bool:
     p = Path(spec)
     return spec.endswith(".safetensors") or (p.is_dir() and (p / "model.safetensors").exists())
 
@@ -131,6 +132,7 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     num_classes: int | None = None,
     pretrained: bool = False,
+    input_size: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a model and load its weights; returns an ``nn.Module`` in eval mode.
@@ -143,24 +145,32 @@ def load_model(
             prefixes are handled.
         num_classes: the class count of the model to build (its head is sized accordingly).
         pretrained: fetch the library's pretrained weights (needs the network).
+        input_size: the (C, H, W) the model will be fed (default: the library's), recorded in the
+            provenance and used for probes, data resizing and export. Not for artifacts (recorded there).
         **kwargs: further constructor arguments for the library.
 
     Raises:
         UnknownNameError, CheckpointError, PretrainedUnavailableError, ArtifactError.
     """
     spec = os.fspath(spec)
-    if _is_artifact_path(spec):
-        if checkpoint is not None or pretrained:
-            raise ArtifactError("an artifact carries its own weights; do not pass checkpoint or pretrained.")
+    if is_artifact_path(spec):
+        if checkpoint is not None or pretrained or input_size is not None:
+            raise ArtifactError("an artifact carries its own weights and input size; do not pass checkpoint, "
+                                "pretrained or input_size.")
         from netsurgeon.export.artifact import load_artifact
 
         return load_artifact(spec)
     if num_classes is not None and num_classes < 1:
         raise ModelLoadError(f"num_classes must be a positive integer, got {num_classes}.")
     library, name = resolve_spec(spec)
-    model, input_size = build_model(library, name, num_classes=num_classes, pretrained=pretrained, kwargs=kwargs)
+    model, default_size = build_model(library, name, num_classes=num_classes, pretrained=pretrained, kwargs=kwargs)
     kw = dict(kwargs, **({"num_classes": num_classes} if num_classes is not None else {}))
-    info = ModelInfo(spec=f"{library}:{name}", kwargs=kw, input_size=input_size)
+    if input_size is not None:
+        size = tuple(int(v) for v in input_size)
+        if len(size) != 3 or min(size) < 1:
+            raise ModelLoadError(f"input_size must be three positive integers (C, H, W), got {tuple(input_size)}.")
+        input_size = size
+    info = ModelInfo(spec=f"{library}:{name}", kwargs=kw, input_size=input_size or default_size)
     if pretrained:
         info.checkpoint = "pretrained"
     if checkpoint is not None:

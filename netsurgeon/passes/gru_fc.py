@@ -255,6 +255,7 @@ def gru_fc(ws: Workspace, cfg: GradientRectifiedFC) -> list[SiteChange]:
     index = ws.index("gru-fc")
     layers, mode = resolve_layers(index, cfg)
     changes = rectify(ws.model, layers, mode, cfg, ws.data)
+    ws.resolved.update(mode=mode, layers=layers)
     ws.changed_keys.update(f"{name}.weight" for name in layers)
     if mode == "loss_grad":
         ws.note("mode=loss_grad is experimental (seeds-spec §5.3 argues against it near convergence)")

@@ -125,3 +125,42 @@ def test_debug_env_shows_the_traceback():
 def test_no_effect_is_a_warning_not_an_error():
     result = run("apply", "erase-relu", "-m", "netsurgeon:tiny_resnet", "--set", "proportion=0", "--dry-run")
     assert result.exit_code == 0 and "warning:" in result.output and "changed nothing" in result.output
+
+
+def test_finetune_trains_exports_and_resumes(tmp_path):
+    args = ("finetune", "netsurgeon:tiny_resnet", "--data", "digits", "--epochs", "1", "--input-size", "3,16,16",
+            "--out", tmp_path, "--set", "limit_train_batches=3", "--set", "batch_size=32", "--format", "safetensors")
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [r["epoch"] for r in payload["metrics"]] == [0, 1]
+    assert str(tmp_path / "model.safetensors") in payload["files"]
+    assert "already holds a run" in _error(run(*args))  # nothing overwritten without --resume/--overwrite
+    resumed = run(*args, "--resume")  # already complete: resumes at the end, re-exports, same table
+    assert resumed.exit_code == 0 and "test top-1" in resumed.stdout
+
+
+def test_finetune_errors_are_one_line(tmp_path):
+    assert "image folder /nope does not exist" in _error(
+        run("finetune", "netsurgeon:tiny_resnet", "--data", "folder:/nope", "--out", tmp_path))
+    assert "outputs 5 classes but the data has 10" in _error(
+        run("finetune", "netsurgeon:tiny_resnet", "--data", "digits", "--num-classes", "5", "--input-size", "3,8,8",
+            "--out", tmp_path))
+    assert "Did you mean 'epochs'" in _error(
+        run("finetune", "netsurgeon:tiny_resnet", "--data", "digits", "--set", "epoch=2", "--out", tmp_path))
+    assert not any(tmp_path.iterdir())
+
+
+def test_demo_shortened_prints_the_table(tmp_path):
+    result = run("demo", "--model", "netsurgeon:tiny_resnet", "--input-size", "3,16,16", "--baseline-epochs", "1",
+                 "--epochs", "1", "--train-batches", "2", "--out", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    rows = {r["variant"]: r for r in payload["rows"]}
+    assert list(rows) == ["fine-tune only", "erase-relu", "proportional-relu", "pd-relu", "spinal-head", "gru-fc"]
+    assert rows["pd-relu"]["top1_after_surgery"] == rows["fine-tune only"]["top1_after_surgery"]  # exact pass
+    assert rows["spinal-head"]["params_delta"] > 0 and rows["erase-relu"]["sites_changed"] > 0
+    assert all(r["reload_max_abs_diff"] == 0 and r["onnx_max_abs_diff"] < 1e-4 for r in rows.values())
+    written = {p.name for p in tmp_path.iterdir()}
+    assert {"results.md", "results.json", "curves.png", "baseline", "erase-relu"} <= written
+    assert "| gru-fc |" in (tmp_path / "results.md").read_text()

@@ -1,0 +1,96 @@
+"""``netsurgeon finetune MODEL_OR_ARTIFACT --data D --epochs N --out DIR``: train, checkpoint, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netsurgeon.cli._common import (
+    CheckpointOpt,
+    InputSizeOpt,
+    JsonOpt,
+    NumClassesOpt,
+    is_main_process,
+    parse_input_size,
+    reports_errors,
+    status,
+)
+from netsurgeon.train.config import FinetuneConfig
+
+_FIELDS = ", ".join(FinetuneConfig.field_names())
+
+
+@reports_errors
+def finetune(
+    model: Annotated[str, typer.Argument(metavar="MODEL_OR_ARTIFACT",
+                                         help="timm:NAME, torchvision:NAME, NAME, or an artifact (out/ of apply).")],
+    data: Annotated[str, typer.Option("--data", "-d", help="digits, fashion-mnist[:DIR], folder:DIR, or "
+                                                           "torchvision:NAME:ROOT.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for checkpoints, metrics, plot and model.")],
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 3; same as --set epochs=N).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", "-s", help=f"A training setting, key=value (repeat). Keys: {_FIELDS}.")] = None,
+    checkpoint: CheckpointOpt = None,
+    num_classes: NumClassesOpt = None,
+    input_size: InputSizeOpt = None,
+    formats: Annotated[str, typer.Option("--format", help="Final export: safetensors,onnx (or 'none').")]
+    = "safetensors,onnx",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out that holds a run.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune a model (typically an artifact written by 'apply') and export the result.
+
+    Runs on a GPU when there is one (AMP, channels_last). Under torchrun
+    (torchrun --nproc_per_node=N -m netsurgeon finetune ...) every process trains one shard with
+    DistributedDataParallel and only rank 0 writes. Ctrl-C saves a checkpoint; --resume continues it.
+    """
+    from netsurgeon.config import parse_set_options
+    from netsurgeon.data import DataSpec, load_dataset
+    from netsurgeon.export import parse_formats
+    from netsurgeon.models import load_model
+    from netsurgeon.models.load import is_artifact_path
+    from netsurgeon.train import finetune as run_finetune
+
+    values: dict = dict(parse_set_options(set_))
+    if epochs is not None:
+        values["epochs"] = epochs
+    config = FinetuneConfig.from_dict(values)  # validate before loading anything
+    spec = DataSpec.parse(data)
+    fmt_list = [] if formats.strip().lower() == "none" else parse_formats(formats)
+    size = parse_input_size(input_size)
+    if not is_artifact_path(model) and num_classes is None and checkpoint is None:
+        num_classes = load_dataset(spec, "train", (3, 8, 8)).num_classes
+        status(f"building {model} with {num_classes} classes (the data's)")
+    status(f"loading {model}")
+    loaded = load_model(model, checkpoint=checkpoint, num_classes=num_classes, input_size=size)
+    status(f"fine-tuning on {data} for {config.epochs} epochs" + (" (resuming)" if resume else ""))
+    result = run_finetune(loaded, spec, config, out_dir=out, resume=resume, overwrite=overwrite, formats=fmt_list)
+    if not is_main_process():
+        return
+    if as_json:
+        typer.echo(json.dumps({"metrics": result.metrics, "files": result.files}, indent=2))
+        return
+    typer.echo(format_metrics(result.metrics))
+    for f in result.files:
+        typer.echo(f"wrote {f}")
+
+
+def format_metrics(rows: list[dict]) -> str:
+    """The per-epoch metrics as an aligned text table."""
+    columns = [("epoch", "epoch", "{}"), ("lr", "lr", "{:.3g}"), ("train_loss", "train loss", "{:.4f}"),
+               ("train_top1", "train top-1", "{:.2f}"), ("test_loss", "test loss", "{:.4f}"),
+               ("test_top1", "test top-1", "{:.2f}"), ("test_top5", "test top-5", "{:.2f}"),
+               ("images_per_s", "images/s", "{:.0f}")]
+    table = [[title for _, title, _ in columns]]
+    for row in rows:
+        table.append([fmt.format(row[key]) if row.get(key) is not None else "-" for key, _, fmt in columns])
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("finetune")(finetune)

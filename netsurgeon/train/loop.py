@@ -1,0 +1,466 @@
+"""``finetune``: a plain, readable training loop for a model after surgery.
+
+One process or many (torchrun + DistributedDataParallel), CPU or GPU. What it does, in order:
+
+1. Copies the model (the caller's is never trained in place), moves it to the device, and builds the
+   optimizer *after* surgery, with a separate learning rate for parameters a pass created.
+2. Fresh run: re-estimates BatchNorm statistics after a function-changing structural pass, then
+   evaluates (epoch 0 of the metrics: the accuracy right after surgery). ``resume``: restores the
+   checkpoint instead, including the RNG state and the position inside the epoch.
+3. Trains epoch by epoch: seeded sample order (a pure function of seed, epoch and rank), warm-up then
+   cosine or step schedule, label smoothing, gradient clipping, AMP and channels_last on GPUs; gru-fc's
+   masks are kept and re-applied on its schedule. After every epoch (rank 0 only): an atomic
+   checkpoint, the metrics as CSV and JSON lines, and a PNG of the curves.
+4. Ctrl-C stops after the running batch, saves a checkpoint and raises ``TrainingInterrupted``
+   (resuming from it gives bit-identical weights on the CPU; a second Ctrl-C aborts at once).
+5. Exports the final model like ``apply`` does: safetensors with the provenance (now also the training
+   config, data and metrics) and ONNX with its parity check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from netsurgeon.data import DataSpec, load_dataset, model_normalization
+from netsurgeon.errors import CheckpointError, ConfigError, TrainingInterrupted
+from netsurgeon.export import ExportResult
+from netsurgeon.models.info import copy_model, get_info
+from netsurgeon.train import gru_schedule
+from netsurgeon.train.config import FinetuneConfig
+from netsurgeon.train.distributed import (
+    Context,
+    IndexSampler,
+    all_reduce_sum,
+    broadcast_buffers,
+    epoch_indices,
+    setup,
+)
+from netsurgeon.train.evaluate import EvalResult, check_classes, evaluate, recalibrate_bn
+from netsurgeon.train.metrics import plot_curves, write_metrics
+from netsurgeon.train.state import TrainState, load_state, restore_rng, save_state
+
+__all__ = ["CHECKPOINT", "FinetuneResult", "finetune", "resolve_data"]
+
+CHECKPOINT = "checkpoint.pt"
+#: config keys that may differ between a run and its resumption (they do not change the weights)
+RESUMABLE_DIFFERENCES = {"progress", "workers", "eval_every", "limit_eval_batches"}
+DataArg = str | DataSpec | Dataset | tuple[Dataset, Dataset | None]
+
+
+@dataclass
+class FinetuneResult:
+    """The trained model (a new module, unwrapped, in eval mode), its per-epoch metrics, the files written."""
+
+    model: nn.Module
+    metrics: list[dict[str, Any]]
+    files: list[str] = field(default_factory=list)
+    export: ExportResult | None = None  # the final export (rank 0, with out_dir and formats)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.metrics[-1] if self.metrics else {}
+
+
+def resolve_data(data: DataArg, model: nn.Module) -> tuple[Dataset, Dataset | None, str]:
+    """(train, test, description) from a data spec or datasets; specs follow the model's data config."""
+    if isinstance(data, (str, DataSpec)):
+        info = get_info(model)
+        size = info.input_size if info else (3, 224, 224)
+        mean, std = model_normalization(model)
+        train = load_dataset(data, "train", size, mean=mean, std=std)
+        test = load_dataset(data, "test", size, mean=mean, std=std)
+        return train, test, str(data if isinstance(data, str) else f"{data.kind}:{data.path}")
+    if isinstance(data, tuple):
+        if len(data) != 2:
+            raise ConfigError("data must be a spec string, a Dataset, or a (train, test) pair of Datasets.")
+        return data[0], data[1], type(data[0]).__name__
+    return data, None, type(data).__name__
+
+
+class _StopRequest:
+    """SIGINT sets a flag the loop checks between batches; a second SIGINT aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: stopping after this batch and saving a checkpoint (Ctrl-C again to abort)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _param_groups(model: nn.Module, cfg: FinetuneConfig, new_params: set[str]) -> list[dict[str, Any]]:
+    """Four groups at most: (pretrained | created by a pass) x (decayed weights | biases and norms)."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((name in new_params, p.ndim > 1), []).append(p)
+    out = []
+    for (new, decay), params in sorted(groups.items()):
+        lr = cfg.lr * (cfg.new_param_lr_scale if new else 1.0)
+        out.append({"params": params, "lr": lr, "initial_lr": lr, "weight_decay": cfg.weight_decay if decay else 0.0,
+                    "netsurgeon_new": new})
+    return out
+
+
+def _make_optimizer(model: nn.Module, cfg: FinetuneConfig, new_params: set[str]) -> torch.optim.Optimizer:
+    groups = _param_groups(model, cfg, new_params)
+    if not groups:
+        raise ConfigError("the model has no trainable parameters.")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _autocast(cfg: FinetuneConfig, device: torch.device) -> tuple[contextlib.AbstractContextManager, str]:
+    amp = cfg.amp
+    if amp == "auto":
+        amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "off"
+    if amp == "off":
+        return contextlib.nullcontext(), "off"
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("amp=fp16 needs a GPU; use amp=bf16 or amp=off on the CPU.")
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype), amp
+
+
+def _needs_bn_recalibration(model: nn.Module, cfg: FinetuneConfig) -> bool:
+    from netsurgeon.registry import Contract, get_pass
+
+    if cfg.bn_recalibrate != "auto":
+        return cfg.bn_recalibrate == "on"
+    info = get_info(model)
+    for step in info.history if info else []:
+        spec = get_pass(step["pass"])
+        if spec.structural and spec.contract == Contract.CHANGES_FUNCTION:
+            return True
+    return False
+
+
+def _check_resumable(stored: dict[str, Any], cfg: FinetuneConfig, path: Path) -> None:
+    current = cfg.to_dict()
+    differ = sorted(k for k in current if k not in RESUMABLE_DIFFERENCES and stored.get(k) != current[k])
+    if differ:
+        detail = ", ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in differ)
+        raise CheckpointError(f"{path} was made with a different config ({detail}); resume with the same "
+                              "settings, or start a new run in another --out directory.")
+
+
+def _loader(dataset: Dataset, indices: Sequence[int], cfg: FinetuneConfig, ctx: Context) -> DataLoader:
+    # its own generator: creating an iterator must not draw from the global RNG (resume replays that RNG)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=IndexSampler(indices), num_workers=cfg.workers,
+                      pin_memory=ctx.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def finetune(
+    model: nn.Module,
+    data: DataArg,
+    config: FinetuneConfig | dict[str, Any] | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    formats: Sequence[str] = ("safetensors", "onnx"),
+) -> FinetuneResult:
+    """Fine-tune a copy of ``model`` on ``data`` (see the module docstring for what happens when).
+
+    Args:
+        model: any classifier ``nn.Module`` (typically ``apply(...).model``); it is not modified.
+        data: a data spec (``"digits"``, ``"fashion-mnist"``, ``"folder:DIR"``, ``"torchvision:CIFAR10:ROOT"``),
+            resized and normalised for the model; or a training Dataset; or ``(train, test)`` Datasets.
+        config: a :class:`FinetuneConfig`, or a dict of its fields (strings parsed like ``--set`` values).
+        out_dir: where checkpoints, metrics, the plot and the final model go (nothing is written without it).
+        resume: continue from ``out_dir/checkpoint.pt``.
+        overwrite: start a new run in an ``out_dir`` that already holds one.
+        formats: the final export's formats (empty: no export).
+
+    Raises:
+        ConfigError (bad config, class-count mismatch), CheckpointError (resume problems),
+        TrainingInterrupted (Ctrl-C; the checkpoint is saved first).
+    """
+    cfg = config if isinstance(config, FinetuneConfig) else FinetuneConfig.from_dict(dict(config or {}))
+    out = Path(out_dir) if out_dir is not None else None
+    if resume and out is None:
+        raise ConfigError("resume needs the output directory of the run to continue (--out).")
+    if out is not None:
+        _check_out_dir(out, model, resume=resume, overwrite=overwrite, formats=formats)
+    ctx = setup(cfg.device)
+    try:
+        return _Run(model, data, cfg, ctx, out, formats).run(resume)
+    finally:
+        ctx.close()
+
+
+def _check_out_dir(out: Path, model: nn.Module, *, resume: bool, overwrite: bool, formats: Sequence[str]) -> None:
+    from netsurgeon.export.atomic import check_not_inputs
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory.")
+    info = get_info(model)
+    finals = [out / f"model.{fmt}" for fmt in formats] + [out / CHECKPOINT]
+    check_not_inputs(finals, info.sources if info else [], overwrite=True)
+    if not resume and not overwrite and any(p.exists() for p in finals):
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it, --overwrite to start over, "
+                          "or choose another --out.")
+
+
+class _Run:
+    """One fine-tuning run's state (kept in one place so ``finetune`` reads top to bottom)."""
+
+    def __init__(self, model: nn.Module, data: DataArg, cfg: FinetuneConfig, ctx: Context, out: Path | None,
+                 formats: Sequence[str]) -> None:
+        self.cfg, self.ctx, self.out, self.formats = cfg, ctx, out, list(formats)
+        self.train_set, self.test_set, self.data_label = resolve_data(data, model)
+        self.num_classes = getattr(self.train_set, "num_classes", None)
+        self.info = get_info(model)
+        self.model = copy_model(model).to(ctx.device)
+        self.channels_last = cfg.channels_last if cfg.channels_last is not None else ctx.device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.autocast, self.amp = _autocast(cfg, ctx.device)
+        history = self.info.history if self.info else []
+        new_params = {n for step in history for n in step.get("new_params", [])}
+        self.gru = gru_schedule.GruSchedule.from_history(self.model, history)
+        self.optimizer = _make_optimizer(self.model, cfg, new_params)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
+        self.gru.attach(self.optimizer)
+        train_model: nn.Module = self.model
+        if ctx.distributed:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.train_model = torch.compile(train_model) if cfg.compile else train_model
+        self.state = TrainState()
+        self.files: list[str] = []
+        self.exported: ExportResult | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def log(self, message: str) -> None:
+        if self.cfg.progress and self.ctx.is_main:
+            print(f"· {message}", file=sys.stderr, flush=True)
+
+    def _evaluate(self) -> EvalResult | None:
+        if self.test_set is None:
+            return None
+        indices = epoch_indices(self.test_set, self.ctx, seed=self.cfg.seed, epoch=0, shuffle=False)
+        return evaluate(self.model, _loader(self.test_set, indices, self.cfg, self.ctx), ctx=self.ctx,
+                        num_classes=self.num_classes, autocast=self.autocast, limit=self.cfg.limit_eval_batches,
+                        channels_last=self.channels_last)
+
+    def _train_indices(self, epoch: int) -> list[int]:
+        indices = epoch_indices(self.train_set, self.ctx, seed=self.cfg.seed, epoch=epoch)
+        if self.cfg.limit_train_batches is not None:
+            indices = indices[: self.cfg.limit_train_batches * self.cfg.batch_size]
+        return indices
+
+    def _steps_per_epoch(self) -> int:
+        return math.ceil(len(self._train_indices(0)) / self.cfg.batch_size)
+
+    def _save(self) -> None:
+        if self.out is not None and self.ctx.is_main:
+            save_state(self.out / CHECKPOINT, self.state, model=self.model, optimizer=self.optimizer,
+                       scaler=self.scaler, config=self.cfg.to_dict(), masks=self.gru.masks())
+
+    def _write_curves(self) -> None:
+        if self.out is None or not self.ctx.is_main:
+            return
+        files = write_metrics(self.state.metrics, self.out)
+        files.append(plot_curves({"fine-tune": self.state.metrics}, self.out / "curves.png",
+                                 title=f"{self.info.spec if self.info else 'model'} on {self.data_label}"))
+        self.files = sorted(set(self.files) | {str(f) for f in files})
+
+    # ------------------------------------------------------------------ phases
+    def start(self) -> None:
+        """Fresh run: BN recalibration after function-changing surgery, then the epoch-0 evaluation."""
+        torch.manual_seed(self.cfg.seed + self.ctx.rank)
+        recalibrated = 0
+        if _needs_bn_recalibration(self.model, self.cfg):
+            order = epoch_indices(self.train_set, Context(device=self.ctx.device), seed=self.cfg.seed, epoch=-1)
+            batches = _loader(self.train_set, order, self.cfg, self.ctx)
+            n_batches = min(self.cfg.bn_batches, self.cfg.limit_train_batches or self.cfg.bn_batches)
+            recalibrated = recalibrate_bn(self.model, self._as_input(batches), n_batches)
+            if recalibrated:
+                self.log(f"re-estimated {recalibrated} BatchNorm layers on {n_batches} batches at most")
+        row: dict[str, Any] = {"epoch": 0, "bn_recalibrated": recalibrated}
+        result = self._evaluate()
+        if result is not None:
+            row.update(test_loss=result.loss, test_top1=result.top1, test_top5=result.top5)
+            self.log(f"before fine-tuning: test top-1 {result.top1:.2f}%")
+        self.state.metrics.append(row)
+
+    def _as_input(self, batches: DataLoader):
+        for x, y in batches:
+            x = x.to(self.ctx.device)
+            yield (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
+
+    def restore(self) -> None:
+        payload = load_state(self.out / CHECKPOINT)
+        _check_resumable(payload["config"], self.cfg, self.out / CHECKPOINT)
+        try:
+            self.model.load_state_dict(payload["model"], strict=True)
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(f"{self.out / CHECKPOINT} does not match this model: "
+                                  f"{str(err).splitlines()[0]}") from None
+        if self.scaler is not None and payload["scaler"]:
+            self.scaler.load_state_dict(payload["scaler"])
+        self.gru.load_masks(payload["masks"], self.ctx.device)
+        self.gru.attach(self.optimizer)
+        self.state = payload["state"]
+        restore_rng(payload["rng"])
+        self.log(f"resuming at epoch {self.state.epoch + 1}, batch {self.state.batch}")
+
+    def train_epoch(self, epoch: int, stop: _StopRequest) -> None:
+        cfg, ctx, state = self.cfg, self.ctx, self.state
+        if state.batch == 0 and self.gru.due(epoch, state.rectified):
+            loader = _loader(self.train_set, self._train_indices(epoch), cfg, ctx)
+            self.log(self.gru.rectify(self.model, lambda: self._as_input(loader), self.optimizer))
+            state.rectified += 1
+        indices = self._train_indices(epoch)
+        steps_per_epoch = math.ceil(len(indices) / cfg.batch_size)
+        remaining = indices[state.batch * cfg.batch_size:]
+        loss_sum = torch.tensor(state.loss_sum, dtype=torch.float64, device=ctx.device)
+        correct = torch.tensor(state.correct, dtype=torch.float64, device=ctx.device)
+        seen = state.seen
+        self.train_model.train()
+        started = time.perf_counter()
+        bar = _progress(bool(remaining), epoch, cfg, ctx, initial=state.batch, total=steps_per_epoch)
+        lr = 0.0
+        for x, y in _loader(self.train_set, remaining, cfg, ctx):
+            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            factor = cfg.lr_factor(state.step, steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr = group["initial_lr"] * factor
+            with self.autocast:
+                logits = self.train_model(x)
+            if state.step == 0:
+                check_classes(logits, self.num_classes)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self._backward_and_step(loss)
+            with torch.no_grad():
+                loss_sum += loss.detach().double() * len(y)
+                correct += (logits.argmax(dim=1) == y).sum()
+            seen += len(y)
+            state.step += 1
+            state.batch += 1
+            if bar is not None:
+                bar.update(1)
+            if self._stop_requested(stop):
+                state.loss_sum, state.correct, state.seen = float(loss_sum), float(correct), seen
+                if bar is not None:
+                    bar.close()
+                self._save()
+                where = f"{self.out / CHECKPOINT}; continue with --resume" if self.out else "nothing saved (no --out)"
+                raise TrainingInterrupted(f"interrupted in epoch {epoch + 1}, after batch {state.batch}: {where}.")
+        if bar is not None:
+            bar.close()
+        elapsed = time.perf_counter() - started
+        broadcast_buffers(self.model, ctx)
+        total_loss, total_correct, total_seen = all_reduce_sum([float(loss_sum), float(correct), seen], ctx)
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / max(total_seen, 1),
+                               "train_top1": 100 * total_correct / max(total_seen, 1), "seconds": round(elapsed, 3),
+                               "images_per_s": round(total_seen / max(elapsed, 1e-9), 1)}
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            result = self._evaluate()
+            if result is not None:
+                row.update(test_loss=result.loss, test_top1=result.top1, test_top5=result.top5)
+        state.metrics.append(row)
+        state.epoch, state.batch, state.loss_sum, state.correct, state.seen = epoch + 1, 0, 0.0, 0.0, 0.0
+        test = f", test top-1 {row['test_top1']:.2f}%" if "test_top1" in row else ""
+        self.log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}{test} "
+                 f"({row['images_per_s']:.0f} images/s)")
+
+    def _backward_and_step(self, loss: torch.Tensor) -> None:
+        clip = self.cfg.clip_grad_norm
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            return
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+
+    def _stop_requested(self, stop: _StopRequest) -> bool:
+        if not self.ctx.distributed:
+            return stop.requested
+        return all_reduce_sum([float(stop.requested)], self.ctx)[0] > 0  # every rank stops at the same batch
+
+    def finish(self) -> None:
+        """Export the final model (rank 0) with the training config, data and metrics in its provenance."""
+        if self.out is None or not self.formats or not self.ctx.is_main:
+            return
+        if self.info is None:
+            warnings.warn("the model carries no netsurgeon provenance (not built with load_model), so it was "
+                          "not exported; checkpoint.pt holds its weights.", stacklevel=3)
+            return
+        from netsurgeon.export import export
+
+        final = copy_model(self.model).to("cpu", memory_format=torch.contiguous_format).eval()
+        extra = {"finetune": {"config": self.cfg.to_dict(), "data": self.data_label, "metrics": self.state.metrics,
+                              "amp": self.amp, "world_size": self.ctx.world_size}}
+        exported = self.exported = export(final, self.out, formats=self.formats, seed=self.cfg.seed, overwrite=True,
+                                          extra=extra)
+        self.files = sorted(set(self.files) | set(exported.files))
+        if exported.onnx_max_abs_diff is not None:
+            self.log(f"exported; ONNX parity max |diff| {exported.onnx_max_abs_diff:.3g}")
+
+    def run(self, resume: bool) -> FinetuneResult:
+        if resume:
+            self.restore()
+        else:
+            self.start()
+        with _StopRequest() as stop:
+            for epoch in range(self.state.epoch, self.cfg.epochs):
+                self.train_epoch(epoch, stop)
+                self._save()
+                self._write_curves()
+        self.ctx.barrier()
+        self.finish()
+        self.ctx.barrier()
+        if self.out is not None and self.ctx.is_main:
+            self.files = sorted(set(self.files) | {str(self.out / CHECKPOINT)})
+        self.model.eval()
+        return FinetuneResult(self.model, self.state.metrics, self.files, self.exported)
+
+
+def _progress(any_left: bool, epoch: int, cfg: FinetuneConfig, ctx: Context, *, initial: int, total: int):
+    if not (cfg.progress and ctx.is_main and sys.stderr.isatty() and any_left):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                leave=False, file=sys.stderr, dynamic_ncols=True)

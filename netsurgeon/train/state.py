@@ -1,0 +1,82 @@
+"""Training checkpoints: everything a resumed run needs to continue bit for bit, written atomically.
+
+A checkpoint holds the model and optimizer state, the AMP scaler, the position in the run (epoch
+and batch), the partial sums of the running epoch, the RNG states, gru-fc's masks (non-persistent
+buffers, so not in the state_dict) and the metrics so far. It is written with ``torch.save`` to a
+temporary file that is then renamed, and read back with ``torch.load(weights_only=True)`` only.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from netsurgeon.errors import CheckpointError
+
+__all__ = ["FORMAT", "TrainState", "load_state", "save_state"]
+
+FORMAT = "netsurgeon.train.v1"
+
+
+@dataclass
+class TrainState:
+    """The loop's position; ``epoch`` counts completed epochs, ``batch`` the batches done in the next one."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0  # optimizer steps in the whole run
+    loss_sum: float = 0.0  # partial sums of the running epoch
+    correct: float = 0.0
+    seen: float = 0.0
+    rectified: int = 1  # gru-fc rectifications so far (the surgery itself is the first)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+def save_state(path: Path, state: TrainState, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler | None, config: dict[str, Any], masks: dict[str, torch.Tensor]) -> None:
+    payload = {
+        "format": FORMAT,
+        "state": asdict(state),
+        "config": config,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "masks": masks,
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, temp)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Read a checkpoint (tensors and plain values only); a clear error for anything else."""
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint to resume from at {path}; run without --resume to start a new run.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or unsafe content
+        raise CheckpointError(f"{path} could not be read as a netsurgeon training checkpoint: "
+                              f"{str(err).splitlines()[0]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a netsurgeon training checkpoint ({FORMAT}).")
+    payload["state"] = TrainState(**payload["state"])
+    return payload
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    if rng.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])

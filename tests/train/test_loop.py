@@ -1,0 +1,178 @@
+"""The fine-tuning loop on digits with tiny models: learning, determinism, resume, errors, hooks, outputs."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch.utils.data import Dataset
+
+import netsurgeon as ns
+from netsurgeon.errors import CheckpointError, ConfigError, TrainingInterrupted
+from netsurgeon.passes.gru_fc import MASK_BUFFER
+from netsurgeon.train import FinetuneConfig, evaluate, finetune, recalibrate_bn, resolve_data
+from netsurgeon.train.loop import _param_groups
+from tests.conftest import state_equal
+
+SIZE = (3, 16, 16)
+QUICK = {"batch_size": 32, "lr": 0.05, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model = ns.load_model("netsurgeon:tiny_resnet", input_size=SIZE)
+    train, test, _ = resolve_data("digits", model)
+    return train, test
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return ns.load_model("netsurgeon:tiny_resnet", input_size=SIZE)
+
+
+class SigintAt(Dataset):
+    """Sends this process a real SIGINT when the n-th sample is read (as a user's Ctrl-C would)."""
+
+    def __init__(self, base, at: int) -> None:
+        self.base, self.at, self.reads, self.num_classes = base, at, 0, base.num_classes
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.base[i]
+
+
+def test_learns_digits_well_above_chance(model, digits):
+    result = finetune(model, digits, FinetuneConfig(epochs=3, **QUICK))
+    assert result.metrics[0]["epoch"] == 0 and result.metrics[0]["test_top1"] < 30  # untrained: near chance
+    assert result.final["test_top1"] > 80  # chance is 10%
+    assert result.final["train_loss"] < result.metrics[1]["train_loss"]
+    assert not any(torch.equal(a, b) for a, b in zip(model.parameters(), result.model.parameters(), strict=True)
+                   if a.numel() > 1), "the caller's model must not be trained in place"
+
+
+def test_same_seed_same_weights(model, digits):
+    cfg = FinetuneConfig(epochs=1, limit_train_batches=10, **QUICK)
+    a, b = finetune(model, digits, cfg), finetune(model, digits, cfg)
+    assert state_equal(a.model.state_dict(), b.model.state_dict())
+    c = finetune(model, digits, FinetuneConfig(epochs=1, limit_train_batches=10, seed=1, **QUICK))
+    assert not state_equal(a.model.state_dict(), c.model.state_dict())
+
+
+@pytest.mark.parametrize("at_batch", [5, 45 + 6])  # inside the first epoch; inside the second, after a checkpoint
+def test_interrupt_then_resume_is_bit_identical(model, digits, tmp_path, at_batch):
+    train, test = digits
+    cfg = FinetuneConfig(epochs=2, **QUICK)
+    full = finetune(model, digits, cfg, out_dir=tmp_path / "full", formats=())
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        finetune(model, (SigintAt(train, at_batch * 32 - 3), test), cfg, out_dir=tmp_path / "cut", formats=())
+    assert (tmp_path / "cut" / "checkpoint.pt").exists()
+    assert not list((tmp_path / "cut").glob(".*.tmp"))
+    resumed = finetune(model, digits, cfg, out_dir=tmp_path / "cut", resume=True, formats=())
+    assert state_equal(full.model.state_dict(), resumed.model.state_dict())
+    strip = [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in full.metrics]
+    assert strip == [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")}
+                     for row in resumed.metrics]
+
+
+def test_resume_refuses_a_different_config_or_a_missing_checkpoint(model, digits, tmp_path):
+    finetune(model, digits, FinetuneConfig(epochs=1, limit_train_batches=2, **QUICK), out_dir=tmp_path, formats=())
+    with pytest.raises(CheckpointError, match=r"lr: 0.05 -> 0.1"):
+        finetune(model, digits, FinetuneConfig(epochs=1, limit_train_batches=2, **{**QUICK, "lr": 0.1}),
+                 out_dir=tmp_path, resume=True, formats=())
+    with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
+        finetune(model, digits, FinetuneConfig(epochs=1, **QUICK), out_dir=tmp_path / "new", resume=True)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        finetune(model, digits, FinetuneConfig(epochs=1, **QUICK), out_dir=tmp_path, formats=())
+
+
+def test_outputs_metrics_plot_checkpoint_and_artifact_with_training_provenance(model, digits, tmp_path):
+    cfg = FinetuneConfig(epochs=2, limit_train_batches=4, **QUICK)
+    result = finetune(model, digits, cfg, out_dir=tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["checkpoint.pt", "curves.png", "metrics.csv", "metrics.jsonl", "model.onnx", "model.safetensors"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2] and rows == result.metrics
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[0].startswith("epoch,")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as fh:
+        record = json.loads(fh.metadata()["netsurgeon"])
+    assert record["finetune"]["config"]["epochs"] == 2 and record["finetune"]["metrics"][-1]["epoch"] == 2
+    reloaded = ns.load_model(tmp_path)
+    x = torch.randn(2, *SIZE)
+    assert torch.equal(reloaded(x), result.model(x))
+    assert result.export is not None and result.export.onnx_max_abs_diff < 1e-4
+
+
+def test_class_count_mismatch_is_a_clear_error(digits):
+    five = ns.load_model("netsurgeon:tiny_resnet", num_classes=5, input_size=SIZE)
+    with pytest.raises(ConfigError, match="outputs 5 classes but the data has 10.*--num-classes 10"):
+        finetune(five, digits, FinetuneConfig(epochs=1, **QUICK))
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("folder:/nonexistent/images", "image folder /nonexistent/images does not exist"),
+    ("fashion-mnist:/nonexistent", "Fashion-MNIST IDX files"),
+    ("torchvision:CIFAR10:/nonexistent", "CIFAR10 not found under /nonexistent"),
+    ("imagenet", "unknown data spec"),
+])
+def test_bad_data_is_a_clear_error(model, spec, words):
+    with pytest.raises(ConfigError, match=words):
+        finetune(model, spec, FinetuneConfig(epochs=1, **QUICK))
+
+
+def test_new_parameters_get_their_own_learning_rate(model):
+    headed = ns.apply(model, ns.SpinalHeadConfig(width=8)).model
+    groups = _param_groups(headed, FinetuneConfig(lr=0.01, new_param_lr_scale=10), set(
+        ns.models.info.get_info(headed).history[0]["new_params"]))
+    new = [g for g in groups if g["netsurgeon_new"]]
+    head_params = {id(p) for p in headed.get_submodule("fc").parameters()}
+    assert new and {id(p) for g in new for p in g["params"]} == head_params
+    assert all(g["lr"] == pytest.approx(0.1) for g in new)
+    assert all(g["lr"] == pytest.approx(0.01) for g in groups if not g["netsurgeon_new"])
+    assert all(g["weight_decay"] == 0 for g in groups if all(p.ndim == 1 for p in g["params"]))
+
+
+def test_gru_fc_freeze_zeros_and_periodic_rectification(model, digits, tmp_path):
+    cfg = ns.GradientRectifiedFC(freeze_zeros=True, rounds=2, every_n_epochs=1)
+    rectified = ns.apply(model, cfg).model
+    zeros = rectified.fc.weight == 0
+    result = finetune(rectified, digits, FinetuneConfig(epochs=2, limit_train_batches=5, **QUICK),
+                      out_dir=tmp_path, formats=("safetensors",))
+    w = result.model.fc.weight
+    assert torch.all(w[zeros] == 0)  # frozen zeros stay exactly zero through SGD with momentum and decay
+    assert int((w == 0).sum()) > int(zeros.sum())  # the second round (start of epoch 2) zeroed more
+    assert torch.equal(getattr(result.model.fc, MASK_BUFFER), w == 0)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert torch.equal(saved["masks"]["fc"], w == 0) and saved["state"]["rectified"] == 2
+
+
+def test_bn_recalibration_uses_the_data_statistics():
+    bn = torch.nn.Sequential(torch.nn.BatchNorm2d(3)).eval()
+    x = torch.randn(64, 3, 4, 4) * 3 + 2
+    assert recalibrate_bn(bn, [(x[:32], None), (x[32:], None)], n_batches=2) == 1
+    assert torch.allclose(bn[0].running_mean, x.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert bn[0].momentum == 0.1 and not bn.training
+
+
+def test_bn_recalibration_runs_after_erase_relu_only(model, digits):
+    erased = ns.apply(model, ns.EraseReLU()).model
+    cfg = FinetuneConfig(epochs=1, limit_train_batches=1, bn_batches=3, **QUICK)
+    assert finetune(erased, digits, cfg).metrics[0]["bn_recalibrated"] == 8  # every BN
+    assert finetune(model, digits, cfg).metrics[0]["bn_recalibrated"] == 0
+
+
+def test_evaluate_top1_top5():
+    logits = torch.tensor([[5.0, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5]])
+    model = torch.nn.Sequential(torch.nn.Flatten(0, -1), torch.nn.Unflatten(0, (2, 6)))
+    result = evaluate(model, [(logits, torch.tensor([0, 0]))])
+    assert (result.top1, result.top5, result.samples) == (50.0, 50.0, 2)
+    result = evaluate(model, [(logits, torch.tensor([1, 2]))])
+    assert (result.top1, result.top5) == (0.0, 100.0)
