@@ -17,6 +17,7 @@ __all__ = [
     "NoEffectWarning",
     "NoMatchError",
     "PretrainedUnavailableError",
+    "RecipeError",
     "SurgeryError",
     "TraceError",
     "TrainingInterrupted",
@@ -30,6 +31,16 @@ class NetsurgeonError(Exception):
 
 class ConfigError(NetsurgeonError, ValueError):
     """A pass or command was given an invalid parameter."""
+
+
+class RecipeError(ConfigError):
+    """A recipe has problems; ``problems`` lists every one (with its file, line and column)."""
+
+    def __init__(self, source: str, problems: list) -> None:
+        self.source, self.problems = source, list(problems)
+        count = len(self.problems)
+        lines = "".join(f"\n  - {p}" for p in self.problems)
+        super().__init__(f"{source}: {count} problem{'s' if count != 1 else ''}{lines}")
 
 
 class UnknownNameError(NetsurgeonError, KeyError):

@@ -188,6 +188,7 @@ def finetune(
     resume: bool = False,
     overwrite: bool = False,
     formats: Sequence[str] = ("safetensors", "onnx"),
+    extra: dict[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tune a copy of ``model`` on ``data`` (see the module docstring for what happens when).
 
@@ -200,6 +201,7 @@ def finetune(
         resume: continue from ``out_dir/checkpoint.pt``.
         overwrite: start a new run in an ``out_dir`` that already holds one.
         formats: the final export's formats (empty: no export).
+        extra: more provenance for the exported artifact (the recipe runner adds the recipe).
 
     Raises:
         ConfigError (bad config, class-count mismatch), CheckpointError (resume problems),
@@ -213,7 +215,7 @@ def finetune(
         _check_out_dir(out, model, resume=resume, overwrite=overwrite, formats=formats)
     ctx = setup(cfg.device)
     try:
-        return _Run(model, data, cfg, ctx, out, formats).run(resume)
+        return _Run(model, data, cfg, ctx, out, formats, extra).run(resume)
     finally:
         ctx.close()
 
@@ -235,8 +237,8 @@ class _Run:
     """One fine-tuning run's state (kept in one place so ``finetune`` reads top to bottom)."""
 
     def __init__(self, model: nn.Module, data: DataArg, cfg: FinetuneConfig, ctx: Context, out: Path | None,
-                 formats: Sequence[str]) -> None:
-        self.cfg, self.ctx, self.out, self.formats = cfg, ctx, out, list(formats)
+                 formats: Sequence[str], extra: dict[str, Any] | None = None) -> None:
+        self.cfg, self.ctx, self.out, self.formats, self.extra = cfg, ctx, out, list(formats), dict(extra or {})
         self.train_set, self.test_set, self.data_label = resolve_data(data, model)
         self.num_classes = getattr(self.train_set, "num_classes", None)
         self.info = get_info(model)
@@ -430,8 +432,9 @@ class _Run:
         from netsurgeon.export import export
 
         final = copy_model(self.model).to("cpu", memory_format=torch.contiguous_format).eval()
-        extra = {"finetune": {"config": self.cfg.to_dict(), "data": self.data_label, "metrics": self.state.metrics,
-                              "amp": self.amp, "world_size": self.ctx.world_size}}
+        training = {"config": self.cfg.to_dict(), "data": self.data_label, "metrics": self.state.metrics,
+                    "amp": self.amp, "world_size": self.ctx.world_size}
+        extra = {**self.extra, "finetune": training}
         exported = self.exported = export(final, self.out, formats=self.formats, seed=self.cfg.seed, overwrite=True,
                                           extra=extra)
         self.files = sorted(set(self.files) | set(exported.files))

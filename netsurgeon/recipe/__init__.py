@@ -1,0 +1,10 @@
+"""Declarative YAML recipes: model, surgery, fine-tuning and export written down once, checked, rerun.
+
+``Recipe.from_yaml("recipes/digits-offline.yaml").run()``, or ``netsurgeon run RECIPE``. See
+:mod:`netsurgeon.recipe.schema` for the shape and the validation rules.
+"""
+
+from netsurgeon.recipe.run import RecipeResult, plan_recipe, run_recipe
+from netsurgeon.recipe.schema import ExportSection, ModelSection, Recipe
+
+__all__ = ["ExportSection", "ModelSection", "Recipe", "RecipeResult", "plan_recipe", "run_recipe"]

@@ -1,0 +1,107 @@
+"""Running a validated recipe: load, surgery, fine-tune, export, and the recipe written beside the outputs.
+
+The resolved recipe (every default filled in, ``--set`` overrides applied) is written as
+``recipe.yaml`` with its digest in ``recipe.sha256`` next to the model, and both go into the
+artifact's provenance (``record["recipe"]``), so a model can be traced back to the recipe that made it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from netsurgeon.api import apply, plan
+from netsurgeon.export.atomic import staged_files
+from netsurgeon.models import load_model
+from netsurgeon.recipe.schema import Recipe
+from netsurgeon.report import SurgeryReport
+
+__all__ = ["RecipeResult", "plan_recipe", "run_recipe"]
+
+
+@dataclass
+class RecipeResult:
+    model: nn.Module
+    report: SurgeryReport | None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    sha256: str = ""
+
+
+def _load(recipe: Recipe) -> nn.Module:
+    m = recipe.model
+    return load_model(m.name, checkpoint=m.checkpoint, num_classes=m.num_classes, pretrained=m.pretrained,
+                      input_size=m.input_size)
+
+
+def _surgery_data(recipe: Recipe, model: nn.Module):
+    """Training batches for data-driven passes, only when a pass can use them."""
+    if recipe.data is None or not any(c.pass_name == "gru-fc" for c in recipe.surgery):
+        return None
+    from netsurgeon.data import make_loader
+    from netsurgeon.train import resolve_data
+
+    train, _, _ = resolve_data(recipe.data, model)
+    return make_loader(train, recipe.finetune.batch_size if recipe.finetune else 64, shuffle=False, seed=recipe.seed)
+
+
+def plan_recipe(recipe: Recipe) -> SurgeryReport | None:
+    """The report of the recipe's surgery without verification, training or output (``--dry-run``)."""
+    torch.manual_seed(recipe.seed)
+    model = _load(recipe)
+    if not recipe.surgery:
+        return None
+    return plan(model, list(recipe.surgery), data=_surgery_data(recipe, model))
+
+
+def run_recipe(recipe: Recipe, *, out_dir: str | Path | None = None, progress: bool = True) -> RecipeResult:
+    """Run every step of ``recipe``; outputs go to ``out_dir`` or the recipe's ``export.dir``."""
+    from netsurgeon.export import export
+    from netsurgeon.train import finetune
+
+    out = Path(out_dir) if out_dir is not None else Path(recipe.export.dir)
+    finals = [out / "recipe.yaml", out / "recipe.sha256"]
+    if not recipe.export.overwrite and any(p.exists() for p in finals):
+        from netsurgeon.errors import ExportError
+
+        raise ExportError(f"{out} already holds a recipe run; set export.overwrite: true (--set export.overwrite=true) "
+                          "or choose another --out.")
+    text, digest = recipe.to_yaml(), recipe.sha256
+    provenance = {"recipe": {"sha256": digest, "yaml": text, "source": recipe.source}}
+    torch.manual_seed(recipe.seed)
+    model = _load(recipe)
+    report = None
+    if recipe.surgery:
+        _say(f"applying {', '.join(c.pass_name for c in recipe.surgery)}", progress)
+        result = apply(model, list(recipe.surgery), data=_surgery_data(recipe, model))
+        model, report = result.model, result.report
+    metrics: list[dict[str, Any]] = []
+    if recipe.finetune is not None:
+        cfg = recipe.finetune if progress else _quiet(recipe)
+        tuned = finetune(model, recipe.data, cfg, out_dir=out, overwrite=recipe.export.overwrite,
+                         formats=recipe.export.formats, extra=provenance)
+        model, metrics, files = tuned.model, tuned.metrics, tuned.files
+    else:
+        _say(f"exporting to {out}", progress)
+        files = export(model, out, formats=recipe.export.formats, report=report, seed=recipe.seed,
+                       overwrite=recipe.export.overwrite, extra=provenance).files
+    with staged_files(finals) as (yaml_tmp, sha_tmp):
+        yaml_tmp.write_text(text)  # exactly the hashed text: `sha256sum -c recipe.sha256` checks it
+        sha_tmp.write_text(f"{digest}  recipe.yaml\n")
+    return RecipeResult(model, report, metrics, sorted({*files, *(str(p) for p in finals)}), digest)
+
+
+def _quiet(recipe: Recipe):
+    import dataclasses
+
+    return dataclasses.replace(recipe.finetune, progress=False)
+
+
+def _say(message: str, enabled: bool) -> None:
+    if enabled:
+        print(f"· {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,321 @@
+"""The recipe schema and its validation, which reports every problem of a recipe at once.
+
+A recipe has five top-level keys::
+
+    model:    {name, checkpoint, num_classes, input_size, pretrained}     required: name
+    surgery:  [{pass: NAME, PARAM: VALUE, ...}, ...]                     passes, in order
+    finetune: {data: SPEC, epochs: N, ...every FinetuneConfig field}      optional
+    export:   {dir: out, formats: [safetensors, onnx], overwrite: false}
+    seed:     0                                                          seeds surgery and fine-tuning
+
+Each section is a frozen :class:`~netsurgeon.config.Config` dataclass (pass configs are the passes' own),
+so a recipe accepts exactly what the Python API and the CLI accept, with the same defaults. Field types
+are checked with pydantic, field by field, so that one run reports every unknown key (with the
+closest valid one), every wrong type and every bad value, each with its line and column. Pass names
+resolve only through the registry: a recipe can never import code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError
+
+from netsurgeon.config import Config, PassConfig, _adapter
+from netsurgeon.errors import ConfigError, NetsurgeonError, RecipeError, UnknownNameError
+from netsurgeon.recipe.source import Location, Positions, Problem, apply_overrides, merge, parse_yaml
+from netsurgeon.registry import get_pass, suggest
+from netsurgeon.train.config import FinetuneConfig
+
+__all__ = ["ExportSection", "ModelSection", "Recipe", "check_fields"]
+
+TOP_KEYS = ("model", "surgery", "finetune", "export", "seed")
+
+
+@dataclass(frozen=True)
+class ModelSection(Config):
+    """Which model to start from: a timm/torchvision name (or an artifact) and its weights."""
+
+    name: str
+    checkpoint: str | None = None
+    num_classes: int | None = None
+    input_size: tuple[int, int, int] | None = None
+    pretrained: bool = False
+
+    def validate(self) -> None:
+        if self.checkpoint and self.pretrained:
+            self.fail("give checkpoint or pretrained: true, not both.")
+        if self.num_classes is not None and self.num_classes < 1:
+            self.fail(f"num_classes must be at least 1, got {self.num_classes}.")
+        if self.input_size is not None and min(self.input_size) < 1:
+            self.fail(f"input_size must be three positive integers (C, H, W), got {list(self.input_size)}.")
+
+
+@dataclass(frozen=True)
+class ExportSection(Config):
+    """Where the results go and in which formats."""
+
+    dir: str = "out"
+    formats: tuple[Literal["safetensors", "onnx"], ...] = ("safetensors", "onnx")
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if not self.formats or len(set(self.formats)) != len(self.formats):
+            self.fail(f"formats must name safetensors and/or onnx once each, got {list(self.formats)}.")
+
+
+def check_fields(cls: type[Config], values: Any, path: tuple, positions: Positions,
+                 skip: Sequence[str] = ()) -> tuple[Config | None, list[Problem]]:
+    """Build ``cls`` from ``values``, collecting every problem (unknown, missing, mistyped, conflicting)."""
+    label = cls._label()
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        return None, [Problem(path, f"expected a mapping of {label} settings, got {_kind(values)}",
+                              positions.value(path))]
+    fields_ = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    hints = typing.get_type_hints(cls)
+    problems: list[Problem] = []
+    for key, value in values.items():
+        where = (*path, key)
+        if key not in fields_:
+            problems.append(Problem(where, f"unknown key.{suggest(str(key), list(fields_))} Valid keys: "
+                                    f"{', '.join(fields_)}.", positions.key(where)))
+            continue
+        try:
+            _adapter(hints[key]).validate_python(value, strict=False)
+        except ValidationError as err:
+            problems.append(Problem(where, f"{_short(value)} is invalid: {err.errors()[0]['msg']}.",
+                                    positions.value(where)))
+    for name, f in fields_.items():
+        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            problems.append(Problem((*path, name), "missing (required).", positions.value(path)))
+    if problems:
+        return None, problems
+    try:
+        return cls(**values), []
+    except (ConfigError, ValueError, TypeError, ArithmeticError) as err:
+        message = str(err).removeprefix(f"{label}: ")
+        first = message.split(" ", 1)[0]
+        where = (*path, first) if first in values else path  # "epochs must be ..." points at epochs
+        return None, [Problem(where, message, positions.value(where))]
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"a {type(value).__name__} ({_short(value)})"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe. Build it with :meth:`from_yaml` (or :meth:`from_text` / :meth:`from_dict`)."""
+
+    model: ModelSection
+    surgery: tuple[PassConfig, ...] = ()
+    finetune: FinetuneConfig | None = None
+    data: str | None = None  # finetune.data: also feeds data-driven passes (gru-fc grad_contrib)
+    export: ExportSection = field(default_factory=ExportSection)
+    seed: int = 0
+    source: str = field(default="<recipe>", compare=False)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_yaml(cls, *paths: str | Path, overrides: dict[str, str] | None = None) -> Recipe:
+        """Load one recipe file, or compose several: later files append surgery steps and win elsewhere."""
+        if not paths:
+            raise RecipeError("recipe", [Problem((), "no recipe file given")])
+        raw: dict[str, Any] = {}
+        positions, problems = Positions(), []
+        for p in paths:
+            path = Path(p)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                raise RecipeError(str(path), [Problem((), f"cannot read the recipe: {err.strerror or err}")]) from None
+            value, pos, found = parse_yaml(text, str(path))
+            problems += found
+            if not isinstance(value, dict):
+                raise RecipeError(str(path), [Problem((), f"a recipe is a mapping with the keys {', '.join(TOP_KEYS)}; "
+                                                          f"the file holds {_kind(value)}", Location(str(path), 1, 1))])
+            steps = raw.get("surgery")
+            positions.update(pos.shifted(("surgery",), len(steps) if isinstance(steps, list) else 0))
+            raw = merge(raw, value)
+        source = " + ".join(str(p) for p in paths)
+        return cls._build(raw, positions, problems, source, overrides)
+
+    @classmethod
+    def from_text(cls, text: str, source: str = "<recipe>", overrides: dict[str, str] | None = None) -> Recipe:
+        value, positions, problems = parse_yaml(text, source)
+        if not isinstance(value, dict):
+            raise RecipeError(source, [Problem((), f"a recipe is a mapping with the keys {', '.join(TOP_KEYS)}; "
+                                                   f"the text holds {_kind(value)}", Location(source, 1, 1))])
+        return cls._build(value, positions, problems, source, overrides)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "<dict>") -> Recipe:
+        if not isinstance(values, dict):
+            raise RecipeError(source, [Problem((), f"a recipe is a mapping, got {_kind(values)}")])
+        return cls._build(values, Positions(), [], source, None)
+
+    @classmethod
+    def _build(cls, raw: dict[str, Any], positions: Positions, problems: list[Problem], source: str,
+               overrides: dict[str, str] | None) -> Recipe:
+        import copy
+
+        raw = copy.deepcopy(raw)
+        problems = list(problems) + apply_overrides(raw, overrides or {}, positions)
+        for key in raw:
+            if key not in TOP_KEYS:
+                problems.append(Problem((key,), f"unknown key.{suggest(str(key), list(TOP_KEYS))} Valid keys: "
+                                        f"{', '.join(TOP_KEYS)}.", positions.key((key,))))
+        model, found = check_fields(ModelSection, raw.get("model"), ("model",), positions)
+        problems += found
+        if "model" not in raw:
+            problems.append(Problem(("model",), "missing (required): the model to start from, e.g. "
+                                    "model: {name: torchvision:resnet18}", Location(source, 1, 1)))
+        surgery = _check_surgery(raw.get("surgery", []), positions, problems)
+        finetune, data = _check_finetune(raw.get("finetune"), "finetune" in raw, positions, problems, raw)
+        export, found = check_fields(ExportSection, raw.get("export"), ("export",), positions)
+        problems += found
+        seed = raw.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            problems.append(Problem(("seed",), f"{_short(seed)} is invalid: a non-negative integer is expected.",
+                                    positions.value(("seed",))))
+            seed = 0
+        if not surgery and finetune is None and not any(p.path[:1] in (("surgery",), ("finetune",))
+                                                        for p in problems):
+            problems.append(Problem((), "nothing to do: give surgery steps, a finetune section, or both.",
+                                    Location(source, 1, 1)))
+        if finetune is None:
+            for i, step in enumerate(surgery):
+                if step.pass_name == "gru-fc" and getattr(step, "mode", "") in ("grad_contrib", "loss_grad"):
+                    problems.append(Problem(("surgery", i, "mode"), f"mode={step.mode} needs data: add a finetune "
+                                            "section with its data.", positions.value(("surgery", i, "mode"))))
+        if problems:
+            raise RecipeError(source, sorted(problems, key=_order))
+        if finetune is not None:
+            finetune = dataclasses.replace(finetune, seed=seed)
+        return cls(model, tuple(surgery), finetune, data, export, seed, source)
+
+    # ------------------------------------------------------------------ writing
+    def to_dict(self) -> dict[str, Any]:
+        """Every value, defaults included (the resolved recipe)."""
+        out: dict[str, Any] = {"model": self.model.to_dict(),
+                               "surgery": [{"pass": c.pass_name, **c.to_dict()} for c in self.surgery]}
+        if self.finetune is not None:
+            settings = self.finetune.to_dict()
+            settings.pop("seed")
+            out["finetune"] = {"data": self.data, **settings}
+        out["export"] = self.export.to_dict()
+        out["seed"] = self.seed
+        return out
+
+    def to_yaml(self) -> str:
+        """The resolved recipe as YAML; ``Recipe.from_text(r.to_yaml()) == r``."""
+        return yaml.safe_dump(_plain(self.to_dict()), sort_keys=False, default_flow_style=None, width=100)
+
+    @property
+    def sha256(self) -> str:
+        """The digest of the resolved YAML: equal for recipes that do the same thing however written."""
+        return hashlib.sha256(self.to_yaml().encode()).hexdigest()
+
+    # ------------------------------------------------------------------ running
+    def plan(self):
+        """Dry run: build the model and report the sites each pass would change; trains and writes nothing."""
+        from netsurgeon.recipe.run import plan_recipe
+
+        return plan_recipe(self)
+
+    def run(self, *, out_dir: str | Path | None = None, progress: bool = True):
+        """Surgery, fine-tuning and export as written; returns a :class:`~netsurgeon.recipe.run.RecipeResult`."""
+        from netsurgeon.recipe.run import run_recipe
+
+        return run_recipe(self, out_dir=out_dir, progress=progress)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _order(problem: Problem) -> tuple:
+    loc = problem.location
+    return (loc.source if loc else "", loc.line if loc else 0, loc.column if loc else 0)
+
+
+def _check_surgery(steps: Any, positions: Positions, problems: list[Problem]) -> list[PassConfig]:
+    if steps is None:
+        return []
+    if not isinstance(steps, list):
+        problems.append(Problem(("surgery",), f"expected a list of passes (- pass: erase-relu), got {_kind(steps)}",
+                                positions.value(("surgery",))))
+        return []
+    configs = []
+    for i, step in enumerate(steps):
+        where = ("surgery", i)
+        if not isinstance(step, dict) or "pass" not in step:
+            problems.append(Problem(where, "each step is a mapping with a 'pass' key, e.g. - pass: erase-relu",
+                                    positions.value(where)))
+            continue
+        name = step["pass"]
+        try:
+            if not isinstance(name, str):
+                raise UnknownNameError(f"pass {_short(name)} is not a pass name; run 'netsurgeon passes'.")
+            spec = get_pass(name)
+        except NetsurgeonError as err:
+            problems.append(Problem((*where, "pass"), str(err), positions.value((*where, "pass"))))
+            continue
+        params = {k: v for k, v in step.items() if k != "pass"}
+        config, found = check_fields(spec.config_cls, params, where, positions)
+        problems += found
+        if config is not None:
+            configs.append(config)
+    return configs
+
+
+def _check_finetune(values: Any, present: bool, positions: Positions, problems: list[Problem],
+                    raw: dict[str, Any]) -> tuple[FinetuneConfig | None, str | None]:
+    if not present:
+        return None, None
+    where = ("finetune",)
+    if not isinstance(values, dict):
+        problems.append(Problem(where, f"expected a mapping with data and training settings, got {_kind(values)}",
+                                positions.value(where)))
+        return None, None
+    values = dict(values)
+    data = values.pop("data", None)
+    ok = True
+    if "seed" in values:
+        values.pop("seed")
+        problems.append(Problem((*where, "seed"), "seed belongs at the top level of the recipe (it seeds surgery and "
+                                "fine-tuning alike).", positions.key((*where, "seed"))))
+        ok = False
+    if data is None:
+        problems.append(Problem((*where, "data"), "missing (required): digits, fashion-mnist[:DIR], folder:DIR or "
+                                "torchvision:NAME:ROOT.", positions.value(where)))
+        ok = False
+    else:
+        from netsurgeon.data import DataSpec
+
+        try:
+            DataSpec.parse(data) if isinstance(data, str) else DataSpec.parse("")
+        except ConfigError as err:
+            problems.append(Problem((*where, "data"), f"{_short(data)}: {err}", positions.value((*where, "data"))))
+            ok = False
+    config, found = check_fields(FinetuneConfig, values, where, positions, skip=("seed",))
+    problems += found
+    return (config if ok else None), (data if ok else None)
