@@ -131,7 +131,7 @@ def apply(
         new_params = [name for name, _ in ws.model.named_parameters() if name not in params_before]
         ws.history.append({"pass": spec.name, "version": config.version, "config": config.to_dict(),
                            "sites": [c.site for c in changes], "resolved": dict(ws.resolved),
-                           "new_params": new_params})
+                           "contract": contract.value, "new_params": new_params})
     result_model = ws.model
     result_model.train(model.training)
     set_info(result_model, dataclasses.replace(info, history=ws.history))

@@ -25,6 +25,7 @@ import torch
 
 from netsurgeon.api import apply, probe_input
 from netsurgeon.config import PassConfig
+from netsurgeon.data import count_classes
 from netsurgeon.errors import ConfigError, NoEffectWarning
 from netsurgeon.models import load_model
 from netsurgeon.passes import EraseReLU, GradientRectifiedFC, ProportionalReLU, PseudoDerivativeReLU, SpinalHeadConfig
@@ -90,8 +91,7 @@ def run_demo(
     torch.manual_seed(seed)
     common = {"batch_size": batch_size, "seed": seed, "progress": progress, "limit_train_batches": limit_train_batches,
               "limit_eval_batches": limit_eval_batches}
-    probe_classes = resolve_data(data, load_model("netsurgeon:tiny_convnet"))[0].num_classes
-    base = load_model(model, num_classes=probe_classes, input_size=input_size)
+    base = load_model(model, num_classes=count_classes(data), input_size=input_size)
     train, test, _ = resolve_data(data, base)
     _progress(f"training the baseline {model} on {data} ({len(train)} images) for {baseline_epochs} epochs", progress)
     baseline = finetune(base, (train, test), FinetuneConfig(epochs=baseline_epochs, lr=0.05, warmup_epochs=0.5,

@@ -81,4 +81,6 @@ def status(message: str) -> None:
 
 def is_main_process() -> bool:
     """False on the non-zero ranks of a torchrun job, which train but print and write nothing."""
-    return os.environ.get("RANK", "0") == "0"
+    from netsurgeon.train.distributed import is_main_process as main
+
+    return main()

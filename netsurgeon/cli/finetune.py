@@ -49,7 +49,7 @@ def finetune(
     DistributedDataParallel and only rank 0 writes. Ctrl-C saves a checkpoint; --resume continues it.
     """
     from netsurgeon.config import parse_set_options
-    from netsurgeon.data import DataSpec, load_dataset
+    from netsurgeon.data import DataSpec, count_classes
     from netsurgeon.export import parse_formats
     from netsurgeon.models import load_model
     from netsurgeon.models.load import is_artifact_path
@@ -63,7 +63,7 @@ def finetune(
     fmt_list = [] if formats.strip().lower() == "none" else parse_formats(formats)
     size = parse_input_size(input_size)
     if not is_artifact_path(model) and num_classes is None and checkpoint is None:
-        num_classes = load_dataset(spec, "train", (3, 8, 8)).num_classes
+        num_classes = count_classes(spec)
         status(f"building {model} with {num_classes} classes (the data's)")
     status(f"loading {model}")
     loaded = load_model(model, checkpoint=checkpoint, num_classes=num_classes, input_size=size)

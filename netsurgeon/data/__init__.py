@@ -17,6 +17,13 @@ size, grey images repeated to the model's channel count, and normalised with the
 (``model_normalization``: timm's pretrained config, or the torchvision weights' transforms).
 """
 
-from netsurgeon.data.sources import DataSpec, ImageTransform, load_dataset, make_loader, model_normalization
+from netsurgeon.data.sources import (
+    DataSpec,
+    ImageTransform,
+    count_classes,
+    load_dataset,
+    make_loader,
+    model_normalization,
+)
 
-__all__ = ["DataSpec", "ImageTransform", "load_dataset", "make_loader", "model_normalization"]
+__all__ = ["DataSpec", "ImageTransform", "count_classes", "load_dataset", "make_loader", "model_normalization"]

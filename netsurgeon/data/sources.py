@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from netsurgeon.errors import ConfigError
 
-__all__ = ["DataSpec", "ImageTransform", "load_dataset", "make_loader", "model_normalization"]
+__all__ = ["DataSpec", "ImageTransform", "count_classes", "load_dataset", "make_loader", "model_normalization"]
 
 FASHION_DIRS = ("/usr/share/fashion-mnist", "/usr/share/dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
                 "/usr/share/doc/dataset-fashion-mnist")
@@ -198,6 +198,11 @@ def load_dataset(spec: str | DataSpec, split: str, input_size: Sequence[int], *,
     else:
         base, classes = _torchvision(spec.name, spec.path, split, download)
     return _Mapped(base, ImageTransform(input_size, mean, std), classes)
+
+
+def count_classes(spec: str | DataSpec) -> int:
+    """The class count of a data spec's training split (to size a new model's head)."""
+    return load_dataset(spec, "train", (3, 8, 8)).num_classes
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, workers: int = 0,

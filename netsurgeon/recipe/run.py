@@ -20,6 +20,7 @@ from netsurgeon.export.atomic import staged_files
 from netsurgeon.models import load_model
 from netsurgeon.recipe.schema import Recipe
 from netsurgeon.report import SurgeryReport
+from netsurgeon.train.distributed import is_main_process
 
 __all__ = ["RecipeResult", "plan_recipe", "run_recipe"]
 
@@ -86,10 +87,14 @@ def run_recipe(recipe: Recipe, *, out_dir: str | Path | None = None, progress: b
         tuned = finetune(model, recipe.data, cfg, out_dir=out, overwrite=recipe.export.overwrite,
                          formats=recipe.export.formats, extra=provenance)
         model, metrics, files = tuned.model, tuned.metrics, tuned.files
-    else:
+    elif is_main_process():
         _say(f"exporting to {out}", progress)
         files = export(model, out, formats=recipe.export.formats, report=report, seed=recipe.seed,
                        overwrite=recipe.export.overwrite, extra=provenance).files
+    else:
+        files = []
+    if not is_main_process():  # under torchrun only rank 0 writes
+        return RecipeResult(model, report, metrics, [], digest)
     with staged_files(finals) as (yaml_tmp, sha_tmp):
         yaml_tmp.write_text(text)  # exactly the hashed text: `sha256sum -c recipe.sha256` checks it
         sha_tmp.write_text(f"{digest}  recipe.yaml\n")

@@ -158,8 +158,8 @@ def _needs_bn_recalibration(model: nn.Module, cfg: FinetuneConfig) -> bool:
         return cfg.bn_recalibrate == "on"
     info = get_info(model)
     for step in info.history if info else []:
-        spec = get_pass(step["pass"])
-        if spec.structural and spec.contract == Contract.CHANGES_FUNCTION:
+        spec = get_pass(step["pass"])  # the contract the pass reported (a warm-started head is exact)
+        if spec.structural and step.get("contract", spec.contract.value) == Contract.CHANGES_FUNCTION.value:
             return True
     return False
 

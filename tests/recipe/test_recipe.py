@@ -86,7 +86,7 @@ def test_structure_problems_and_conflicts():
         assert words in text, words
     with pytest.raises(RecipeError, match="nothing to do"):
         Recipe.from_text("model: {name: resnet18}\n")
-    with pytest.raises(RecipeError, match="1:1: not valid YAML"):
+    with pytest.raises(RecipeError, match="<recipe>:1:10: not valid YAML: expected .,. or .]."):
         Recipe.from_text("[unclosed")
     with pytest.raises(RecipeError, match="mode=grad_contrib needs data"):
         Recipe.from_text("model: {name: resnet18}\nsurgery: [{pass: gru-fc, mode: grad_contrib}]\n")

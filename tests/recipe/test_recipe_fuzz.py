@@ -1,5 +1,7 @@
 """Property-based: whatever text or values a recipe holds, the loader raises only RecipeError."""
 
+import os
+
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -7,7 +9,9 @@ from hypothesis import strategies as st
 from netsurgeon.errors import RecipeError
 from netsurgeon.recipe import Recipe
 
-FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: FUZZ_EXAMPLES=2000 for a longer hunt; the suite's default keeps this file to seconds
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**30, max_value=10**30),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20))

@@ -162,11 +162,15 @@ def test_bn_recalibration_uses_the_data_statistics():
     assert bn[0].momentum == 0.1 and not bn.training
 
 
-def test_bn_recalibration_runs_after_erase_relu_only(model, digits):
+def test_bn_recalibration_runs_only_after_function_changing_structural_passes(model, digits):
     erased = ns.apply(model, ns.EraseReLU()).model
     cfg = FinetuneConfig(epochs=1, limit_train_batches=1, bn_batches=3, **QUICK)
     assert finetune(erased, digits, cfg).metrics[0]["bn_recalibrated"] == 8  # every BN
     assert finetune(model, digits, cfg).metrics[0]["bn_recalibrated"] == 0
+    headed = ns.apply(model, ns.SpinalHeadConfig(width=8)).model  # warm-started: exact, backbone BN untouched
+    assert finetune(headed, digits, cfg).metrics[0]["bn_recalibrated"] == 0
+    cold = ns.apply(model, ns.SpinalHeadConfig(width=8, warm_start=False)).model
+    assert finetune(cold, digits, cfg).metrics[0]["bn_recalibrated"] == 8
 
 
 def test_evaluate_top1_top5():
@@ -176,3 +180,54 @@ def test_evaluate_top1_top5():
     assert (result.top1, result.top5, result.samples) == (50.0, 50.0, 2)
     result = evaluate(model, [(logits, torch.tensor([1, 2]))])
     assert (result.top1, result.top5) == (0.0, 100.0)
+
+
+@pytest.mark.parametrize("change", [{"clip_grad_norm": 1e-3}, {"label_smoothing": 0.3}, {"optimizer": "adamw"},
+                                    {"new_param_lr_scale": 1.0, "weight_decay": 0.0}, {"schedule": "constant"}])
+def test_each_setting_reaches_the_loop(model, digits, change):
+    base = {"epochs": 1, "limit_train_batches": 3, "limit_eval_batches": 1, **QUICK}
+    a = finetune(model, digits, FinetuneConfig(**base))
+    b = finetune(model, digits, FinetuneConfig(**{**base, **change}))
+    if change.get("new_param_lr_scale") == 1.0:  # no pass created parameters: only weight decay differs
+        assert not state_equal(a.model.state_dict(), b.model.state_dict())
+    else:
+        assert not state_equal(a.model.state_dict(), b.model.state_dict()), change
+
+
+def test_recorded_learning_rate_follows_the_step_schedule(model, digits):
+    cfg = FinetuneConfig(epochs=3, schedule="step", step_epochs=(1, 2), step_gamma=0.5, limit_train_batches=2,
+                         limit_eval_batches=1, eval_every=2, **QUICK)
+    rows = finetune(model, digits, cfg).metrics
+    assert [r["lr"] for r in rows[1:]] == pytest.approx([0.05, 0.025, 0.0125])
+    assert ["test_top1" in r for r in rows] == [True, False, True, True]  # eval_every=2, and always the last
+
+
+def test_transforms_follow_the_model_data_config():
+    from netsurgeon.data import model_normalization
+
+    assert model_normalization(ns.load_model("timm:test_resnet")) == ((0.5,) * 3, (0.5,) * 3)
+    assert model_normalization(ns.load_model("torchvision:resnet18"))[0] == pytest.approx((0.485, 0.456, 0.406))
+    model = ns.load_model("timm:test_resnet", num_classes=10, input_size=(3, 24, 24))
+    train, _, _ = resolve_data("digits", model)
+    image, _ = train[0]
+    assert image.shape == (3, 24, 24) and image.min() >= -1 - 1e-6 and image.max() <= 1 + 1e-6  # (x - 0.5) / 0.5
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager(model, digits):
+    cfg = FinetuneConfig(epochs=1, limit_train_batches=3, limit_eval_batches=1, **QUICK)
+    eager = finetune(model, digits, cfg)
+    compiled = finetune(model, digits, FinetuneConfig(**{**cfg.to_dict(), "compile": True}))
+    for (name, a), b in zip(eager.model.state_dict().items(), compiled.model.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=2e-3), name  # inductor fuses: float rounding differs
+    assert not torch.equal(compiled.model.conv1.weight, model.conv1.weight)  # and it did train
+
+
+@pytest.mark.gpu
+def test_gpu_amp_channels_last(model, digits, tmp_path):
+    cfg = FinetuneConfig(epochs=1, limit_train_batches=5, device="cuda", amp="bf16", **QUICK)
+    result = finetune(model, digits, cfg, out_dir=tmp_path)
+    assert next(result.model.parameters()).is_cuda and result.final["test_top1"] > 0
+    assert (tmp_path / "model.onnx").exists()  # exported from a CPU copy
+    fp16 = finetune(model, digits, FinetuneConfig(**{**cfg.to_dict(), "amp": "fp16"}))
+    assert torch.isfinite(torch.tensor(fp16.final["train_loss"]))
