@@ -22,6 +22,8 @@ def demo(
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
     train_batches: Annotated[int | None, typer.Option(
         help="Train on at most this many batches per epoch (a quicker run on large data).")] = None,
+    eval_batches: Annotated[int | None, typer.Option(
+        help="Evaluate on at most this many test batches (a quicker run on large data).")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="The baseline architecture (built untrained).")]
     = "torchvision:resnet18",
     input_size: Annotated[str, typer.Option("--input-size", help="C,H,W the images are resized to.")] = "3,32,32",
@@ -38,7 +40,8 @@ def demo(
     from netsurgeon.demo import format_table, run_demo
 
     result = run_demo(data, out, model=model, input_size=parse_input_size(input_size), baseline_epochs=baseline_epochs,
-                      epochs=epochs, batch_size=batch_size, limit_train_batches=train_batches, seed=seed,
+                      epochs=epochs, batch_size=batch_size, limit_train_batches=train_batches,
+                      limit_eval_batches=eval_batches, seed=seed,
                       overwrite=overwrite)
     if as_json:
         typer.echo(json.dumps({"rows": [r.__dict__ for r in result.rows], "files": result.files,
