@@ -70,8 +70,16 @@ def main() -> None:
     if args.write:
         docs = Path(__file__).resolve().parents[1] / "docs" / "replication.md"
         command = "python benchmarks/replicate.py " + " ".join(sys.argv[1:])
-        docs.write_text(f"# Small-scale replication\n\nProduced by `{command}`.\n\n{table}\n")
+        notes = ""
+        if docs.exists() and NOTES_MARKER in docs.read_text():
+            notes = "\n" + NOTES_MARKER + docs.read_text().split(NOTES_MARKER, 1)[1]
+            print("kept the hand-written reading below the table: revise it for the new numbers",
+                  file=sys.stderr)
+        docs.write_text(f"# Small-scale replication\n\nProduced by `{command}`.\n\n{table}\n{notes}")
         print(f"wrote {docs}", file=sys.stderr)
+
+
+NOTES_MARKER = "<!-- reading: kept by --write -->"
 
 
 def _ms(values: list[float], signed: bool = False) -> str:
