@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import environment  # noqa: E402
+from _common import environment, interleaved_medians  # noqa: E402
 
 import netsurgeon as ns  # noqa: E402
 from netsurgeon.train import FinetuneConfig, finetune, resolve_data  # noqa: E402
@@ -79,27 +78,12 @@ def main() -> None:
     cfg = FinetuneConfig(epochs=1, batch_size=args.batch, lr=0.01, device=device.type, amp=args.amp,
                          channels_last=channels_last, progress=False, bn_recalibrate="off")
 
-    def timed(fn) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
     variants = {
         "hand-written loop": lambda: hand_loop(ns.models.info.copy_model(base), data, args.batch, device, args.amp,
                                                channels_last),
         "netsurgeon.finetune": lambda: finetune(base, (data, None), cfg),
     }
-    for fn in variants.values():  # warm-up (allocator, kernels, first-call imports)
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.runs):
-        for name, fn in variants.items():
-            samples[name].append(timed(fn))
-    medians = {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
+    medians = interleaved_medians(variants, device, args.runs)  # one warm-up round, then round-robin
     print(f"# {environment(device)}; resnet18 at {args.size}x{args.size}, batch {args.batch}, "
           f"{len(data)} images per epoch, amp {args.amp}, median of {args.runs}")
     print("| loop | images/s | vs hand-written |\n| --- | ---: | ---: |")

@@ -14,7 +14,6 @@ if it beats that row, not the baseline.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -25,10 +24,11 @@ import torch
 
 from netsurgeon.api import apply, probe_input
 from netsurgeon.config import PassConfig
-from netsurgeon.data import count_classes
+from netsurgeon.data import count_classes, make_loader
 from netsurgeon.errors import ConfigError, NoEffectWarning
 from netsurgeon.models import load_model
 from netsurgeon.passes import EraseReLU, GradientRectifiedFC, ProportionalReLU, PseudoDerivativeReLU, SpinalHeadConfig
+from netsurgeon.progress import status
 from netsurgeon.train import FinetuneConfig, evaluate, finetune, resolve_data
 from netsurgeon.train.distributed import Context, IndexSampler
 from netsurgeon.train.metrics import plot_curves
@@ -62,11 +62,6 @@ class DemoResult:
     seconds: float
 
 
-def _progress(message: str, enabled: bool) -> None:
-    if enabled:
-        print(f"· {message}", file=sys.stderr, flush=True)
-
-
 def run_demo(
     data: str = "digits",
     out_dir: str | Path = "demo-out",
@@ -93,14 +88,14 @@ def run_demo(
               "limit_eval_batches": limit_eval_batches}
     base = load_model(model, num_classes=count_classes(data), input_size=input_size)
     train, test, _ = resolve_data(data, base)
-    _progress(f"training the baseline {model} on {data} ({len(train)} images) for {baseline_epochs} epochs", progress)
+    status(f"training the baseline {model} on {data} ({len(train)} images) for {baseline_epochs} epochs", progress)
     baseline = finetune(base, (train, test), FinetuneConfig(epochs=baseline_epochs, lr=0.05, warmup_epochs=0.5,
                                                             **common),
                         out_dir=out / "baseline", overwrite=overwrite, formats=("safetensors",))
     trained = baseline.model
     base_top1 = baseline.final["test_top1"]
     tune = FinetuneConfig(epochs=epochs, lr=0.01, **common)
-    test_loader = torch.utils.data.DataLoader(test, batch_size=batch_size, sampler=IndexSampler(range(len(test))))
+    test_loader = make_loader(test, batch_size, shuffle=False, seed=seed)
     probe = probe_input(trained)
     rows, series = [], {"baseline": baseline.metrics}
     for config in (None, *passes):
@@ -115,7 +110,7 @@ def run_demo(
             candidate, sites = surgery.model, len(surgery.report.passes[0].changes)
         after = evaluate(candidate, test_loader, ctx=Context(), num_classes=train.num_classes,
                          limit=limit_eval_batches).top1
-        _progress(f"{name}: {sites} sites changed, test top-1 {after:.2f}% right after surgery; fine-tuning", progress)
+        status(f"{name}: {sites} sites changed, test top-1 {after:.2f}% right after surgery; fine-tuning", progress)
         variant_dir = out / name.replace(" ", "-")
         tuned = finetune(candidate, (train, test), tune, out_dir=variant_dir, overwrite=overwrite)
         reloaded = load_model(variant_dir)
@@ -134,7 +129,7 @@ def run_demo(
 def _loader_for(train: torch.utils.data.Dataset, batch_size: int, limit: int | None):
     """A few training batches for data-driven passes (gru-fc GRU-FC-2L)."""
     count = len(train) if limit is None else min(len(train), limit * batch_size)
-    return torch.utils.data.DataLoader(train, batch_size=batch_size, sampler=IndexSampler(range(count)))
+    return make_loader(train, batch_size, shuffle=False, sampler=IndexSampler(range(count)))
 
 
 def format_table(rows: Sequence[DemoRow]) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from netsurgeon.errors import NetsurgeonError, NoEffectWarning
+from netsurgeon.progress import status
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,13 +70,6 @@ def load_from_options(model: str, checkpoint: Path | None, num_classes: int | No
 
     status(f"loading {model}" + (f" with {checkpoint}" if checkpoint else ""))
     return load_model(model, checkpoint=checkpoint, num_classes=num_classes)
-
-
-def status(message: str) -> None:
-    """Progress for long steps, on stderr so that --json output stays clean (rank 0 only under torchrun)."""
-    if not is_main_process():
-        return
-    print(f"· {message}", file=sys.stderr, flush=True)
 
 
 def is_main_process() -> bool:

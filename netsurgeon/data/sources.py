@@ -206,8 +206,11 @@ def count_classes(spec: str | DataSpec) -> int:
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, workers: int = 0,
-                sampler=None, drop_last: bool = False) -> DataLoader:  # noqa: ANN001
-    """A seeded DataLoader (the same order for the same seed)."""
+                sampler=None, drop_last: bool = False, pin_memory: bool = False) -> DataLoader:  # noqa: ANN001
+    """A seeded DataLoader (the same order for the same seed).
+
+    It has its own generator, so creating an iterator never draws from the global RNG (a resumed
+    training run replays that RNG)."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      num_workers=workers, generator=generator, drop_last=drop_last)
+                      num_workers=workers, generator=generator, drop_last=drop_last, pin_memory=pin_memory)

@@ -7,7 +7,6 @@ artifact's provenance (``record["recipe"]``), so a model can be traced back to t
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from torch import nn
 from netsurgeon.api import apply, plan
 from netsurgeon.export.atomic import staged_files
 from netsurgeon.models import load_model
+from netsurgeon.progress import status
 from netsurgeon.recipe.schema import Recipe
 from netsurgeon.report import SurgeryReport
 from netsurgeon.train.distributed import is_main_process
@@ -78,7 +78,7 @@ def run_recipe(recipe: Recipe, *, out_dir: str | Path | None = None, progress: b
     model = _load(recipe)
     report = None
     if recipe.surgery:
-        _say(f"applying {', '.join(c.pass_name for c in recipe.surgery)}", progress)
+        status(f"applying {', '.join(c.pass_name for c in recipe.surgery)}", progress)
         result = apply(model, list(recipe.surgery), data=_surgery_data(recipe, model))
         model, report = result.model, result.report
     metrics: list[dict[str, Any]] = []
@@ -88,7 +88,7 @@ def run_recipe(recipe: Recipe, *, out_dir: str | Path | None = None, progress: b
                          formats=recipe.export.formats, extra=provenance)
         model, metrics, files = tuned.model, tuned.metrics, tuned.files
     elif is_main_process():
-        _say(f"exporting to {out}", progress)
+        status(f"exporting to {out}", progress)
         files = export(model, out, formats=recipe.export.formats, report=report, seed=recipe.seed,
                        overwrite=recipe.export.overwrite, extra=provenance).files
     else:
@@ -105,8 +105,3 @@ def _quiet(recipe: Recipe):
     import dataclasses
 
     return dataclasses.replace(recipe.finetune, progress=False)
-
-
-def _say(message: str, enabled: bool) -> None:
-    if enabled:
-        print(f"· {message}", file=sys.stderr, flush=True)

@@ -145,9 +145,7 @@ class Recipe:
                 raise RecipeError(str(path), [Problem((), f"cannot read the recipe: {err.strerror or err}")]) from None
             value, pos, found = parse_yaml(text, str(path))
             problems += found
-            if not isinstance(value, dict):
-                raise RecipeError(str(path), [Problem((), f"a recipe is a mapping with the keys {', '.join(TOP_KEYS)}; "
-                                                          f"the file holds {_kind(value)}", Location(str(path), 1, 1))])
+            _require_mapping(value, str(path), "the file")
             steps = raw.get("surgery")
             positions.update(pos.shifted(("surgery",), len(steps) if isinstance(steps, list) else 0))
             raw = merge(raw, value)
@@ -157,9 +155,7 @@ class Recipe:
     @classmethod
     def from_text(cls, text: str, source: str = "<recipe>", overrides: dict[str, str] | None = None) -> Recipe:
         value, positions, problems = parse_yaml(text, source)
-        if not isinstance(value, dict):
-            raise RecipeError(source, [Problem((), f"a recipe is a mapping with the keys {', '.join(TOP_KEYS)}; "
-                                                   f"the text holds {_kind(value)}", Location(source, 1, 1))])
+        _require_mapping(value, source, "the text")
         return cls._build(value, positions, problems, source, overrides)
 
     @classmethod
@@ -185,7 +181,7 @@ class Recipe:
             problems.append(Problem(("model",), "missing (required): the model to start from, e.g. "
                                     "model: {name: torchvision:resnet18}", Location(source, 1, 1)))
         surgery = _check_surgery(raw.get("surgery", []), positions, problems)
-        finetune, data = _check_finetune(raw.get("finetune"), "finetune" in raw, positions, problems, raw)
+        finetune, data = _check_finetune(raw.get("finetune"), "finetune" in raw, positions, problems)
         export, found = check_fields(ExportSection, raw.get("export"), ("export",), positions)
         problems += found
         seed = raw.get("seed", 0)
@@ -244,6 +240,12 @@ class Recipe:
         return run_recipe(self, out_dir=out_dir, progress=progress)
 
 
+def _require_mapping(value: Any, source: str, holder: str) -> None:
+    if not isinstance(value, dict):
+        raise RecipeError(source, [Problem((), f"a recipe is a mapping with the keys {', '.join(TOP_KEYS)}; "
+                                               f"{holder} holds {_kind(value)}", Location(source, 1, 1))])
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -287,8 +289,8 @@ def _check_surgery(steps: Any, positions: Positions, problems: list[Problem]) ->
     return configs
 
 
-def _check_finetune(values: Any, present: bool, positions: Positions, problems: list[Problem],
-                    raw: dict[str, Any]) -> tuple[FinetuneConfig | None, str | None]:
+def _check_finetune(values: Any, present: bool, positions: Positions,
+                    problems: list[Problem]) -> tuple[FinetuneConfig | None, str | None]:
     if not present:
         return None, None
     where = ("finetune",)

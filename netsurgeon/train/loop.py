@@ -36,10 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from netsurgeon.data import DataSpec, load_dataset, model_normalization
+from netsurgeon.data import DataSpec, load_dataset, make_loader, model_normalization
 from netsurgeon.errors import CheckpointError, ConfigError, TrainingInterrupted
 from netsurgeon.export import ExportResult
 from netsurgeon.models.info import copy_model, get_info
+from netsurgeon.progress import status
 from netsurgeon.train import gru_schedule
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.train.distributed import (
@@ -174,9 +175,8 @@ def _check_resumable(stored: dict[str, Any], cfg: FinetuneConfig, path: Path) ->
 
 
 def _loader(dataset: Dataset, indices: Sequence[int], cfg: FinetuneConfig, ctx: Context) -> DataLoader:
-    # its own generator: creating an iterator must not draw from the global RNG (resume replays that RNG)
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=IndexSampler(indices), num_workers=cfg.workers,
-                      pin_memory=ctx.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
+    return make_loader(dataset, cfg.batch_size, shuffle=False, seed=cfg.seed, workers=cfg.workers,
+                       sampler=IndexSampler(indices), pin_memory=ctx.device.type == "cuda")
 
 
 def finetune(
@@ -264,8 +264,7 @@ class _Run:
 
     # ------------------------------------------------------------------ helpers
     def log(self, message: str) -> None:
-        if self.cfg.progress and self.ctx.is_main:
-            print(f"· {message}", file=sys.stderr, flush=True)
+        status(message, self.cfg.progress)
 
     def _evaluate(self) -> EvalResult | None:
         if self.test_set is None:
@@ -280,9 +279,6 @@ class _Run:
         if self.cfg.limit_train_batches is not None:
             indices = indices[: self.cfg.limit_train_batches * self.cfg.batch_size]
         return indices
-
-    def _steps_per_epoch(self) -> int:
-        return math.ceil(len(self._train_indices(0)) / self.cfg.batch_size)
 
     def _save(self) -> None:
         if self.out is not None and self.ctx.is_main:
@@ -317,8 +313,9 @@ class _Run:
         self.state.metrics.append(row)
 
     def _as_input(self, batches: DataLoader):
+        """Batches on the device, images in the training memory format."""
         for x, y in batches:
-            x = x.to(self.ctx.device)
+            x, y = x.to(self.ctx.device, non_blocking=True), y.to(self.ctx.device, non_blocking=True)
             yield (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
 
     def restore(self) -> None:
@@ -340,11 +337,11 @@ class _Run:
 
     def train_epoch(self, epoch: int, stop: _StopRequest) -> None:
         cfg, ctx, state = self.cfg, self.ctx, self.state
+        indices = self._train_indices(epoch)
         if state.batch == 0 and self.gru.due(epoch, state.rectified):
-            loader = _loader(self.train_set, self._train_indices(epoch), cfg, ctx)
+            loader = _loader(self.train_set, indices, cfg, ctx)
             self.log(self.gru.rectify(self.model, lambda: self._as_input(loader), self.optimizer))
             state.rectified += 1
-        indices = self._train_indices(epoch)
         steps_per_epoch = math.ceil(len(indices) / cfg.batch_size)
         remaining = indices[state.batch * cfg.batch_size:]
         loss_sum = torch.tensor(state.loss_sum, dtype=torch.float64, device=ctx.device)
@@ -354,10 +351,7 @@ class _Run:
         started = time.perf_counter()
         bar = _progress(bool(remaining), epoch, cfg, ctx, initial=state.batch, total=steps_per_epoch)
         lr = 0.0
-        for x, y in _loader(self.train_set, remaining, cfg, ctx):
-            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+        for x, y in self._as_input(_loader(self.train_set, remaining, cfg, ctx)):
             factor = cfg.lr_factor(state.step, steps_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr = group["initial_lr"] * factor

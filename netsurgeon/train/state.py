@@ -8,8 +8,6 @@ temporary file that is then renamed, and read back with ``torch.load(weights_onl
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 
 from netsurgeon.errors import CheckpointError
+from netsurgeon.export.atomic import staged_files
 
 __all__ = ["FORMAT", "TrainState", "load_state", "save_state"]
 
@@ -50,15 +49,8 @@ def save_state(path: Path, state: TrainState, *, model: torch.nn.Module, optimiz
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with staged_files([path]) as (temp,):
         torch.save(payload, temp)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
 
 
 def load_state(path: Path) -> dict[str, Any]:
