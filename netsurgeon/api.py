@@ -13,8 +13,8 @@ from torch import nn
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning
-from netsurgeon.graph.trace import trace
 from netsurgeon.models.info import ModelInfo, get_info, set_info
+from netsurgeon.modes import in_mode
 from netsurgeon.registry import Contract, get_pass
 from netsurgeon.report import PassReport, SurgeryReport, Verification
 from netsurgeon.workspace import Workspace
@@ -97,7 +97,7 @@ def apply(
     configs = resolve_passes(passes)
     info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")
     x = example_input if example_input is not None else probe_input(model, input_size)
-    ws = Workspace(trace(model), history=list(info.history), probe=x, data=data)
+    ws = Workspace.of(model, history=list(info.history), probe=x, data=data)
     before_state = model.state_dict()
     sites_before = _count_sites(ws)
     reports: list[PassReport] = []
@@ -112,11 +112,11 @@ def apply(
         params_before = {name for name, _ in ws.model.named_parameters()}
         try:
             changes = spec.fn(ws, config)
+            ws.commit()
         except NetsurgeonError as err:
             done = [h["pass"] for h in ws.history]
             context = f" (after {', '.join(done)})" if done else ""
             raise type(err)(f"{spec.name}{context}: {err}") from err
-        ws.commit()
         contract = ws.contract or spec.contract
         report = PassReport(spec.name, config.to_dict(), contract.value, list(changes),
                             list(ws.notes), sorted(ws.changed_keys))
@@ -133,7 +133,7 @@ def apply(
                            "sites": [c.site for c in changes], "resolved": dict(ws.resolved),
                            "contract": contract.value, "new_params": new_params})
     result_model = ws.model
-    result_model.train(model.training)
+    _copy_modes(model, result_model)
     set_info(result_model, dataclasses.replace(info, history=ws.history))
     after_state = result_model.state_dict()
     kept = [k for k in before_state if k in after_state]
@@ -150,12 +150,20 @@ def apply(
         keys_added=[k for k in after_state if k not in before_state],
         keys_removed=[k for k in before_state if k not in after_state],
         dry_run=not verify,
+        reinitialized=list(info.reinitialized),
     )
     if verify:
         exact = all(r.contract == Contract.EXACT.value for r in reports)
         untouched = [k for k in kept if not any(k in r.keys_changed for r in reports)]
         report.verification = _verify(model, result_model, x, before_state, after_state, untouched, exact)
     return SurgeryResult(result_model, report)
+
+
+def _copy_modes(original: nn.Module, result: nn.Module) -> None:
+    """Give every module of the result the train/eval mode of the module at the same path (new ones: the root's)."""
+    modes = {path: m.training for path, m in original.named_modules()}
+    for path, module in result.named_modules():
+        module.training = modes.get(path, original.training)
 
 
 def plan(model: nn.Module, passes: PassLike | Sequence[PassLike], **kwargs: Any) -> SurgeryReport:
@@ -175,12 +183,8 @@ def _verify(
 ) -> Verification:
     outputs = []
     for m in (original, modified):
-        was_training = m.training
-        m.eval()
-        try:
+        with in_mode(m, False):
             outputs.append(m(x))
-        finally:
-            m.train(was_training)
     a, b = outputs
     diff = (a.float() - b.float()).abs() if a.shape == b.shape else None
     max_diff = float(diff.max()) if diff is not None else float("inf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ class SiteChange:
     before: str
     after: str
     block: str = ""  # the basic module it belongs to, when there is one
+    scope: str = ""  # where it was applied: 'swap', 'block:PATH', 'root' (see graph.scoped), or 'weights'
 
 
 @dataclass
@@ -55,13 +57,21 @@ class SurgeryReport:
     keys_removed: list[str]
     verification: Verification | None = None
     dry_run: bool = False
+    reinitialized: list[str] = field(default_factory=list)  # checkpoint keys left fresh for a new class count
 
     @property
     def changed(self) -> int:
         return sum(len(p.changes) for p in self.passes)
 
+    def scope_counts(self) -> dict[str, int]:
+        """Changes per scope kind: module swaps, block rewrites, root rewrites."""
+        kinds = Counter(c.scope.partition(":")[0] for p in self.passes for c in p.changes if c.scope)
+        return {"swap": kinds["swap"], "block": kinds["block"], "root": kinds["root"]}
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["scopes"] = self.scope_counts()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -69,6 +79,9 @@ class SurgeryReport:
     def format(self, max_rows: int = 40) -> str:
         """A plain-text table for terminals and logs."""
         lines = [f"model: {self.model}    tracing: {self.rung}" + ("    (dry run)" if self.dry_run else "")]
+        if self.reinitialized:
+            lines.append(f"classifier re-initialised for the new class count (not from the checkpoint): "
+                         f"{', '.join(self.reinitialized)}")
         for p in self.passes:
             args = ", ".join(f"{k}={v!r}" for k, v in p.config.items())
             lines.append(f"\npass {p.name}({args})  [{p.contract}]  {len(p.changes)} site(s) changed")
@@ -76,7 +89,8 @@ class SurgeryReport:
                 width = max(len(c.site) for c in p.changes[:max_rows])
                 for c in p.changes[:max_rows]:
                     block = f"   [{c.block}]" if c.block else ""
-                    lines.append(f"  {c.site:<{width}}  {c.before} -> {c.after}{block}")
+                    scope = f"   ({_describe_scope(c.scope)})" if c.scope else ""
+                    lines.append(f"  {c.site:<{width}}  {c.before} -> {c.after}{block}{scope}")
                 if len(p.changes) > max_rows:
                     lines.append(f"  ... {len(p.changes) - max_rows} more (use --json for all)")
             if p.keys_changed:
@@ -86,6 +100,10 @@ class SurgeryReport:
         lines.append("")
         lines.append(f"ReLU sites        {self.relu_sites_before} -> {self.relu_sites_after}")
         lines.append(f"parameters        {self.params_before:,} -> {self.params_after:,}")
+        scopes = self.scope_counts()
+        if any(scopes.values()):
+            lines.append(f"edits applied as  {scopes['swap']} module swap(s), {scopes['block']} block rewrite(s), "
+                         f"{scopes['root']} root rewrite(s); the result keeps the model's class")
         lines.append(
             f"state_dict keys   {self.keys_kept} kept, {len(self.keys_added)} added, {len(self.keys_removed)} removed"
         )
@@ -99,3 +117,13 @@ class SurgeryReport:
                 f"contract {v.contract}: {'ok' if v.ok else 'VIOLATED'}"
             )
         return "\n".join(lines)
+
+
+def _describe_scope(scope: str) -> str:
+    if scope == "swap":
+        return "module swap"
+    if scope == "weights":
+        return "weights edited in place"
+    if scope.startswith("block:"):
+        return f"block rewrite at {scope[6:]}"
+    return "root rewrite"

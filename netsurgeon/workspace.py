@@ -1,7 +1,8 @@
-"""The working copy a pass edits: the traced model, a cached graph index, and the history so far."""
+"""The working copy a pass edits: the user's model (copied), its analysis graph, and the history so far."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,9 +10,10 @@ import torch
 from torch import fx, nn
 
 from netsurgeon.errors import TraceError
-from netsurgeon.graph.rewrite import finalize
+from netsurgeon.graph.scoped import ScopedEditor
 from netsurgeon.graph.sites import GraphIndex
-from netsurgeon.graph.trace import Traced
+from netsurgeon.graph.trace import Traced, trace
+from netsurgeon.modes import in_mode
 from netsurgeon.registry import Contract
 
 __all__ = ["Workspace", "record_shapes"]
@@ -33,17 +35,22 @@ class _ShapeRecorder(fx.Interpreter):
 def record_shapes(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, torch.Size]:
     """Run ``gm`` once in eval mode on ``x`` and return each node's output shape (by node name)."""
     recorder = _ShapeRecorder(gm)
-    was_training = gm.training
-    gm.eval()
-    try:
+    with in_mode(gm, False):
         recorder.run(x)
-    finally:
-        gm.train(was_training)
     return recorder.shapes
 
 
 @dataclass
 class Workspace:
+    """What a running pass reads (the working model, its analysis graph, probe, data, history) and edits.
+
+    ``model`` is a private copy of the user's model and becomes the result: it keeps the user's class.
+    ``traced`` is its whole-model analysis graph, which shares its submodules (and so its weights).
+    Passes plan on the graph (``index``, ``shapes``) and edit through ``editor``, which applies each
+    edit to ``model`` at the smallest scope (:mod:`netsurgeon.graph.scoped`); ``commit`` ends a pass.
+    """
+
+    model: nn.Module
     traced: Traced
     history: list[dict[str, Any]] = field(default_factory=list)  # passes applied before, oldest first
     notes: list[str] = field(default_factory=list)  # what the running pass wants the report to say
@@ -53,10 +60,13 @@ class Workspace:
     changed_keys: set[str] = field(default_factory=set)  # state_dict keys the running pass changed on purpose
     resolved: dict[str, Any] = field(default_factory=dict)  # what the running pass chose for 'auto' values
     _index: GraphIndex | None = field(default=None, repr=False)
+    _editor: ScopedEditor | None = field(default=None, repr=False)
 
-    @property
-    def model(self) -> nn.Module:
-        return self.traced.module
+    @classmethod
+    def of(cls, model: nn.Module, **kwargs: Any) -> Workspace:
+        """A workspace on a private copy of ``model`` (in eval mode); ``model`` itself is never touched."""
+        working = copy.deepcopy(model).eval()
+        return cls(working, trace(working, copy_model=False), **kwargs)
 
     def gm(self, pass_name: str) -> fx.GraphModule:
         """The graph module; passes that need a graph call this and get a clear error on the fallback rung."""
@@ -74,6 +84,12 @@ class Workspace:
             self._index = GraphIndex(self.gm(pass_name))
         return self._index
 
+    def editor(self, pass_name: str) -> ScopedEditor:
+        """Edits planned on :meth:`index`'s nodes, applied to :attr:`model` at the smallest scope."""
+        if self._editor is None:
+            self._editor = ScopedEditor(self.model, self.index(pass_name), self.traced.autowrap)
+        return self._editor
+
     def shapes(self, pass_name: str) -> dict[str, torch.Size]:
         """Output shape of every tensor-valued node, from one eval-mode forward of the probe batch.
 
@@ -85,10 +101,13 @@ class Workspace:
         return record_shapes(gm, self.probe)
 
     def commit(self) -> None:
-        """Finish a graph edit (the shared epilogue) and drop the stale index."""
-        if self.traced.has_graph:
-            finalize(self.traced.gm)
-        self._index = None
+        """End a pass: apply its pending edits, and re-trace the model if its structure changed."""
+        editor, self._editor, self._index = self._editor, None, None
+        if editor is None or not editor.changed:
+            return
+        editor.apply()
+        if not editor.flat:
+            self.traced = trace(self.model, copy_model=False)
 
     def note(self, message: str) -> None:
         self.notes.append(message)

@@ -1,20 +1,21 @@
-"""Editing a traced graph: erase or replace one site, insert a module, and the one epilogue.
+"""Edit helpers the passes share: the in-place safety check, erasing sites, and the graph epilogue.
 
-Every graph edit ends with :func:`finalize`: dead-code elimination (keeping in-place calls), ``lint``,
-``recompile``, and pruning of submodules that no node calls any more *and* that hold no state (so an
-erased ReLU module disappears, while the state_dict never loses a key).
+Edits reach the user's model through :class:`~netsurgeon.graph.scoped.ScopedEditor` (smallest scope).
+:func:`finalize` is the epilogue of an edit made directly on a whole-model ``GraphModule`` (a user's own
+fx model): dead-code elimination (keeping in-place calls), ``lint``, ``recompile``, and pruning of
+submodules that no node calls any more *and* that hold no state.
 """
 
 from __future__ import annotations
 
-from torch import fx, nn
+from torch import fx
 
 from netsurgeon.errors import SurgeryError
+from netsurgeon.graph.scoped import ScopedEditor, finalize
 from netsurgeon.graph.sites import GraphIndex, Site
 from netsurgeon.report import SiteChange
 
-__all__ = ["check_inplace_safe", "erase_site", "erase_sites", "finalize", "insert_after", "replace_site",
-           "set_submodule"]
+__all__ = ["check_inplace_safe", "erase_sites", "finalize"]
 
 
 def check_inplace_safe(index: GraphIndex, site: Site) -> None:
@@ -42,101 +43,17 @@ def check_inplace_safe(index: GraphIndex, site: Site) -> None:
         )
 
 
-def erase_site(index: GraphIndex, site: Site) -> None:
-    """Remove one activation call: its users read its input instead (shared modules stay for other calls)."""
-    node = index.site_node(site)
-    if site.kind == "nested":
-        set_submodule(index.gm, site.target, nn.Identity())
-        return
-    node.replace_all_uses_with(node.args[0])
-    index.gm.graph.erase_node(node)
+def erase_sites(editor: ScopedEditor, planned: list[tuple[str, Site]]) -> list[SiteChange]:
+    """Erase ``(block name, site)`` pairs after checking every one first, so a refusal edits nothing.
 
-
-def erase_sites(index: GraphIndex, planned: list[tuple[str, Site]]) -> list[SiteChange]:
-    """Erase ``(block name, site)`` pairs after checking every one first, so a refusal edits nothing."""
+    Each site is erased at its smallest scope (see :mod:`netsurgeon.graph.scoped`): an activation module
+    called once becomes ``nn.Identity`` in place; a call of a shared module or a functional call is
+    removed from the ``forward`` of the module that makes it.
+    """
     for _, site in planned:
-        check_inplace_safe(index, site)
+        check_inplace_safe(editor.index, site)
     changes = []
     for block, site in planned:
-        erase_site(index, site)
-        after = "nn.Identity" if site.kind == "nested" else "erased"
-        changes.append(SiteChange(site.label, site.description, after, block))
+        after, scope = editor.erase(site)
+        changes.append(SiteChange(site.label, site.description, after, block, scope))
     return changes
-
-
-def replace_site(index: GraphIndex, site: Site, module: nn.Module, name: str) -> None:
-    """Replace one activation call by a call of a new submodule registered at ``name``."""
-    node = index.site_node(site)
-    if site.kind == "nested":
-        set_submodule(index.gm, site.target, module)
-        return
-    index.gm.add_submodule(name, module)
-    with index.gm.graph.inserting_after(node):
-        new = index.gm.graph.call_module(name, (node.args[0],))
-    new.meta = dict(node.meta)
-    node.replace_all_uses_with(new)
-    index.gm.graph.erase_node(node)
-
-
-def insert_after(gm: fx.GraphModule, node: fx.Node, module: nn.Module, name: str) -> fx.Node:
-    """Insert a call of a new submodule on ``node``'s output; every former user reads the new node."""
-    gm.add_submodule(name, module)
-    users = list(node.users)
-    with gm.graph.inserting_after(node):
-        new = gm.graph.call_module(name, (node,))
-    for user in users:
-        user.replace_input_with(node, new)
-    return new
-
-
-def set_submodule(gm: fx.GraphModule, path: str, module: nn.Module) -> None:
-    """Put ``module`` at dotted ``path`` (its parent must exist), replacing what was there."""
-    parent_path, _, attr = path.rpartition(".")
-    parent = gm.get_submodule(parent_path) if parent_path else gm
-    setattr(parent, attr, module)
-
-
-def _is_impure(node: fx.Node) -> bool:
-    if node.is_impure():
-        return True
-    if node.op == "call_method" and isinstance(node.target, str) and node.target.endswith("_"):
-        return True
-    if node.op == "call_function":
-        name = getattr(node.target, "__name__", "")
-        in_place_name = (name.endswith("_") and not name.startswith("_")) or name in _OPERATOR_INPLACE
-        return in_place_name or bool(node.kwargs.get("inplace"))
-    return False
-
-
-_OPERATOR_INPLACE = {"iadd", "isub", "imul", "itruediv", "iand", "ior"}
-
-
-def finalize(gm: fx.GraphModule) -> fx.GraphModule:
-    """The epilogue every edit ends with."""
-    gm.graph.eliminate_dead_code(is_impure_node=_is_impure)
-    gm.graph.lint()
-    gm.recompile()
-    _prune_stateless_unused(gm)
-    return gm
-
-
-def _prune_stateless_unused(gm: fx.GraphModule) -> None:
-    used: set[str] = set()  # called or read modules, and their ancestors
-    called: set[str] = set()  # modules whose whole subtree runs (leaves called by the graph)
-    for node in gm.graph.nodes:
-        if node.op in ("call_module", "get_attr"):
-            parts = str(node.target).split(".")
-            used.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-            if node.op == "call_module":
-                called.add(str(node.target))
-    for path, module in sorted(gm.named_modules(), key=lambda kv: -len(kv[0])):
-        parts = path.split(".")
-        inside_called = any(".".join(parts[:i]) in called for i in range(1, len(parts)))
-        if not path or path in used or inside_called:
-            continue
-        has_state = any(True for _ in module.parameters()) or any(True for _ in module.buffers())
-        if not has_state:
-            parent_path, _, attr = path.rpartition(".")
-            parent = gm.get_submodule(parent_path) if parent_path else gm
-            if hasattr(parent, attr):
-                delattr(parent, attr)

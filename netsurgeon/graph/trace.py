@@ -13,7 +13,8 @@ netsurgeon's own inserted modules are always leaves, so re-tracing a model never
 custom ``autograd.Function`` (which would silently drop its backward).
 
 Tracing happens in eval mode: graphs are specialised to inference control flow (for example
-GoogLeNet's auxiliary heads are not part of the graph).
+GoogLeNet's auxiliary heads are not part of the graph). That is why a graph is only where passes
+*analyse*: edits are applied to the user's own model (``graph.scoped``), which keeps its train mode.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from torch import fx, nn
+
+from netsurgeon.modes import in_mode
 
 __all__ = ["Rung", "Traced", "is_netsurgeon_leaf", "register_leaf", "trace"]
 
@@ -54,6 +57,7 @@ class Traced:
     module: nn.Module  # a GraphModule on the fx rungs; the copied model itself on the module-tree rung
     rung: Rung
     failures: list[str] = field(default_factory=list)  # why earlier rungs failed, in order
+    autowrap: tuple[Callable, ...] = ()  # functions the rung's tracer kept as calls (timm's no-trace ones)
 
     @property
     def gm(self) -> fx.GraphModule:
@@ -86,15 +90,14 @@ def _timm_notrace() -> tuple[tuple[type, ...], tuple[Callable, ...]]:
 
 
 def _fx_trace(model: nn.Module, tracer: _Tracer) -> fx.GraphModule:
-    was_training = model.training
-    model.eval()
-    try:
+    with in_mode(model, False):
         graph = tracer.trace(model)
-    finally:
-        model.train(was_training)
     gm = fx.GraphModule(tracer.root, graph, model.__class__.__name__)
     _restore_untraced_state(model, gm)
-    gm.train(was_training)
+    gm.training = model.training  # the containers only: shared submodules keep their own flags
+    for path, container in gm.named_modules():
+        if path and not any(True for _ in container.parameters(recurse=False)) and type(container) is nn.Module:
+            container.training = model.training
     return gm
 
 
@@ -115,15 +118,17 @@ def _restore_untraced_state(model: nn.Module, gm: fx.GraphModule) -> None:
             present.update(gm.state_dict().keys())
 
 
-def trace(model: nn.Module, *, allow_module_tree: bool = True) -> Traced:
+def trace(model: nn.Module, *, allow_module_tree: bool = True, copy_model: bool = True) -> Traced:
     """Walk the ladder and return the first rung that works (see module docstring).
 
-    The caller's ``model`` is deep-copied per attempt and never traced itself. A GraphModule (for
-    example the result of an earlier ``apply``) already is a graph: it is copied with its node meta
-    rather than traced again, since re-tracing its flat generated code would lose the module scopes.
+    The caller's ``model`` is deep-copied per attempt and never traced itself, unless ``copy_model`` is
+    False: then the graph is built on ``model`` itself and shares its submodules (the workspace traces its
+    own working copy this way, so an analysis graph and the model it describes hold the same weights).
+    A GraphModule (a user's own fx model) already is a graph: it is used with its node meta rather than
+    traced again, since re-tracing its flat generated code would lose the module scopes.
     """
     if isinstance(model, fx.GraphModule):
-        copied = copy.deepcopy(model)
+        copied = copy.deepcopy(model) if copy_model else model
         return Traced(copied, Rung(getattr(model, _RUNG_ATTR, Rung.FX.value)))
     failures: list[str] = []
     leaves, autowrap = _timm_notrace()
@@ -131,16 +136,16 @@ def trace(model: nn.Module, *, allow_module_tree: bool = True) -> Traced:
     if leaves or autowrap:
         rungs.append((Rung.FX_TIMM_LEAVES, _Tracer(leaves, autowrap)))
     for rung, tracer in rungs:
-        candidate = copy.deepcopy(model)
+        candidate = copy.deepcopy(model) if copy_model else model
         try:
             gm = _fx_trace(candidate, tracer)
         except Exception as err:  # fx raises many types (TraceError, TypeError, AttributeError...)
             failures.append(f"{rung.value}: {type(err).__name__}: {_first_line(err)}")
             continue
         object.__setattr__(gm, _RUNG_ATTR, rung.value)
-        return Traced(gm, rung, failures)
+        return Traced(gm, rung, failures, autowrap if rung is Rung.FX_TIMM_LEAVES else ())
     if allow_module_tree:
-        return Traced(copy.deepcopy(model), Rung.MODULE_TREE, failures)
+        return Traced(copy.deepcopy(model) if copy_model else model, Rung.MODULE_TREE, failures)
     from netsurgeon.errors import TraceError
 
     raise TraceError("torch.fx cannot trace this model (" + "; ".join(failures) + ").")

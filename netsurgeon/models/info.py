@@ -23,6 +23,7 @@ class ModelInfo:
     input_size: tuple[int, ...] = DEFAULT_INPUT_SIZE  # (C, H, W) the model expects
     history: list[dict[str, Any]] = field(default_factory=list)  # passes applied so far, oldest first
     sources: list[str] = field(default_factory=list)  # absolute paths of input files (never exported)
+    reinitialized: list[str] = field(default_factory=list)  # checkpoint keys left fresh (a new class count)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -47,7 +48,11 @@ def set_info(model: nn.Module, info: ModelInfo) -> None:
 
 
 def copy_model(model: nn.Module) -> nn.Module:
-    """``copy.deepcopy`` that keeps the provenance (a GraphModule's deepcopy drops extra attributes)."""
+    """``copy.deepcopy`` that keeps the provenance.
+
+    Results of ``apply`` keep the user's class, whose deepcopy keeps the provenance by itself; this is
+    still needed for a user's own ``torch.fx.GraphModule``, whose deepcopy drops extra attributes.
+    """
     copied = copy.deepcopy(model)
     info = get_info(model)
     if info is not None:

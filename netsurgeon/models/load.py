@@ -22,6 +22,7 @@ from torch import nn
 
 from netsurgeon.errors import ArtifactError, ModelLoadError, PretrainedUnavailableError, UnknownNameError
 from netsurgeon.models.checkpoint import load_state_strict, read_checkpoint, sha256_file
+from netsurgeon.models.head import load_state_new_head
 from netsurgeon.models.info import DEFAULT_INPUT_SIZE, ModelInfo, set_info
 from netsurgeon.registry import suggest
 
@@ -143,7 +144,10 @@ def load_model(
         checkpoint: weights to load strictly: ``.safetensors``, or ``.pth/.pt/.bin/.ckpt`` read with
             ``torch.load(weights_only=True)``. Nested ``state_dict``/``model`` entries and ``module.``
             prefixes are handled.
-        num_classes: the class count of the model to build (its head is sized accordingly).
+        num_classes: the class count of the model to build (its head is sized accordingly). When it
+            differs from the checkpoint's, the checkpoint's classifier is left out and the new one keeps
+            its fresh initialisation (transfer learning); every other weight still loads strictly, and
+            the re-initialised keys are recorded (``ModelInfo.reinitialized``, the report, provenance).
         pretrained: fetch the library's pretrained weights (needs the network).
         input_size: the (C, H, W) the model will be fed (default: the library's), recorded in the
             provenance and used for probes, data resizing and export. Not for artifacts (recorded there).
@@ -176,7 +180,10 @@ def load_model(
     if checkpoint is not None:
         path = Path(checkpoint)
         state = read_checkpoint(path)
-        load_state_strict(model, state, f"checkpoint {path.name}")
+        if num_classes is None:
+            load_state_strict(model, state, f"checkpoint {path.name}")
+        else:  # a new class count: the checkpoint's classifier may be sized for another one
+            info.reinitialized = load_state_new_head(model, state, f"checkpoint {path.name}")
         info.checkpoint = path.name
         info.checkpoint_sha256 = sha256_file(path)
         info.sources.append(str(path.resolve()))

@@ -35,7 +35,7 @@ from torch import fx, nn
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import NoMatchError, SurgeryError
-from netsurgeon.graph.rewrite import erase_sites, insert_after
+from netsurgeon.graph.rewrite import erase_sites
 from netsurgeon.graph.sites import ACT_TYPES, Block, GraphIndex, Site, match_patterns
 from netsurgeon.registry import Contract, register_pass
 from netsurgeon.report import SiteChange
@@ -179,14 +179,18 @@ def _is_global_pool(index: GraphIndex, node: fx.Node) -> bool:
 @register_pass("erase-relu", EraseReLU, contract=Contract.CHANGES_FUNCTION, structural=True)
 def erase_relu(ws: Workspace, cfg: EraseReLU) -> list[SiteChange]:
     index = ws.index("erase-relu")
+    editor = ws.editor("erase-relu")
     plan, notes = plan_erasure(index, cfg)
     for n in notes:
         ws.note(n)
-    changes = erase_sites(index, [(block.name, site) for block, sites in plan for site in sites])
+    changes = erase_sites(editor, [(block.name, site) for block, sites in plan for site in sites])
     if cfg.readd_relu_before_head:
         source = _global_pool_input(index)
+        erased = {index.site_node(site) for _, sites in plan for site in sites}
+        while source in erased:  # the plan is not applied to the analysis graph: read past erased sites
+            source = source.args[0]
         if source is None:
             raise SurgeryError("readd_relu_before_head: no global pooling in front of the head was found.")
-        insert_after(index.gm, source, ACT_TYPES["ReLU"][0](), "netsurgeon_head_relu")
-        changes.append(SiteChange("netsurgeon_head_relu", "(none)", "nn.ReLU before global pooling", "head"))
+        path, scope = editor.insert_after(source, ACT_TYPES["ReLU"][0](), "netsurgeon_head_relu")
+        changes.append(SiteChange(path, "(none)", "nn.ReLU before global pooling", "head", scope))
     return changes

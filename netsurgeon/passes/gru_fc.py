@@ -215,7 +215,7 @@ def rectify(model: nn.Module, layers: Sequence[str], mode: str, cfg: GradientRec
         total = w.numel()
         changes.append(SiteChange(name, f"Linear({linear.in_features}, {linear.out_features})",
                                   f"{int(zero.sum()):,} of {total:,} weights zeroed ({mode}); "
-                                  f"{int(mask.sum()):,} zero in all", "fc"))
+                                  f"{int(mask.sum()):,} zero in all", "fc", "weights"))
     return changes
 
 

@@ -2,10 +2,11 @@
 ReLU", ICSAI 2018).
 
 Every ReLU site in scope becomes a fresh :class:`~netsurgeon.layers.PDReLU`: forward bit-identical to
-ReLU, backward ``grad * g(x)`` with a pseudo derivative on ``x <= 0`` (seeds-spec §3.3). Module,
-functional and method sites are all replaced; a shared ``nn.ReLU`` is split into one module per call
-(the shared one is then called by no site and dropped, as it holds no state); activations inside timm
-leaf modules (``BatchNormAct2d.act``) are replaced in their parent. The default scope is every ReLU
+ReLU, backward ``grad * g(x)`` with a pseudo derivative on ``x <= 0`` (seeds-spec §3.3). An activation
+module called once (timm's ``act1``, or ``BatchNormAct2d.act`` inside a leaf) is swapped in place; a
+shared ``nn.ReLU`` (torchvision ``BasicBlock.relu``, called twice) and functional or method sites get
+one new ``pd_*`` module per call in the module that makes the call (block rewrite, see
+``graph.scoped``). The default scope is every ReLU
 site, classifier included (the paper used AlexNet); ``include``/``exclude`` select sites by label
 (see ``netsurgeon inspect``). ReLU6 sites are opt-in (``relu6``), with ``g = 0`` kept for ``x >= 6``.
 
@@ -25,7 +26,7 @@ import torch
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import NoMatchError
-from netsurgeon.graph.rewrite import check_inplace_safe, replace_site
+from netsurgeon.graph.rewrite import check_inplace_safe
 from netsurgeon.graph.sites import GraphIndex, Site, match_patterns
 from netsurgeon.layers.pd_relu import PDReLU, check_callable
 from netsurgeon.registry import Contract, register_pass
@@ -94,31 +95,23 @@ def select_sites(index: GraphIndex, cfg: PseudoDerivativeReLU) -> list[Site]:
     return [s for s in sites if not match_patterns(s.label, cfg.exclude)]
 
 
-def _new_name(site: Site, taken: set[str]) -> str:
-    if site.kind == "module":
-        parent, _, attr = site.target.rpartition(".")
-    else:
-        parent, attr = site.scope, site.target.rstrip("_")
-    base = f"{parent + '.' if parent else ''}pd_{attr}"
-    k = site.call_index
-    while (name := f"{base}_{k}" if k else base) in taken:
-        k += 1
-    taken.add(name)
-    return name
+def _attr_name(site: Site) -> str:
+    """Name of the new module in the module that makes the call (shared-module and functional sites)."""
+    base = site.target.rpartition(".")[2] if site.kind == "module" else site.target.rstrip("_")
+    return f"pd_{base}"
 
 
 @register_pass("pd-relu", PseudoDerivativeReLU, contract=Contract.EXACT, structural=True)
 def pd_relu(ws: Workspace, cfg: PseudoDerivativeReLU) -> list[SiteChange]:
     index = ws.index("pd-relu")
+    editor = ws.editor("pd-relu")
     sites = select_sites(index, cfg)
     for site in sites:  # PD-ReLU is out of place: check every in-place site before editing any
         check_inplace_safe(index, site)
-    taken = set(index.modules)
     changes = []
     for site in sites:
         module = cfg.make_module(relu6=site.act == "ReLU6")
-        name = site.target if site.kind == "nested" else _new_name(site, taken)
-        replace_site(index, site, module, name)
-        changes.append(SiteChange(site.label, site.description, f"PDReLU({module.extra_repr()}) at {name}",
-                                  site.scope or "<model>"))
+        path, scope = editor.replace(site, module, _attr_name(site))
+        changes.append(SiteChange(site.label, site.description, f"PDReLU({module.extra_repr()}) at {path}",
+                                  site.scope or "<model>", scope))
     return changes

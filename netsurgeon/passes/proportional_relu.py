@@ -230,4 +230,4 @@ def proportional_relu(ws: Workspace, cfg: ProportionalReLU) -> list[SiteChange]:
     if raised:
         ws.note(f"min_keep={cfg.min_keep} kept extra ReLUs in {len(raised)} scope(s): {', '.join(raised[:5])}"
                 f"{' ...' if len(raised) > 5 else ''}")
-    return erase_sites(index, [(p.name, s) for p in plans for s in p.erased])
+    return erase_sites(ws.editor("proportional-relu"), [(p.name, s) for p in plans for s in p.erased])

@@ -27,7 +27,6 @@ from torch import fx, nn
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import SurgeryError
-from netsurgeon.graph.rewrite import set_submodule
 from netsurgeon.graph.sites import GraphIndex
 from netsurgeon.layers.spinal import SpinalHead
 from netsurgeon.registry import Contract, register_pass
@@ -149,26 +148,45 @@ def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> list[SiteChange]:
         ws.contract = Contract.EXACT
     replaced = sum(p.numel() for n in chain if n.op == "call_module" for p in index.modules[n.target].parameters())
     added = sum(p.numel() for p in module.parameters())
-    if len(chain) == 1:
-        set_submodule(index.gm, head.target, module)  # the node keeps calling the same path
-        path = head.target
-    else:
-        path = _container(index, chain) or "spinal_head"
-        gm = index.gm
-        with gm.graph.inserting_after(source):
-            new = gm.graph.call_module(path, (source,))
-        new.meta = dict(logits.meta)
-        logits.replace_all_uses_with(new)
-        for node in reversed(chain):
-            gm.graph.erase_node(node)
-        for node in chain:
-            if node.op == "call_module" and not str(node.target).startswith(path + "."):
-                set_submodule(gm, str(node.target), nn.Identity())
-        set_submodule(gm, path, module)
+    path, scope = _put_head(ws, index, chain, head.target, module)
+    _follow_class_count(ws.model, path, linear.out_features, classes)
     ws.note(f"D={features} (measured), C={classes}, w={width}, L={cfg.num_layers}: {added:,} parameters "
             f"replacing {replaced:,}" + ("; warm start: eval logits equal the original's" if warm else ""))
     if added > 20 * max(replaced, 1) and added > 5_000_000:
         ws.note(f"the head is large ({added:,} parameters); consider a smaller width")
     before = f"{type(linear).__name__}({linear.in_features}, {linear.out_features})" if len(chain) == 1 \
         else f"{sum(index.is_linear(n) for n in chain)}-layer MLP classifier"
-    return [SiteChange(head.target if len(chain) == 1 else path, before, f"SpinalHead({module.extra_repr()})", "head")]
+    return [SiteChange(path, before, f"SpinalHead({module.extra_repr()})", "head", scope)]
+
+
+def _put_head(ws: Workspace, index: GraphIndex, chain: list[fx.Node], logits_path: str,
+              module: nn.Module) -> tuple[str, str]:
+    """Install the head at the smallest scope: swap the Linear (or the container holding exactly the
+    chain) at its own path; otherwise replace the chain's calls in the module that makes them, and empty
+    the replaced layers (so their weights leave the state_dict)."""
+    editor = ws.editor("spinal-head")
+    if len(chain) == 1:
+        return logits_path, editor.swap(logits_path, module)
+    container = _container(index, chain)
+    if container:
+        return container, editor.swap(container, module)
+    path, scope = editor.replace_nodes(chain, module, "spinal_head")
+    for node in chain:
+        if node.op == "call_module":
+            editor.swap(str(node.target), nn.Identity())
+    return path, scope
+
+
+def _follow_class_count(model: nn.Module, head_path: str, old: int, new: int) -> None:
+    """Keep the model's own head metadata true: ``num_classes`` (the model's and the head's parent's)
+    and timm's ``pretrained_cfg['num_classes']``."""
+    if old == new:
+        return
+    parent_path = head_path.rpartition(".")[0]
+    owners = [model] + ([model.get_submodule(parent_path)] if parent_path else [])
+    for owner in owners:
+        if isinstance(getattr(owner, "num_classes", None), int) and not isinstance(owner.num_classes, bool):
+            owner.num_classes = new
+    cfg = getattr(model, "pretrained_cfg", None)
+    if isinstance(cfg, dict) and "num_classes" in cfg:
+        model.pretrained_cfg = {**cfg, "num_classes": new}

@@ -63,6 +63,26 @@ RESUMABLE_DIFFERENCES = {"progress", "workers", "eval_every", "limit_eval_batche
 DataArg = str | DataSpec | Dataset | tuple[Dataset, Dataset | None]
 
 
+#: weight of each auxiliary classifier's loss (torchvision GoogLeNet and Inception-v3 in train mode), as in
+#: the GoogLeNet paper (Szegedy et al. 2015, section 5: "weighted by 0.3").
+AUX_LOSS_WEIGHT = 0.3
+
+
+def split_auxiliary(output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The logits and any auxiliary logits of a train-mode forward.
+
+    Surgery keeps the model's class, so torchvision GoogLeNet and Inception-v3 return their auxiliary
+    heads in train mode (``GoogLeNetOutputs``/``InceptionOutputs``: the logits first). Fine-tuning trains
+    them too: each adds ``AUX_LOSS_WEIGHT`` times its cross-entropy; accuracy counts the logits only.
+    """
+    if isinstance(output, torch.Tensor):
+        return output, []
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0], [t for t in output[1:] if isinstance(t, torch.Tensor)]
+    raise ConfigError(f"the model returns a {type(output).__name__} in train mode; fine-tuning needs logits "
+                      "(or a tuple whose first item is the logits).")
+
+
 @dataclass
 class FinetuneResult:
     """The trained model (a new module, unwrapped, in eval mode), its per-epoch metrics, the files written."""
@@ -356,10 +376,12 @@ class _Run:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr = group["initial_lr"] * factor
             with self.autocast:
-                logits = self.train_model(x)
+                logits, aux = split_auxiliary(self.train_model(x))
             if state.step == 0:
                 check_classes(logits, self.num_classes)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            for extra in aux:
+                loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(extra.float(), y, label_smoothing=cfg.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             self._backward_and_step(loss)
             with torch.no_grad():

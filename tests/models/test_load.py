@@ -118,8 +118,12 @@ def test_mismatched_keys_are_named(tmp_path, weights):
 
 
 def test_class_count_mismatch_hints_num_classes(tmp_path, weights):
+    """A mismatch outside the classifier stays an error (a new class count only re-initialises the head)."""
     path = tmp_path / "w.pth"
-    torch.save(weights, path)
+    bad = dict(weights)
+    key = next(k for k in bad if k.endswith("weight") and bad[k].ndim == 4)
+    bad[key] = torch.zeros(bad[key].shape[0] + 1, *bad[key].shape[1:])
+    torch.save(bad, path)
     with pytest.raises(CheckpointError, match="num-classes"):
         ns.load_model("netsurgeon:tiny_resnet", checkpoint=path, num_classes=3)
 
