@@ -15,11 +15,12 @@ from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning
 from netsurgeon.models.info import ModelInfo, get_info, set_info
 from netsurgeon.modes import in_mode
+from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, get_pass
 from netsurgeon.report import PassReport, SurgeryReport, Verification
 from netsurgeon.workspace import Workspace
 
-__all__ = ["PassLike", "SurgeryResult", "apply", "plan", "probe_input", "resolve_passes"]
+__all__ = ["PassLike", "SurgeryResult", "apply", "plan", "probe_input", "resolve_passes", "run_pass"]
 
 PassLike = PassConfig | str | tuple[str, dict[str, Any]]
 EXACT_ATOL = 1e-5
@@ -98,46 +99,62 @@ def apply(
     info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")
     x = example_input if example_input is not None else probe_input(model, input_size)
     ws = Workspace.of(model, history=list(info.history), probe=x, data=data)
-    before_state = model.state_dict()
     sites_before = _count_sites(ws)
-    reports: list[PassReport] = []
+    reports = []
     for config in configs:
-        spec = get_pass(config.pass_name)
-        if ws.applied(spec.name) and not allow_reapply:
-            raise ConfigError(
-                f"{spec.name} was already applied to this model; applying it again would act on the result "
-                "of the first application. Pass allow_reapply=True (CLI: --allow-reapply) if you mean it."
-            )
-        ws.notes, ws.contract, ws.changed_keys, ws.resolved = [], None, set(), {}
-        params_before = {name for name, _ in ws.model.named_parameters()}
-        try:
-            changes = spec.fn(ws, config)
-            ws.commit()
-        except NetsurgeonError as err:
-            done = [h["pass"] for h in ws.history]
-            context = f" (after {', '.join(done)})" if done else ""
-            raise type(err)(f"{spec.name}{context}: {err}") from err
-        contract = ws.contract or spec.contract
-        report = PassReport(spec.name, config.to_dict(), contract.value, list(changes),
-                            list(ws.notes), sorted(ws.changed_keys))
-        if not changes:
-            warnings.warn(
-                f"{spec.name} changed nothing on {info.spec} ({config.describe()}); "
-                "run 'netsurgeon inspect' to see the model's sites and blocks.",
-                NoEffectWarning,
-                stacklevel=2,
-            )
-        reports.append(report)
-        new_params = [name for name, _ in ws.model.named_parameters() if name not in params_before]
-        ws.history.append({"pass": spec.name, "version": config.version, "config": config.to_dict(),
-                           "sites": [c.site for c in changes], "resolved": dict(ws.resolved),
-                           "contract": contract.value, "new_params": new_params})
+        reports.append(run_pass(ws, config, spec_label=info.spec, allow_reapply=allow_reapply))
     result_model = ws.model
     _copy_modes(model, result_model)
     set_info(result_model, dataclasses.replace(info, history=ws.history))
-    after_state = result_model.state_dict()
-    kept = [k for k in before_state if k in after_state]
-    report = SurgeryReport(
+    before_state, after_state = model.state_dict(), result_model.state_dict()
+    report = _surgery_report(info, ws, reports, model, sites_before, before_state, after_state, dry_run=not verify)
+    if verify:
+        exact = all(r.contract == Contract.EXACT.value for r in reports)
+        kept = [k for k in before_state if k in after_state]
+        untouched = [k for k in kept if not any(k in r.keys_changed for r in reports)]
+        report.verification = _verify(model, result_model, x, before_state, after_state, untouched, exact)
+    return SurgeryResult(result_model, report)
+
+
+def run_pass(ws: Workspace, config: PassConfig, *, spec_label: str = "the model",
+             allow_reapply: bool = False) -> PassReport:
+    """Run one pass on the workspace, commit its edits, record it in the history, and report it."""
+    spec = get_pass(config.pass_name)
+    if ws.applied(spec.name) and not allow_reapply:
+        raise ConfigError(
+            f"{spec.name} was already applied to this model; applying it again would act on the result "
+            "of the first application. Pass allow_reapply=True (CLI: --allow-reapply) if you mean it."
+        )
+    params_before = {name for name, _ in ws.model.named_parameters()}
+    try:
+        outcome = spec.fn(ws, config)
+        ws.commit()
+    except NetsurgeonError as err:
+        done = [h["pass"] for h in ws.history]
+        context = f" (after {', '.join(done)})" if done else ""
+        raise type(err)(f"{spec.name}{context}: {err}") from err
+    if not isinstance(outcome, PassOutcome):  # a plain list of changes is accepted from third-party passes
+        outcome = PassOutcome(list(outcome))
+    contract = outcome.contract or spec.contract
+    if not outcome.changes:
+        warnings.warn(
+            f"{spec.name} changed nothing on {spec_label} ({config.describe()}); "
+            "run 'netsurgeon inspect' to see the model's sites and blocks.",
+            NoEffectWarning,
+            stacklevel=3,
+        )
+    new_params = [name for name, _ in ws.model.named_parameters() if name not in params_before]
+    ws.history.append({"pass": spec.name, "version": config.version, "config": config.to_dict(),
+                       "sites": [c.site for c in outcome.changes], "resolved": dict(outcome.resolved),
+                       "contract": contract.value, "new_params": new_params})
+    return PassReport(spec.name, config.to_dict(), contract.value, list(outcome.changes), list(outcome.notes),
+                      sorted(outcome.changed_keys))
+
+
+def _surgery_report(info: ModelInfo, ws: Workspace, reports: list[PassReport], model: nn.Module, sites_before: int,
+                    before_state: dict[str, torch.Tensor], after_state: dict[str, torch.Tensor],
+                    dry_run: bool) -> SurgeryReport:
+    return SurgeryReport(
         model=info.spec,
         rung=ws.traced.rung.value,
         trace_failures=list(ws.traced.failures),
@@ -145,18 +162,13 @@ def apply(
         relu_sites_before=sites_before,
         relu_sites_after=_count_sites(ws),
         params_before=sum(p.numel() for p in model.parameters()),
-        params_after=sum(p.numel() for p in result_model.parameters()),
-        keys_kept=len(kept),
+        params_after=sum(p.numel() for p in ws.model.parameters()),
+        keys_kept=sum(k in after_state for k in before_state),
         keys_added=[k for k in after_state if k not in before_state],
         keys_removed=[k for k in before_state if k not in after_state],
-        dry_run=not verify,
+        dry_run=dry_run,
         reinitialized=list(info.reinitialized),
     )
-    if verify:
-        exact = all(r.contract == Contract.EXACT.value for r in reports)
-        untouched = [k for k in kept if not any(k in r.keys_changed for r in reports)]
-        report.verification = _verify(model, result_model, x, before_state, after_state, untouched, exact)
-    return SurgeryResult(result_model, report)
 
 
 def _copy_modes(original: nn.Module, result: nn.Module) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 import typing
 from typing import Any, ClassVar
 
@@ -21,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from netsurgeon.errors import ConfigError
 from netsurgeon.registry import suggest
 
-__all__ = ["Config", "PassConfig", "parse_set_options"]
+__all__ = ["Config", "FieldDoc", "PassConfig", "describe_fields", "parse_set_options"]
 
 
 @functools.cache
@@ -105,6 +106,14 @@ class PassConfig(Config):
     def _label(cls) -> str:
         return cls.pass_name or cls.__name__
 
+    def uses_data(self) -> bool:
+        """Whether the pass reads training batches when given some (``apply(data=...)``, ``--data``)."""
+        return False
+
+    def requires_data(self) -> str | None:
+        """The field whose value makes data necessary (a recipe then needs a finetune section), else None."""
+        return None
+
 
 def _parse_scalar(value: Any) -> Any:
     """Strings are read as YAML scalars/flow sequences; other values pass through."""
@@ -131,3 +140,71 @@ def parse_set_options(options: list[str] | None) -> dict[str, str]:
             raise ConfigError(f"--set {key} given twice; give each parameter once.")
         out[key] = value.strip()
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldDoc:
+    """One parameter of a config, as ``netsurgeon passes NAME`` shows it."""
+
+    name: str
+    type: str
+    default: Any
+    allowed: list[Any] | None  # the values a Literal admits (None: any value of the type)
+    help: str
+
+
+def describe_fields(cls: type[Config]) -> list[FieldDoc]:
+    """Every field of ``cls`` with its type, default, allowed values and the docstring written under it."""
+    docs = _field_docstrings(cls)
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out.append(FieldDoc(f.name, _type_name(tp), list(default) if isinstance(default, tuple) else default,
+                            _literal_values(tp), docs.get(f.name, "")))
+    return out
+
+
+def _field_docstrings(cls: type) -> dict[str, str]:
+    """Attribute docstrings (a string right under a field) of ``cls`` and its bases, by field name."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for stmt, following in zip(body, body[1:], strict=False):
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) \
+                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant) \
+                    and isinstance(following.value.value, str):
+                docs[stmt.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def _literal_values(tp: Any) -> list[Any] | None:
+    """The allowed values when the type is a choice (a Literal, or an optional one), else None."""
+    if typing.get_origin(tp) is typing.Literal:
+        return list(typing.get_args(tp))
+    args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else ()
+    literals = [a for a in args if typing.get_origin(a) is typing.Literal]
+    if literals and all(a in literals or a is type(None) for a in args):
+        return [v for a in literals for v in typing.get_args(a)] + ([None] if type(None) in args else [])
+    return None
+
+
+def _type_name(tp: Any) -> str:
+    """``int | None``, ``choice``, ``'auto' | tuple[str, ...]``: what a user may write."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "choice"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(" | ".join(map(repr, typing.get_args(a))) if typing.get_origin(a) is typing.Literal
+                          else _type_name(a) for a in typing.get_args(tp))
+    text = tp.__name__ if isinstance(tp, type) and not typing.get_args(tp) else str(tp)
+    return text.replace("typing.", "").replace("collections.abc.", "").replace("NoneType", "None")

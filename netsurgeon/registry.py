@@ -18,7 +18,8 @@ from netsurgeon.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from netsurgeon.config import PassConfig
-    from netsurgeon.report import SiteChange
+    from netsurgeon.hooks import TrainingHooks
+    from netsurgeon.outcome import PassOutcome
     from netsurgeon.workspace import Workspace
 
 __all__ = ["Contract", "PassSpec", "get_pass", "list_passes", "register_pass", "suggest"]
@@ -33,7 +34,7 @@ class Contract(str, Enum):
     CHANGES_FUNCTION = "changes-function"  # outputs differ; untouched tensors stay bit-identical
 
 
-PassFn = Callable[["Workspace", "PassConfig"], "list[SiteChange]"]
+PassFn = Callable[["Workspace", "PassConfig"], "PassOutcome"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class PassSpec:
     contract: Contract
     structural: bool  # True: the edit changes the graph, so reloading an artifact replays it
     summary: str
+    hooks: type[TrainingHooks] | None = None  # what the pass does during fine-tuning (netsurgeon.hooks)
 
     def make_config(self, values: dict[str, Any] | None = None) -> PassConfig:
         """Build this pass's config from plain values (strings from ``--set`` are parsed)."""
@@ -61,10 +63,14 @@ def register_pass(
     *,
     contract: Contract,
     structural: bool,
+    hooks: type[TrainingHooks] | None = None,
 ) -> Callable[[PassFn], PassFn]:
     """Decorator registering ``fn`` as the implementation of pass ``name``.
 
-    The summary shown by ``netsurgeon passes`` is the first line of the config class's docstring.
+    ``fn(ws, config)`` plans on ``ws.index(name)``, edits through ``ws.editor(name)`` and returns a
+    :class:`~netsurgeon.outcome.PassOutcome`. ``hooks`` is a :class:`~netsurgeon.hooks.TrainingHooks`
+    subclass for a pass that acts during fine-tuning. The summary shown by ``netsurgeon passes`` is the
+    first line of the config class's docstring.
     """
     if not _NAME_RE.match(name):
         raise ValueError(f"pass name {name!r} must be lowercase words joined by '-'")
@@ -74,7 +80,7 @@ def register_pass(
             raise ValueError(f"pass {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
         summary = (config_cls.__doc__ or "").strip().splitlines()[0] if config_cls.__doc__ else ""
         config_cls.pass_name = name
-        _REGISTRY[name] = PassSpec(name, config_cls, fn, Contract(contract), structural, summary)
+        _REGISTRY[name] = PassSpec(name, config_cls, fn, Contract(contract), structural, summary, hooks)
         return fn
 
     return decorator

@@ -14,7 +14,6 @@ from netsurgeon.graph.scoped import ScopedEditor
 from netsurgeon.graph.sites import GraphIndex
 from netsurgeon.graph.trace import Traced, trace
 from netsurgeon.modes import in_mode
-from netsurgeon.registry import Contract
 
 __all__ = ["Workspace", "record_shapes"]
 
@@ -48,17 +47,14 @@ class Workspace:
     ``traced`` is its whole-model analysis graph, which shares its submodules (and so its weights).
     Passes plan on the graph (``index``, ``shapes``) and edit through ``editor``, which applies each
     edit to ``model`` at the smallest scope (:mod:`netsurgeon.graph.scoped`); ``commit`` ends a pass.
+    What a pass did is not written here: the pass returns it (:class:`~netsurgeon.outcome.PassOutcome`).
     """
 
     model: nn.Module
     traced: Traced
     history: list[dict[str, Any]] = field(default_factory=list)  # passes applied before, oldest first
-    notes: list[str] = field(default_factory=list)  # what the running pass wants the report to say
     probe: torch.Tensor | None = field(default=None, repr=False)  # a batch shaped like the model's input
     data: Any = field(default=None, repr=False)  # (inputs, labels) batches for data-driven passes (gru-fc)
-    contract: Contract | None = None  # set by a pass whose promise depends on its config (warm start)
-    changed_keys: set[str] = field(default_factory=set)  # state_dict keys the running pass changed on purpose
-    resolved: dict[str, Any] = field(default_factory=dict)  # what the running pass chose for 'auto' values
     _index: GraphIndex | None = field(default=None, repr=False)
     _editor: ScopedEditor | None = field(default=None, repr=False)
 
@@ -108,9 +104,6 @@ class Workspace:
         editor.apply()
         if not editor.flat:
             self.traced = trace(self.model, copy_model=False)
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
 
     def applied(self, pass_name: str) -> bool:
         return any(h.get("pass") == pass_name for h in self.history)

@@ -37,6 +37,7 @@ from netsurgeon.config import PassConfig
 from netsurgeon.errors import NoMatchError, SurgeryError
 from netsurgeon.graph.rewrite import erase_sites
 from netsurgeon.graph.sites import ACT_TYPES, Block, GraphIndex, Site, match_patterns
+from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass
 from netsurgeon.report import SiteChange
 from netsurgeon.workspace import Workspace
@@ -177,12 +178,10 @@ def _is_global_pool(index: GraphIndex, node: fx.Node) -> bool:
 
 
 @register_pass("erase-relu", EraseReLU, contract=Contract.CHANGES_FUNCTION, structural=True)
-def erase_relu(ws: Workspace, cfg: EraseReLU) -> list[SiteChange]:
+def erase_relu(ws: Workspace, cfg: EraseReLU) -> PassOutcome:
     index = ws.index("erase-relu")
     editor = ws.editor("erase-relu")
     plan, notes = plan_erasure(index, cfg)
-    for n in notes:
-        ws.note(n)
     changes = erase_sites(editor, [(block.name, site) for block, sites in plan for site in sites])
     if cfg.readd_relu_before_head:
         source = _global_pool_input(index)
@@ -193,4 +192,4 @@ def erase_relu(ws: Workspace, cfg: EraseReLU) -> list[SiteChange]:
             raise SurgeryError("readd_relu_before_head: no global pooling in front of the head was found.")
         path, scope = editor.insert_after(source, ACT_TYPES["ReLU"][0](), "netsurgeon_head_relu")
         changes.append(SiteChange(path, "(none)", "nn.ReLU before global pooling", "head", scope))
-    return changes
+    return PassOutcome(changes, notes)

@@ -20,15 +20,15 @@ Modes:
 
 ``delta`` is accumulated in float64 (more than the float32 asked for), so the mask does not depend on
 the batch order; under ``torch.distributed`` it is summed across ranks first, so every rank gets the
-same mask. ``freeze_zeros`` and ``reset_optimizer_state`` act during fine-tuning through
-:func:`attach_to_optimizer`; ``rounds``/``every_n_epochs`` tell the fine-tuning loop when to rectify again.
+same mask. ``freeze_zeros``, ``reset_optimizer_state`` and ``rounds``/``every_n_epochs`` act during
+fine-tuning through :class:`GruFcHooks`, the pass's training hooks (``netsurgeon.hooks``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -37,6 +37,8 @@ from torch import fx, nn
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, SurgeryError
 from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.hooks import EpochStart, TrainingHooks
+from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass
 from netsurgeon.report import SiteChange
 from netsurgeon.workspace import Workspace
@@ -44,6 +46,7 @@ from netsurgeon.workspace import Workspace
 __all__ = [
     "MASK_BUFFER",
     "GradientRectifiedFC",
+    "GruFcHooks",
     "accumulate_delta",
     "attach_to_optimizer",
     "logit_path_linears",
@@ -79,6 +82,12 @@ class GradientRectifiedFC(PassConfig):
     """During fine-tuning keep rectified weights at exactly zero (gradient masked, re-zeroed after each step)."""
     reset_optimizer_state: bool = True
     """Clear momentum / Adam moments of rectified tensors when rectifying during fine-tuning."""
+
+    def uses_data(self) -> bool:
+        return True  # mode=auto on a 2-layer head picks grad_contrib
+
+    def requires_data(self) -> str | None:
+        return "mode" if self.mode in ("grad_contrib", "loss_grad") else None
 
     def validate(self) -> None:
         if self.threshold < 0:
@@ -250,14 +259,72 @@ def attach_to_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> l
     return [optimizer.register_step_pre_hook(before), optimizer.register_step_post_hook(after)]
 
 
-@register_pass("gru-fc", GradientRectifiedFC, contract=Contract.CHANGES_FUNCTION, structural=False)
-def gru_fc(ws: Workspace, cfg: GradientRectifiedFC) -> list[SiteChange]:
+class GruFcHooks(TrainingHooks):
+    """gru-fc during fine-tuning: keep its masks, freeze zeros if asked, re-rectify on its schedule.
+
+    The surgery rectifies once (round 1). At the start of every ``every_n_epochs``-th epoch the layers are
+    rectified again, with the mode and layers the surgery resolved, until ``rounds`` is reached; then the
+    optimizer state of those weights is cleared when ``reset_optimizer_state`` is set. With
+    ``freeze_zeros`` the rectified weights stay exactly zero. The masks (non-persistent buffers, so not
+    in the state_dict) and the round count are saved in training checkpoints.
+    """
+
+    def __init__(self, model: nn.Module, config: GradientRectifiedFC, layers: list[str], mode: str) -> None:
+        self.model, self.config, self.layers, self.mode = model, config, layers, mode
+        self.rectified = 1  # the surgery itself was the first round
+        self.handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    @classmethod
+    def from_history(cls, model: nn.Module, entry: dict) -> GruFcHooks:
+        config = GradientRectifiedFC.from_dict(entry["config"])
+        resolved = entry.get("resolved") or {}
+        layers = list(resolved.get("layers") or entry["sites"])
+        mode = resolved.get("mode") or ("weight_sign" if len(layers) == 1 else "grad_contrib")
+        for name in layers:  # a reloaded artifact has the zeros but not the (non-persistent) mask
+            linear = model.get_submodule(name)
+            if not hasattr(linear, MASK_BUFFER):
+                linear.register_buffer(MASK_BUFFER, linear.weight.detach() == 0, persistent=False)
+        return cls(model, config, layers, mode)
+
+    def on_optimizer(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """(Re-)register the freeze_zeros hooks with the current masks."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles = attach_to_optimizer(model, optimizer) if self.config.freeze_zeros else []
+
+    def on_epoch_start(self, model: nn.Module, event: EpochStart) -> str | None:
+        every = self.config.every_n_epochs
+        if not (every and event.epoch > 0 and event.epoch % every == 0 and self.rectified < self.config.rounds):
+            return None
+        data = event.make_data() if self.mode != "weight_sign" else None
+        changes = rectify(model, self.layers, self.mode, self.config, data)
+        self.rectified += 1
+        if self.config.reset_optimizer_state:
+            reset_optimizer_state(event.optimizer, [model.get_submodule(n).weight for n in self.layers])
+        self.on_optimizer(model, event.optimizer)
+        return "gru-fc rectified again: " + "; ".join(c.after for c in changes)
+
+    def state_dict(self) -> dict[str, Any]:
+        masks = {name: getattr(self.model.get_submodule(name), MASK_BUFFER) for name in self.layers}
+        return {"rectified": self.rectified, "masks": masks}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.rectified = int(state["rectified"])
+        for name, mask in state["masks"].items():
+            linear = self.model.get_submodule(name)
+            if hasattr(linear, MASK_BUFFER):
+                delattr(linear, MASK_BUFFER)
+            linear.register_buffer(MASK_BUFFER, mask.to(device), persistent=False)
+
+
+@register_pass("gru-fc", GradientRectifiedFC, contract=Contract.CHANGES_FUNCTION, structural=False, hooks=GruFcHooks)
+def gru_fc(ws: Workspace, cfg: GradientRectifiedFC) -> PassOutcome:
     index = ws.index("gru-fc")
     layers, mode = resolve_layers(index, cfg)
     changes = rectify(ws.model, layers, mode, cfg, ws.data)
-    ws.resolved.update(mode=mode, layers=layers)
-    ws.changed_keys.update(f"{name}.weight" for name in layers)
+    out = PassOutcome(changes, resolved={"mode": mode, "layers": layers},
+                      changed_keys={f"{name}.weight" for name in layers})
     if mode == "loss_grad":
-        ws.note("mode=loss_grad is experimental (seeds-spec §5.3 argues against it near convergence)")
-    ws.note(f"mode {mode} on {', '.join(layers)}; accuracy usually drops until the model is fine-tuned")
-    return changes
+        out.note("mode=loss_grad is experimental (seeds-spec §5.3 argues against it near convergence)")
+    out.note(f"mode {mode} on {', '.join(layers)}; accuracy usually drops until the model is fine-tuned")
+    return out

@@ -29,6 +29,7 @@ from netsurgeon.errors import NoMatchError
 from netsurgeon.graph.rewrite import check_inplace_safe
 from netsurgeon.graph.sites import GraphIndex, Site, match_patterns
 from netsurgeon.layers.pd_relu import PDReLU, check_callable
+from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass
 from netsurgeon.report import SiteChange
 from netsurgeon.workspace import Workspace
@@ -102,7 +103,7 @@ def _attr_name(site: Site) -> str:
 
 
 @register_pass("pd-relu", PseudoDerivativeReLU, contract=Contract.EXACT, structural=True)
-def pd_relu(ws: Workspace, cfg: PseudoDerivativeReLU) -> list[SiteChange]:
+def pd_relu(ws: Workspace, cfg: PseudoDerivativeReLU) -> PassOutcome:
     index = ws.index("pd-relu")
     editor = ws.editor("pd-relu")
     sites = select_sites(index, cfg)
@@ -114,4 +115,4 @@ def pd_relu(ws: Workspace, cfg: PseudoDerivativeReLU) -> list[SiteChange]:
         path, scope = editor.replace(site, module, _attr_name(site))
         changes.append(SiteChange(site.label, site.description, f"PDReLU({module.extra_repr()}) at {path}",
                                   site.scope or "<model>", scope))
-    return changes
+    return PassOutcome(changes)

@@ -39,8 +39,8 @@ from torch import fx
 from netsurgeon.config import PassConfig
 from netsurgeon.graph.rewrite import erase_sites
 from netsurgeon.graph.sites import Block, GraphIndex, Site
+from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass
-from netsurgeon.report import SiteChange
 from netsurgeon.workspace import Workspace
 
 __all__ = ["ProportionalReLU", "ScopePlan", "keeps", "kept_count", "plan_proportional"]
@@ -219,15 +219,17 @@ def plan_proportional(index: GraphIndex, cfg: ProportionalReLU, shapes: dict | N
 
 
 @register_pass("proportional-relu", ProportionalReLU, contract=Contract.CHANGES_FUNCTION, structural=True)
-def proportional_relu(ws: Workspace, cfg: ProportionalReLU) -> list[SiteChange]:
+def proportional_relu(ws: Workspace, cfg: ProportionalReLU) -> PassOutcome:
     index = ws.index("proportional-relu")
     shapes = ws.shapes("proportional-relu") if cfg.scope == "stage" else None
     plans = plan_proportional(index, cfg, shapes)
     counted = sum(len(p.convs) for p in plans)
     owned = sum(s is not None for p in plans for s in p.owned)
-    ws.note(f"{len(plans)} {cfg.scope} scope(s), {counted} counted convolution(s) owning {owned} ReLU site(s)")
+    out = PassOutcome()
+    out.note(f"{len(plans)} {cfg.scope} scope(s), {counted} counted convolution(s) owning {owned} ReLU site(s)")
     raised = [p.name for p in plans if p.raised]
     if raised:
-        ws.note(f"min_keep={cfg.min_keep} kept extra ReLUs in {len(raised)} scope(s): {', '.join(raised[:5])}"
+        out.note(f"min_keep={cfg.min_keep} kept extra ReLUs in {len(raised)} scope(s): {', '.join(raised[:5])}"
                 f"{' ...' if len(raised) > 5 else ''}")
-    return erase_sites(ws.editor("proportional-relu"), [(p.name, s) for p in plans for s in p.erased])
+    out.changes = erase_sites(ws.editor("proportional-relu"), [(p.name, s) for p in plans for s in p.erased])
+    return out

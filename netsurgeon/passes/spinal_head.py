@@ -29,6 +29,7 @@ from netsurgeon.config import PassConfig
 from netsurgeon.errors import SurgeryError
 from netsurgeon.graph.sites import GraphIndex
 from netsurgeon.layers.spinal import SpinalHead
+from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass
 from netsurgeon.report import SiteChange
 from netsurgeon.workspace import Workspace
@@ -114,7 +115,7 @@ def _container(index: GraphIndex, chain: list[fx.Node]) -> str:
 
 
 @register_pass("spinal-head", SpinalHeadConfig, contract=Contract.CHANGES_FUNCTION, structural=True)
-def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> list[SiteChange]:
+def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
     index = ws.index("spinal-head")
     head = index.head()
     if head is None or not head.target:
@@ -134,6 +135,7 @@ def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> list[SiteChange]:
     classes = cfg.num_classes or linear.out_features
     can_warm = cfg.variant == "progressive" and cfg.replace == "logits_layer" and classes == linear.out_features
     warm = can_warm if cfg.warm_start is None else cfg.warm_start
+    out = PassOutcome()
     if warm and not can_warm:
         raise SurgeryError(f"warm_start needs the class count unchanged ({linear.out_features}), "
                            f"but num_classes={classes}.")
@@ -145,18 +147,19 @@ def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> list[SiteChange]:
     module.to(device=linear.weight.device, dtype=linear.weight.dtype)
     if warm:
         module.warm_start(linear.weight, linear.bias)
-        ws.contract = Contract.EXACT
+        out.contract = Contract.EXACT
     replaced = sum(p.numel() for n in chain if n.op == "call_module" for p in index.modules[n.target].parameters())
     added = sum(p.numel() for p in module.parameters())
     path, scope = _put_head(ws, index, chain, head.target, module)
     _follow_class_count(ws.model, path, linear.out_features, classes)
-    ws.note(f"D={features} (measured), C={classes}, w={width}, L={cfg.num_layers}: {added:,} parameters "
+    out.note(f"D={features} (measured), C={classes}, w={width}, L={cfg.num_layers}: {added:,} parameters "
             f"replacing {replaced:,}" + ("; warm start: eval logits equal the original's" if warm else ""))
     if added > 20 * max(replaced, 1) and added > 5_000_000:
-        ws.note(f"the head is large ({added:,} parameters); consider a smaller width")
+        out.note(f"the head is large ({added:,} parameters); consider a smaller width")
     before = f"{type(linear).__name__}({linear.in_features}, {linear.out_features})" if len(chain) == 1 \
         else f"{sum(index.is_linear(n) for n in chain)}-layer MLP classifier"
-    return [SiteChange(path, before, f"SpinalHead({module.extra_repr()})", "head", scope)]
+    out.changes.append(SiteChange(path, before, f"SpinalHead({module.extra_repr()})", "head", scope))
+    return out
 
 
 def _put_head(ws: Workspace, index: GraphIndex, chain: list[fx.Node], logits_path: str,

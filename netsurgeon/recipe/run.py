@@ -42,7 +42,7 @@ def _load(recipe: Recipe) -> nn.Module:
 
 def _surgery_data(recipe: Recipe, model: nn.Module):
     """Training batches for data-driven passes, only when a pass can use them."""
-    if recipe.data is None or not any(c.pass_name == "gru-fc" for c in recipe.surgery):
+    if recipe.data is None or not any(c.uses_data() for c in recipe.surgery):
         return None
     from netsurgeon.data import make_loader
     from netsurgeon.train import resolve_data

@@ -124,7 +124,7 @@ class Recipe:
     model: ModelSection
     surgery: tuple[PassConfig, ...] = ()
     finetune: FinetuneConfig | None = None
-    data: str | None = None  # finetune.data: also feeds data-driven passes (gru-fc grad_contrib)
+    data: str | None = None  # finetune.data: also feeds passes that use data (PassConfig.uses_data)
     export: ExportSection = field(default_factory=ExportSection)
     seed: int = 0
     source: str = field(default="<recipe>", compare=False)
@@ -195,9 +195,12 @@ class Recipe:
                                     Location(source, 1, 1)))
         if finetune is None:
             for i, step in enumerate(surgery):
-                if step.pass_name == "gru-fc" and getattr(step, "mode", "") in ("grad_contrib", "loss_grad"):
-                    problems.append(Problem(("surgery", i, "mode"), f"mode={step.mode} needs data: add a finetune "
-                                            "section with its data.", positions.value(("surgery", i, "mode"))))
+                field_name = step.requires_data()
+                if field_name:
+                    value = getattr(step, field_name)
+                    problems.append(Problem(("surgery", i, field_name), f"{field_name}={value} needs data: add a "
+                                            "finetune section with its data.",
+                                            positions.value(("surgery", i, field_name))))
         if problems:
             raise RecipeError(source, sorted(problems, key=_order))
         if finetune is not None:

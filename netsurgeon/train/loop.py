@@ -8,8 +8,9 @@ One process or many (torchrun + DistributedDataParallel), CPU or GPU. What it do
    evaluates (epoch 0 of the metrics: the accuracy right after surgery). ``resume``: restores the
    checkpoint instead, including the RNG state and the position inside the epoch.
 3. Trains epoch by epoch: seeded sample order (a pure function of seed, epoch and rank), warm-up then
-   cosine or step schedule, label smoothing, gradient clipping, AMP and channels_last on GPUs; gru-fc's
-   masks are kept and re-applied on its schedule. After every epoch (rank 0 only): an atomic
+   cosine or step schedule, label smoothing, gradient clipping, AMP and channels_last on GPUs; the
+   training hooks of the passes in the model's history (``netsurgeon.hooks``) run at their events.
+   After every epoch (rank 0 only): an atomic
    checkpoint, the metrics as CSV and JSON lines, and a PNG of the curves.
 4. Ctrl-C stops after the running batch, saves a checkpoint and raises ``TrainingInterrupted``
    (resuming from it gives bit-identical weights on the CPU; a second Ctrl-C aborts at once).
@@ -39,9 +40,9 @@ from torch.utils.data import DataLoader, Dataset
 from netsurgeon.data import DataSpec, load_dataset, make_loader, model_normalization
 from netsurgeon.errors import CheckpointError, ConfigError, TrainingInterrupted
 from netsurgeon.export import ExportResult
+from netsurgeon.hooks import EpochStart, hooks_for
 from netsurgeon.models.info import copy_model, get_info
 from netsurgeon.progress import status
-from netsurgeon.train import gru_schedule
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.train.distributed import (
     Context,
@@ -269,10 +270,11 @@ class _Run:
         self.autocast, self.amp = _autocast(cfg, ctx.device)
         history = self.info.history if self.info else []
         new_params = {n for step in history for n in step.get("new_params", [])}
-        self.gru = gru_schedule.GruSchedule.from_history(self.model, history)
+        self.hooks = hooks_for(self.model, history)
         self.optimizer = _make_optimizer(self.model, cfg, new_params)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
-        self.gru.attach(self.optimizer)
+        for hook in self.hooks:
+            hook.on_optimizer(self.model, self.optimizer)
         train_model: nn.Module = self.model
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -303,7 +305,8 @@ class _Run:
     def _save(self) -> None:
         if self.out is not None and self.ctx.is_main:
             save_state(self.out / CHECKPOINT, self.state, model=self.model, optimizer=self.optimizer,
-                       scaler=self.scaler, config=self.cfg.to_dict(), masks=self.gru.masks())
+                       scaler=self.scaler, config=self.cfg.to_dict(),
+                       hooks=[hook.state_dict() for hook in self.hooks])
 
     def _write_curves(self) -> None:
         if self.out is None or not self.ctx.is_main:
@@ -349,8 +352,12 @@ class _Run:
                                   f"{str(err).splitlines()[0]}") from None
         if self.scaler is not None and payload["scaler"]:
             self.scaler.load_state_dict(payload["scaler"])
-        self.gru.load_masks(payload["masks"], self.ctx.device)
-        self.gru.attach(self.optimizer)
+        if len(payload["hooks"]) != len(self.hooks):
+            raise CheckpointError(f"{self.out / CHECKPOINT} holds {len(payload['hooks'])} pass hook state(s), "
+                                  f"this model's history {len(self.hooks)}; it belongs to another model.")
+        for hook, saved in zip(self.hooks, payload["hooks"], strict=True):
+            hook.load_state_dict(saved, self.ctx.device)
+            hook.on_optimizer(self.model, self.optimizer)
         self.state = payload["state"]
         restore_rng(payload["rng"])
         self.log(f"resuming at epoch {self.state.epoch + 1}, batch {self.state.batch}")
@@ -358,10 +365,13 @@ class _Run:
     def train_epoch(self, epoch: int, stop: _StopRequest) -> None:
         cfg, ctx, state = self.cfg, self.ctx, self.state
         indices = self._train_indices(epoch)
-        if state.batch == 0 and self.gru.due(epoch, state.rectified):
-            loader = _loader(self.train_set, indices, cfg, ctx)
-            self.log(self.gru.rectify(self.model, lambda: self._as_input(loader), self.optimizer))
-            state.rectified += 1
+        if state.batch == 0:
+            event = EpochStart(epoch, self.optimizer,
+                               lambda: self._as_input(_loader(self.train_set, indices, cfg, ctx)))
+            for hook in self.hooks:
+                message = hook.on_epoch_start(self.model, event)
+                if message:
+                    self.log(message)
         steps_per_epoch = math.ceil(len(indices) / cfg.batch_size)
         remaining = indices[state.batch * cfg.batch_size:]
         loss_sum = torch.tensor(state.loss_sum, dtype=torch.float64, device=ctx.device)
@@ -384,6 +394,8 @@ class _Run:
                 loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(extra.float(), y, label_smoothing=cfg.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             self._backward_and_step(loss)
+            for hook in self.hooks:
+                hook.after_step(self.model, self.optimizer)
             with torch.no_grad():
                 loss_sum += loss.detach().double() * len(y)
                 correct += (logits.argmax(dim=1) == y).sum()

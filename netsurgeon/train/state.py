@@ -1,9 +1,10 @@
 """Training checkpoints: everything a resumed run needs to continue bit for bit, written atomically.
 
 A checkpoint holds the model and optimizer state, the AMP scaler, the position in the run (epoch
-and batch), the partial sums of the running epoch, the RNG states, gru-fc's masks (non-persistent
-buffers, so not in the state_dict) and the metrics so far. It is written with ``torch.save`` to a
-temporary file that is then renamed, and read back with ``torch.load(weights_only=True)`` only.
+and batch), the partial sums of the running epoch, the RNG states, the state of each pass's training
+hooks (``netsurgeon.hooks``: masks kept as non-persistent buffers, say) and the metrics so far. It is
+written with ``torch.save`` to a temporary file that is then renamed, and read back with
+``torch.load(weights_only=True)`` only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from netsurgeon.export.atomic import staged_files
 
 __all__ = ["FORMAT", "TrainState", "load_state", "save_state"]
 
-FORMAT = "netsurgeon.train.v1"
+FORMAT = "netsurgeon.train.v2"  # v2: the passes' training-hook states replace v1's fixed mask entry
 
 
 @dataclass
@@ -32,12 +33,11 @@ class TrainState:
     loss_sum: float = 0.0  # partial sums of the running epoch
     correct: float = 0.0
     seen: float = 0.0
-    rectified: int = 1  # gru-fc rectifications so far (the surgery itself is the first)
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
 def save_state(path: Path, state: TrainState, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler | None, config: dict[str, Any], masks: dict[str, torch.Tensor]) -> None:
+               scaler: torch.amp.GradScaler | None, config: dict[str, Any], hooks: list[dict[str, Any]]) -> None:
     payload = {
         "format": FORMAT,
         "state": asdict(state),
@@ -45,7 +45,7 @@ def save_state(path: Path, state: TrainState, *, model: torch.nn.Module, optimiz
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else {},
-        "masks": masks,
+        "hooks": hooks,
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }

@@ -28,6 +28,18 @@ def test_passes_lists_erase_relu_with_parameters():
     assert result.exit_code == 0 and rows["erase-relu"]["parameters"]["proportion"] == 1.0
 
 
+def test_passes_describes_one_pass_in_full():
+    result = run("passes", "spinal-head")
+    assert result.exit_code == 0, result.output
+    assert "variant: choice = 'progressive'  one of: 'progressive', 'spinal'" in result.stdout
+    assert "Hidden width w (default 64 when D <= 1024, else 256)." in result.stdout
+    rows = json.loads(run("passes", "spinal-head", "--json").stdout)
+    field = next(f for f in rows[0]["fields"] if f["name"] == "width")
+    assert field == {"name": "width", "type": "int | None", "default": None, "allowed": None,
+                     "help": "Hidden width w (default 64 when D <= 1024, else 256)."}
+    assert "unknown pass 'spinal'" in _error(run("passes", "spinal"))
+
+
 def test_inspect_shows_sites_blocks_head_and_rung():
     result = run("inspect", "--model", "netsurgeon:tiny_resnet", "--json")
     data = json.loads(result.stdout)

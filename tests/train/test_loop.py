@@ -151,7 +151,8 @@ def test_gru_fc_freeze_zeros_and_periodic_rectification(model, digits, tmp_path)
     assert int((w == 0).sum()) > int(zeros.sum())  # the second round (start of epoch 2) zeroed more
     assert torch.equal(getattr(result.model.fc, MASK_BUFFER), w == 0)
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert torch.equal(saved["masks"]["fc"], w == 0) and saved["state"]["rectified"] == 2
+    (gru_state,) = saved["hooks"]  # the pass's own training-hook state (netsurgeon.hooks)
+    assert torch.equal(gru_state["masks"]["fc"], w == 0) and gru_state["rectified"] == 2
 
 
 def test_bn_recalibration_uses_the_data_statistics():
