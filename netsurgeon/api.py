@@ -13,7 +13,7 @@ from torch import nn
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning
-from netsurgeon.models.info import ModelInfo, get_info, set_info
+from netsurgeon.models.info import ModelInfo, get_info, probe_input, set_info
 from netsurgeon.modes import in_mode
 from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, get_pass
@@ -52,14 +52,6 @@ def resolve_passes(passes: PassLike | Sequence[PassLike]) -> list[PassConfig]:
     if not configs:
         raise ConfigError("no passes given; run 'netsurgeon passes' to list them.")
     return configs
-
-
-def probe_input(model: nn.Module, input_size: Sequence[int] | None = None, batch: int = 2) -> torch.Tensor:
-    """A seeded random batch shaped for ``model`` (its recorded input size unless given)."""
-    info = get_info(model)
-    size = tuple(input_size or (info.input_size if info else (3, 224, 224)))
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(batch, *size, generator=generator)
 
 
 def _count_sites(ws: Workspace) -> int:

@@ -19,8 +19,7 @@ from typing import Any, ClassVar
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from netsurgeon.errors import ConfigError
-from netsurgeon.registry import suggest
+from netsurgeon.errors import ConfigError, suggest
 
 __all__ = ["Config", "FieldDoc", "PassConfig", "describe_fields", "parse_set_options"]
 

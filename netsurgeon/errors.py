@@ -7,6 +7,8 @@ would naturally catch (``ValueError``, ``FileNotFoundError``, ...), so ``except 
 
 from __future__ import annotations
 
+import difflib
+
 __all__ = [
     "ArtifactError",
     "CheckpointError",
@@ -22,6 +24,7 @@ __all__ = [
     "TraceError",
     "TrainingInterrupted",
     "UnknownNameError",
+    "suggest",
 ]
 
 
@@ -90,3 +93,12 @@ class TrainingInterrupted(NetsurgeonError):
 
 class NoEffectWarning(UserWarning):
     """A pass ran and changed nothing."""
+
+
+def suggest(name: str, choices: list[str], n: int = 3) -> str:
+    """A ' Did you mean ...?' suffix, or '' when nothing is close."""
+    choices = list(dict.fromkeys(choices))  # the same name may come from two libraries
+    close = difflib.get_close_matches(name, choices, n=n, cutoff=0.6)
+    if not close:
+        close = [c for c in choices if name.lower() in c.lower()][:n]
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

@@ -7,14 +7,13 @@ pass names only through this registry, so a stored name can never import arbitra
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from netsurgeon.errors import UnknownNameError
+from netsurgeon.errors import UnknownNameError, suggest
 
 if TYPE_CHECKING:
     from netsurgeon.config import PassConfig
@@ -84,15 +83,6 @@ def register_pass(
         return fn
 
     return decorator
-
-
-def suggest(name: str, choices: list[str], n: int = 3) -> str:
-    """A ' Did you mean ...?' suffix, or '' when nothing is close."""
-    choices = list(dict.fromkeys(choices))  # the same name may come from two libraries
-    close = difflib.get_close_matches(name, choices, n=n, cutoff=0.6)
-    if not close:
-        close = [c for c in choices if name.lower() in c.lower()][:n]
-    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def get_pass(name: str) -> PassSpec:

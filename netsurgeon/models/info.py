@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
-__all__ = ["DEFAULT_INPUT_SIZE", "ModelInfo", "copy_model", "get_info", "set_info"]
+__all__ = ["DEFAULT_INPUT_SIZE", "ModelInfo", "copy_model", "get_info", "model_input_size", "probe_input", "set_info"]
 
 _ATTR = "_netsurgeon_info"
 DEFAULT_INPUT_SIZE = (3, 224, 224)
@@ -45,6 +47,19 @@ def get_info(model: nn.Module) -> ModelInfo | None:
 def set_info(model: nn.Module, info: ModelInfo) -> None:
     # a plain attribute: not a parameter, survives deepcopy, never enters the state_dict
     object.__setattr__(model, _ATTR, copy.deepcopy(info))
+
+
+def model_input_size(model: nn.Module) -> tuple[int, ...]:
+    """The (C, H, W) the model was recorded with (``DEFAULT_INPUT_SIZE`` when it carries no provenance)."""
+    info = get_info(model)
+    return tuple(info.input_size) if info else DEFAULT_INPUT_SIZE
+
+
+def probe_input(model: nn.Module, input_size: Sequence[int] | None = None, batch: int = 2) -> torch.Tensor:
+    """A seeded random batch shaped for ``model`` (its recorded input size unless given)."""
+    size = tuple(input_size or model_input_size(model))
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch, *size, generator=generator)
 
 
 def copy_model(model: nn.Module) -> nn.Module:

@@ -20,11 +20,10 @@ from typing import Any
 
 from torch import nn
 
-from netsurgeon.errors import ArtifactError, ModelLoadError, PretrainedUnavailableError, UnknownNameError
+from netsurgeon.errors import ArtifactError, ModelLoadError, PretrainedUnavailableError, UnknownNameError, suggest
 from netsurgeon.models.checkpoint import load_state_strict, read_checkpoint, sha256_file
 from netsurgeon.models.head import load_state_new_head
 from netsurgeon.models.info import DEFAULT_INPUT_SIZE, ModelInfo, set_info
-from netsurgeon.registry import suggest
 
 __all__ = ["build_model", "load_model", "resolve_spec"]
 

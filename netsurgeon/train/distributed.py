@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from netsurgeon.progress import is_main_process
+
 __all__ = ["Context", "IndexSampler", "all_reduce_sum", "broadcast_buffers", "epoch_indices", "is_main_process",
            "setup"]
 
@@ -41,13 +43,6 @@ class Context:
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def is_main_process() -> bool:
-    """False on the non-zero ranks of a torchrun job, which train but print and write nothing."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return os.environ.get("RANK", "0") == "0"
 
 
 def setup(device: str = "auto") -> Context:

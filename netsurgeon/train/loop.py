@@ -41,7 +41,7 @@ from netsurgeon.data import DataSpec, load_dataset, make_loader, model_normaliza
 from netsurgeon.errors import CheckpointError, ConfigError, TrainingInterrupted
 from netsurgeon.export import ExportResult
 from netsurgeon.hooks import EpochStart, hooks_for
-from netsurgeon.models.info import copy_model, get_info
+from netsurgeon.models.info import copy_model, get_info, model_input_size
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.train.distributed import (
@@ -101,8 +101,7 @@ class FinetuneResult:
 def resolve_data(data: DataArg, model: nn.Module) -> tuple[Dataset, Dataset | None, str]:
     """(train, test, description) from a data spec or datasets; specs follow the model's data config."""
     if isinstance(data, (str, DataSpec)):
-        info = get_info(model)
-        size = info.input_size if info else (3, 224, 224)
+        size = model_input_size(model)
         mean, std = model_normalization(model)
         train = load_dataset(data, "train", size, mean=mean, std=std)
         test = load_dataset(data, "test", size, mean=mean, std=std)
@@ -254,6 +253,29 @@ def _check_out_dir(out: Path, model: nn.Module, *, resume: bool, overwrite: bool
                           "or choose another --out.")
 
 
+@dataclass
+class _Sums:
+    """The running epoch's partial sums, on the device (saved in checkpoints for a bit-identical resume)."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    seen: float
+
+    @classmethod
+    def resume(cls, state: TrainState, device: torch.device) -> _Sums:
+        return cls(torch.tensor(state.loss_sum, dtype=torch.float64, device=device),
+                   torch.tensor(state.correct, dtype=torch.float64, device=device), state.seen)
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.loss += loss.detach().double() * len(y)
+            self.correct += (logits.argmax(dim=1) == y).sum()
+        self.seen += len(y)
+
+    def store(self, state: TrainState) -> None:
+        state.loss_sum, state.correct, state.seen = float(self.loss), float(self.correct), self.seen
+
+
 class _Run:
     """One fine-tuning run's state (kept in one place so ``finetune`` reads top to bottom)."""
 
@@ -363,59 +385,71 @@ class _Run:
         self.log(f"resuming at epoch {self.state.epoch + 1}, batch {self.state.batch}")
 
     def train_epoch(self, epoch: int, stop: _StopRequest) -> None:
-        cfg, ctx, state = self.cfg, self.ctx, self.state
+        """One epoch in named steps: the passes' epoch hooks, the batches, then the epoch's metrics row."""
+        cfg, state = self.cfg, self.state
         indices = self._train_indices(epoch)
         if state.batch == 0:
-            event = EpochStart(epoch, self.optimizer,
-                               lambda: self._as_input(_loader(self.train_set, indices, cfg, ctx)))
-            for hook in self.hooks:
-                message = hook.on_epoch_start(self.model, event)
-                if message:
-                    self.log(message)
+            self._epoch_start_hooks(epoch, indices)
         steps_per_epoch = math.ceil(len(indices) / cfg.batch_size)
         remaining = indices[state.batch * cfg.batch_size:]
-        loss_sum = torch.tensor(state.loss_sum, dtype=torch.float64, device=ctx.device)
-        correct = torch.tensor(state.correct, dtype=torch.float64, device=ctx.device)
-        seen = state.seen
+        sums = _Sums.resume(state, self.ctx.device)
         self.train_model.train()
         started = time.perf_counter()
-        bar = _progress(bool(remaining), epoch, cfg, ctx, initial=state.batch, total=steps_per_epoch)
+        bar = _progress(bool(remaining), epoch, cfg, self.ctx, initial=state.batch, total=steps_per_epoch)
         lr = 0.0
-        for x, y in self._as_input(_loader(self.train_set, remaining, cfg, ctx)):
-            factor = cfg.lr_factor(state.step, steps_per_epoch)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr = group["initial_lr"] * factor
-            with self.autocast:
-                logits, aux = split_auxiliary(self.train_model(x))
-            if state.step == 0:
-                check_classes(logits, self.num_classes)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            for extra in aux:
-                loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(extra.float(), y, label_smoothing=cfg.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            self._backward_and_step(loss)
-            for hook in self.hooks:
-                hook.after_step(self.model, self.optimizer)
-            with torch.no_grad():
-                loss_sum += loss.detach().double() * len(y)
-                correct += (logits.argmax(dim=1) == y).sum()
-            seen += len(y)
-            state.step += 1
-            state.batch += 1
-            if bar is not None:
-                bar.update(1)
-            if self._stop_requested(stop):
-                state.loss_sum, state.correct, state.seen = float(loss_sum), float(correct), seen
+        try:
+            for x, y in self._as_input(_loader(self.train_set, remaining, cfg, self.ctx)):
+                lr = self._train_step(x, y, steps_per_epoch, sums)
                 if bar is not None:
-                    bar.close()
-                self._save()
-                where = f"{self.out / CHECKPOINT}; continue with --resume" if self.out else "nothing saved (no --out)"
-                raise TrainingInterrupted(f"interrupted in epoch {epoch + 1}, after batch {state.batch}: {where}.")
-        if bar is not None:
-            bar.close()
-        elapsed = time.perf_counter() - started
+                    bar.update(1)
+                if self._stop_requested(stop):
+                    sums.store(state)
+                    self._save()
+                    where = (f"{self.out / CHECKPOINT}; continue with --resume" if self.out
+                             else "nothing saved (no --out)")
+                    raise TrainingInterrupted(f"interrupted in epoch {epoch + 1}, after batch {state.batch}: {where}.")
+        finally:
+            if bar is not None:
+                bar.close()
+        self._end_epoch(epoch, lr, sums, time.perf_counter() - started)
+
+    def _epoch_start_hooks(self, epoch: int, indices: list[int]) -> None:
+        event = EpochStart(epoch, self.optimizer,
+                           lambda: self._as_input(_loader(self.train_set, indices, self.cfg, self.ctx)))
+        for hook in self.hooks:
+            message = hook.on_epoch_start(self.model, event)
+            if message:
+                self.log(message)
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, steps_per_epoch: int, sums: _Sums) -> float:
+        """Schedule, forward (with auxiliary losses), backward, step, the passes' step hooks; returns the lr."""
+        cfg, state = self.cfg, self.state
+        factor = cfg.lr_factor(state.step, steps_per_epoch)
+        lr = 0.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr = group["initial_lr"] * factor
+        with self.autocast:
+            logits, aux = split_auxiliary(self.train_model(x))
+        if state.step == 0:
+            check_classes(logits, self.num_classes)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        for extra in aux:
+            loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(extra.float(), y, label_smoothing=cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self._backward_and_step(loss)
+        for hook in self.hooks:
+            hook.after_step(self.model, self.optimizer)
+        sums.add(loss, logits, y)
+        state.step += 1
+        state.batch += 1
+        return lr
+
+    def _end_epoch(self, epoch: int, lr: float, sums: _Sums, elapsed: float) -> None:
+        """Reduce across ranks, evaluate when due, append the metrics row and reset the position."""
+        cfg, ctx, state = self.cfg, self.ctx, self.state
         broadcast_buffers(self.model, ctx)
-        total_loss, total_correct, total_seen = all_reduce_sum([float(loss_sum), float(correct), seen], ctx)
+        total_loss, total_correct, total_seen = all_reduce_sum([float(sums.loss), float(sums.correct), sums.seen],
+                                                               ctx)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / max(total_seen, 1),
                                "train_top1": 100 * total_correct / max(total_seen, 1), "seconds": round(elapsed, 3),
                                "images_per_s": round(total_seen / max(elapsed, 1e-9), 1)}
