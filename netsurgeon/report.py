@@ -55,6 +55,7 @@ class SurgeryReport:
     keys_removed: list[str]
     verification: Verification | None = None
     dry_run: bool = False
+    weights: str = ""  # where the input model's weights came from (checkpoint, pretrained tag, random init)
 
     @property
     def changed(self) -> int:
@@ -69,6 +70,8 @@ class SurgeryReport:
     def format(self, max_rows: int = 40) -> str:
         """A plain-text table for terminals and logs."""
         lines = [f"model: {self.model}    tracing: {self.rung}" + ("    (dry run)" if self.dry_run else "")]
+        if self.weights:
+            lines.append(f"weights: {self.weights}")
         for p in self.passes:
             args = ", ".join(f"{k}={v!r}" for k, v in p.config.items())
             lines.append(f"\npass {p.name}({args})  [{p.contract}]  {len(p.changes)} site(s) changed")
