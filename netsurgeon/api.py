@@ -98,7 +98,7 @@ def apply(
     Returns:
         SurgeryResult with ``.model`` (same train/eval mode as the input) and ``.report``.
     """
-    validate.check_apply_args(model, passes)  # hardening (issue 15)
+    validate.check_apply_args(model, passes, input_size)  # hardening (issue 15)
     configs = resolve_passes(passes)
     info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")
     x = example_input if example_input is not None else probe_input(model, input_size)

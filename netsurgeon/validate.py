@@ -119,8 +119,9 @@ def check_input_channels(model: Any, size: Sequence[int], flag: str = "input_siz
                           f"{expected},{size[1]},{size[2]} (or build the model with in_chans={size[0]}).")
 
 
-def check_apply_args(model: Any, passes: Any) -> None:
-    """``apply``'s arguments are a module and something that names passes (not None, not a number)."""
+def check_apply_args(model: Any, passes: Any, input_size: Sequence[int] | None = None) -> None:
+    """``apply``'s arguments are a module, something that names passes (not None, not a number), and an
+    input size (when given) that the model takes and that fits in memory."""
     from torch import nn
 
     if not isinstance(model, nn.Module):
@@ -129,6 +130,9 @@ def check_apply_args(model: Any, passes: Any) -> None:
     if passes is None or isinstance(passes, (bytes, int, float, dict)):
         raise ConfigError(f"apply() needs passes: a pass name ('erase-relu'), a config, or a list of them; got "
                           f"{type(passes).__name__}. Run 'netsurgeon passes' to list them.")
+    if input_size is not None:
+        size = check_input_size(tuple(input_size) if isinstance(input_size, list) else input_size)
+        check_input_channels(model, size)
 
 
 def check_probe_runs(model: Any, x: Any) -> None:

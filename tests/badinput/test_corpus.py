@@ -394,6 +394,16 @@ def pretrained_test_model(tmp, golden, mp):
     return ["apply", "erase-relu", "-m", TINY, "--pretrained"]
 
 
+@case("no pretrained weights")
+def finetune_pretrained_test_model(tmp, golden, mp):
+    return ["finetune", TINY, "--data", "digits", "--out", tmp / "o", "--pretrained"]
+
+
+@case("do not pass checkpoint, pretrained")
+def artifact_with_pretrained(tmp, golden, mp):
+    return ["inspect", "-m", _copy(tmp, golden), "--pretrained"]
+
+
 # ------------------------------------------------------------------ recipes (13, 18)
 def _recipe(tmp: Path, text: str | bytes) -> Path:
     path = tmp / "r.yaml"
@@ -603,6 +613,12 @@ def finetune_out_on_read_only_disk(tmp, golden, mp):
     return ["finetune", TINY, "--data", "digits", "--out", "/proc/netsurgeon-test/out"]
 
 
+@case("not writable")
+def run_out_on_read_only_disk(tmp, golden, mp):
+    recipe = _recipe(tmp, f"model: {{name: '{TINY}'}}\nsurgery: [{{pass: erase-relu}}]\n")
+    return ["run", recipe, "--out", "/proc/netsurgeon-test/out"]
+
+
 @case("already exists")
 def out_holds_a_model(tmp, golden, mp):
     return ["apply", "erase-relu", "-m", TINY, "--out", _copy(tmp, golden)]
@@ -805,6 +821,18 @@ def api_absurd_input_size(tmp, golden, mp):
 @case("takes 3")
 def api_input_size_channels(tmp, golden, mp):
     return lambda: ns.load_model(TINY, input_size=(1, 32, 32))
+
+
+@case("out of range")
+def api_apply_absurd_input_size(tmp, golden, mp):
+    model = ns.load_model(TINY)
+    return lambda: ns.apply(model, "erase-relu", input_size=(3, 100000, 100000))
+
+
+@case("takes 3")
+def api_apply_wrong_channels(tmp, golden, mp):
+    model = ns.load_model(TINY)
+    return lambda: ns.plan(model, "erase-relu", input_size=(4, 32, 32))
 
 
 @case("num_classes must be a positive integer")
