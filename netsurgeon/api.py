@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from netsurgeon import validate
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning
 from netsurgeon.models.info import ModelInfo, get_info, probe_input, set_info
@@ -70,6 +71,7 @@ def apply(
     verify: bool = True,
     allow_reapply: bool = False,
     data: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    allow_violation: bool = False,
 ) -> SurgeryResult:
     """Apply ``passes`` in order to a copy of ``model``.
 
@@ -83,13 +85,18 @@ def apply(
         allow_reapply: apply a pass that the model's history already contains (by default refused,
             since e.g. a second EraseReLU would erase the *new* last ReLUs).
         data: ``(inputs, labels)`` batches (a DataLoader) for data-driven passes (gru-fc grad_contrib).
+        allow_violation: keep the result when the verification finds the passes' contract violated
+            (by default a ``ContractViolationError`` is raised; CLI: --allow-violation).
 
     Returns:
         SurgeryResult with ``.model`` (same train/eval mode as the input) and ``.report``.
     """
+    validate.check_apply_args(model, passes, input_size)
     configs = resolve_passes(passes)
     info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")
     x = example_input if example_input is not None else probe_input(model, input_size)
+    if verify:
+        validate.check_probe_runs(model, x)  # a probe the model cannot run: one clear error before any work
     ws = Workspace.of(model, history=list(info.history), probe=x, data=data)
     sites_before = _count_sites(ws)
     reports = []
@@ -105,7 +112,9 @@ def apply(
         kept = [k for k in before_state if k in after_state]
         untouched = [k for k in kept if not any(k in r.keys_changed for r in reports)]
         report.verification = _verify(model, result_model, x, before_state, after_state, untouched, exact)
-    return SurgeryResult(result_model, report)
+    result = SurgeryResult(result_model, report)
+    validate.check_contract(result, allow_violation)  # a violated contract is a failure unless allowed
+    return result
 
 
 def run_pass(ws: Workspace, config: PassConfig, *, spec_label: str = "the model",

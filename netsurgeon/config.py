@@ -42,12 +42,17 @@ class Config:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            problem = _strict_scalars(value, hints[f.name])
+            if problem:
+                raise ConfigError(f"{self._label()}: {f.name}={value!r:.60} is invalid: {problem}.")
             try:
                 checked = _adapter(hints[f.name]).validate_python(value, strict=False)
             except ValidationError as err:
                 raise ConfigError(
                     f"{self._label()}: {f.name}={value!r} is invalid: {_describe(err)}."
                 ) from None
+            if _strict_scalars(checked, Any):  # "nan"/"inf" strings become non-finite floats in lax mode
+                raise ConfigError(f"{self._label()}: {f.name}={value!r:.60} is invalid: a finite number is expected.")
             if isinstance(checked, list):  # keep configs hashable and immutable
                 checked = tuple(checked)
             object.__setattr__(self, f.name, checked)
@@ -114,13 +119,54 @@ class PassConfig(Config):
         return None
 
 
+def _accepts(tp: Any, kind: type) -> bool:
+    """Whether the annotation ``tp`` names ``kind`` itself (not through a cast)."""
+    if tp is kind or tp is Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return any(type(a) is kind for a in typing.get_args(tp))
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return any(_accepts(a, kind) for a in typing.get_args(tp))
+    return False
+
+
+def _strict_scalars(value: Any, tp: Any) -> str | None:
+    """Refuse what pydantic's lax mode would cast silently: a bool for a number (``proportion=true`` would
+    become 1.0), and non-finite floats (``tau=.inf``). Looks into lists and tuples."""
+    import math
+
+    if isinstance(value, bool):
+        return None if _accepts(tp, bool) or not (_accepts(tp, int) or _accepts(tp, float)) else \
+            "a number is expected, not true/false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number is expected"
+    if isinstance(value, (list, tuple)):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        inner = args[0] if len(args) == 1 else Any
+        for a in typing.get_args(tp):  # Optional[tuple[...]]
+            if typing.get_origin(a) in (tuple, list):
+                inner = next((x for x in typing.get_args(a) if x is not Ellipsis), Any)
+        for item in value:
+            problem = _strict_scalars(item, inner)
+            if problem:
+                return problem
+    return None
+
+
 def _parse_scalar(value: Any) -> Any:
     """Strings are read as YAML scalars/flow sequences; other values pass through."""
     if not isinstance(value, str):
         return value
+    from netsurgeon.safeyaml import MAX_SCALAR_CHARS, expanded_size
+
+    if len(value) > MAX_SCALAR_CHARS:
+        raise ConfigError(f"a --set value of {len(value):,} characters is too long (at most {MAX_SCALAR_CHARS:,}).")
     try:
+        if "*" in value and expanded_size(yaml.compose(value, Loader=yaml.SafeLoader), 1000) > 1000:
+            raise ConfigError("a --set value expands to more than 1,000 items (YAML aliases?); write it out plainly.")
         parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return value
     if parsed is None or isinstance(parsed, dict):
         return value

@@ -13,6 +13,8 @@ __all__ = [
     "ArtifactError",
     "CheckpointError",
     "ConfigError",
+    "ContractViolationError",
+    "DiskFullError",
     "ExportError",
     "ModelLoadError",
     "NetsurgeonError",
@@ -42,8 +44,12 @@ class RecipeError(ConfigError):
     def __init__(self, source: str, problems: list) -> None:
         self.source, self.problems = source, list(problems)
         count = len(self.problems)
+        if count == 1:  # one problem, one line
+            only = str(self.problems[0])
+            super().__init__(only if only.startswith(source) else f"{source}: {only}")
+            return
         lines = "".join(f"\n  - {p}" for p in self.problems)
-        super().__init__(f"{source}: {count} problem{'s' if count != 1 else ''}{lines}")
+        super().__init__(f"{source}: {count} problems{lines}")
 
 
 class UnknownNameError(NetsurgeonError, KeyError):
@@ -77,8 +83,21 @@ class NoMatchError(SurgeryError, LookupError):
     """The user named explicit targets and the pass matched none of them."""
 
 
+class ContractViolationError(SurgeryError):
+    """The modified model broke the contract its passes declared (``apply(..., allow_violation=True)``
+    keeps the result anyway); ``result`` holds the SurgeryResult for inspection."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class ExportError(NetsurgeonError, RuntimeError):
     """Writing an artifact failed, or an exported model disagrees with the eager one."""
+
+
+class DiskFullError(ExportError, OSError):
+    """The disk filled up while writing; the message says where and about how much was needed."""
 
 
 class ArtifactError(NetsurgeonError, ValueError):

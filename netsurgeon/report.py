@@ -58,6 +58,7 @@ class SurgeryReport:
     verification: Verification | None = None
     dry_run: bool = False
     reinitialized: list[str] = field(default_factory=list)  # checkpoint keys left fresh for a new class count
+    weights: str = ""  # where the input model's weights came from (checkpoint, pretrained tag, random init)
 
     @property
     def changed(self) -> int:
@@ -79,6 +80,8 @@ class SurgeryReport:
     def format(self, max_rows: int = 40) -> str:
         """A plain-text table for terminals and logs."""
         lines = [f"model: {self.model}    tracing: {self.rung}" + ("    (dry run)" if self.dry_run else "")]
+        if self.weights:
+            lines.append(f"weights: {self.weights}")
         if self.reinitialized:
             lines.append(f"classifier re-initialised for the new class count (not from the checkpoint): "
                          f"{', '.join(self.reinitialized)}")

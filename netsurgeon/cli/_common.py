@@ -25,6 +25,11 @@ InputSizeOpt = Annotated[
     str | None, typer.Option("--input-size", help="Probe input C,H,W (default: the model's own, e.g. 3,224,224).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+PretrainedOpt = Annotated[bool, typer.Option(
+    "--pretrained", help="Start from the library's pretrained weights (needs the network; else --checkpoint).")]
+SkipUnreadableOpt = Annotated[bool, typer.Option(
+    "--skip-unreadable-images", help="folder: data: open every image up front and leave out unreadable ones "
+                                     "(default: stop at the first, naming it).")]
 
 
 def reports_errors(fn: F) -> F:
@@ -43,8 +48,29 @@ def reports_errors(fn: F) -> F:
                     raise
                 typer.echo(f"error: {err}", err=True)
                 raise typer.Exit(getattr(err, "exit_code", 1)) from None
+            except OSError as err:  # the machine, not netsurgeon: a full disk, a file vanishing mid-run, ...
+                if os.environ.get("NETSURGEON_DEBUG") or err.errno is None:
+                    raise
+                typer.echo(f"error: {_os_error(err)}", err=True)
+                raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _os_error(err: OSError) -> str:
+    import errno
+
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        import shutil
+
+        try:
+            folder = os.path.dirname(os.path.abspath(err.filename or "."))
+            free = f"; {shutil.disk_usage(folder).free / 1e6:.0f} MB free"
+        except OSError:
+            free = ""
+        return f"disk full while writing{where}{free}: free some space or choose another --out."
+    return f"{err.strerror or type(err).__name__}{where}: check the path and its permissions."
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -55,21 +81,43 @@ def parse_input_size(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
     from netsurgeon.errors import ConfigError
+    from netsurgeon.validate import check_input_size
 
     try:
         size = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
-        raise ConfigError(f"--input-size expects C,H,W such as 3,224,224, got {text!r}.") from None
-    if len(size) != 3 or min(size) < 1:
-        raise ConfigError(f"--input-size expects three positive integers C,H,W, got {text!r}.")
-    return size
+        raise ConfigError(f"--input-size expects C,H,W such as 3,224,224, got {text[:40]!r}.") from None
+    return check_input_size(size, "--input-size")
 
 
-def load_from_options(model: str, checkpoint: Path | None, num_classes: int | None):
+def load_from_options(model: str, checkpoint: Path | None, num_classes: int | None, *,
+                      input_size: tuple[int, ...] | None = None, pretrained: bool = False):
+    """Build the model the options describe (the input size recorded is the one given)."""
+    from netsurgeon.errors import ConfigError
     from netsurgeon.models import load_model
 
-    status(f"loading {model}" + (f" with {checkpoint}" if checkpoint else ""))
-    return load_model(model, checkpoint=checkpoint, num_classes=num_classes)
+    if pretrained and checkpoint is not None:
+        raise ConfigError("give --checkpoint or --pretrained, not both.")
+    status(f"loading {model}" + (f" with {checkpoint}" if checkpoint else " (pretrained)" if pretrained else ""))
+    return load_model(model, checkpoint=checkpoint, num_classes=num_classes, input_size=input_size,
+                      pretrained=pretrained)
+
+
+def weights_line(spec: str, loaded: object) -> tuple[str, bool]:
+    """Where the weights of a model built from options came from, and whether they are random."""
+    from netsurgeon.models.info import get_info
+    from netsurgeon.models.load import describe_weights, is_artifact_path, weights_source
+
+    if is_artifact_path(spec):
+        return describe_weights(None, artifact=spec), False
+    info = get_info(loaded)  # type: ignore[arg-type]
+    return describe_weights(info), weights_source(info)["source"] == "random-init"
+
+
+def warn_random(random: bool) -> None:
+    if random:
+        typer.echo("warning: the model's weights are randomly initialised (no --checkpoint or --pretrained); "
+                   "results say nothing about a trained model.", err=True)
 
 
 def is_main_process() -> bool:

@@ -14,10 +14,14 @@ from netsurgeon.cli._common import (
     JsonOpt,
     ModelOpt,
     NumClassesOpt,
+    PretrainedOpt,
+    SkipUnreadableOpt,
     load_from_options,
     parse_input_size,
     reports_errors,
     status,
+    warn_random,
+    weights_line,
 )
 
 
@@ -39,33 +43,64 @@ def apply(
         "--data", help="Data for data-driven passes (gru-fc): digits, fashion-mnist[:DIR], folder:DIR, "
                        "torchvision:NAME:ROOT (train split).")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size of --data.")] = 64,
+    pretrained: PretrainedOpt = False,
+    allow_violation: Annotated[bool, typer.Option(
+        "--allow-violation", help="Keep (and export) the result even when its contract check fails.")] = False,
+    skip_unreadable: SkipUnreadableOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Apply one pass to a model, print what changed, and export it with --out."""
-    import torch
+    import contextlib
 
-    from netsurgeon.api import apply as apply_passes
     from netsurgeon.config import parse_set_options
-    from netsurgeon.export import export, parse_formats
+    from netsurgeon.errors import ConfigError
+    from netsurgeon.export import parse_formats
+    from netsurgeon.export.atomic import claim_output_dir
     from netsurgeon.registry import get_pass
 
     spec = get_pass(pass_name)
     config = spec.make_config(parse_set_options(set_))  # validate before loading anything
     size = parse_input_size(input_size)
     fmt_list = parse_formats(formats)  # before loading anything
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
+    data_spec = None
+    if data is not None:
+        import dataclasses
+
+        from netsurgeon.data import DataSpec
+
+        data_spec = dataclasses.replace(DataSpec.parse(data), skip_unreadable=skip_unreadable)
+    owned = claim_output_dir(out) if out is not None and not dry_run else contextlib.nullcontext()
+    with owned:  # --out is checked writable and held by this run before any work
+        _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, data_spec, batch_size, dry_run,
+             allow_reapply, allow_violation, out, fmt_list, overwrite, as_json)
+
+
+def _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, data_spec, batch_size,  # noqa: ANN001
+         dry_run, allow_reapply, allow_violation, out, fmt_list, overwrite, as_json) -> None:
+    import torch
+
+    from netsurgeon.api import apply as apply_passes
+    from netsurgeon.export import export
+
     torch.manual_seed(seed)
-    loaded = load_from_options(model, checkpoint, num_classes)
+    loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained)
+    weights, random = weights_line(model, loaded)
     status(f"applying {spec.name}" + (" (dry run)" if dry_run else ""))
     loader = None
-    if data is not None:
-        from netsurgeon.data import load_dataset, make_loader
+    if data_spec is not None:
+        from netsurgeon.data import check_label_range, load_dataset, make_loader
         from netsurgeon.models.info import get_info
 
         info = get_info(loaded)
-        dataset = load_dataset(data, "train", size or (info.input_size if info else (3, 224, 224)))
+        data_size = size or (info.input_size if info else (3, 224, 224))
+        dataset = load_dataset(data_spec, "train", data_size)
+        check_label_range(loaded, dataset, data_size)
         loader = make_loader(dataset, batch_size, shuffle=False, seed=seed)
     result = apply_passes(loaded, config, input_size=size, verify=not dry_run, allow_reapply=allow_reapply,
-                          data=loader)
+                          data=loader, allow_violation=allow_violation)
+    result.report.weights = weights
     payload: dict = {"report": result.report.to_dict()}
     if out is not None and not dry_run:
         status(f"exporting {', '.join(fmt_list)} to {out}")
@@ -74,8 +109,10 @@ def apply(
         payload["export"] = exported.__dict__
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
+        warn_random(random)
         return
     typer.echo(result.report.format())
+    warn_random(random)
     if "export" in payload:
         e = payload["export"]
         for f in e["files"]:

@@ -13,10 +13,15 @@ from netsurgeon.cli._common import (
     InputSizeOpt,
     JsonOpt,
     NumClassesOpt,
+    PretrainedOpt,
+    SkipUnreadableOpt,
     is_main_process,
+    load_from_options,
     parse_input_size,
     reports_errors,
     status,
+    warn_random,
+    weights_line,
 )
 from netsurgeon.train.config import FinetuneConfig
 
@@ -40,6 +45,8 @@ def finetune(
     formats: Annotated[str, typer.Option("--format", help="Final export: safetensors,onnx (or 'none').")]
     = "safetensors,onnx",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out that holds a run.")] = False,
+    pretrained: PretrainedOpt = False,
+    skip_unreadable: SkipUnreadableOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune a model (typically an artifact written by 'apply') and export the result.
@@ -48,10 +55,15 @@ def finetune(
     (torchrun --nproc_per_node=N -m netsurgeon finetune ...) every process trains one shard with
     DistributedDataParallel and only rank 0 writes. Ctrl-C saves a checkpoint; --resume continues it.
     """
+    import contextlib
+    import dataclasses
+
+    import torch
+
     from netsurgeon.config import parse_set_options
     from netsurgeon.data import DataSpec, count_classes
     from netsurgeon.export import parse_formats
-    from netsurgeon.models import load_model
+    from netsurgeon.export.atomic import claim_output_dir
     from netsurgeon.models.load import is_artifact_path
     from netsurgeon.train import finetune as run_finetune
 
@@ -59,24 +71,32 @@ def finetune(
     if epochs is not None:
         values["epochs"] = epochs
     config = FinetuneConfig.from_dict(values)  # validate before loading anything
-    spec = DataSpec.parse(data)
+    spec = dataclasses.replace(DataSpec.parse(data), skip_unreadable=skip_unreadable)
     fmt_list = [] if formats.strip().lower() == "none" else parse_formats(formats)
     size = parse_input_size(input_size)
-    if not is_artifact_path(model) and num_classes is None and checkpoint is None:
-        num_classes = count_classes(spec)
-        status(f"building {model} with {num_classes} classes (the data's)")
-    status(f"loading {model}")
-    loaded = load_model(model, checkpoint=checkpoint, num_classes=num_classes, input_size=size)
-    status(f"fine-tuning on {data} for {config.epochs} epochs" + (" (resuming)" if resume else ""))
-    result = run_finetune(loaded, spec, config, out_dir=out, resume=resume, overwrite=overwrite, formats=fmt_list)
+    owned = claim_output_dir(out) if is_main_process() else contextlib.nullcontext()
+    with owned:  # --out is checked writable and held by this run before any work
+        if not is_artifact_path(model) and num_classes is None and checkpoint is None and not pretrained:
+            num_classes = count_classes(spec)
+            status(f"building {model} with {num_classes} classes (the data's)")
+        torch.manual_seed(config.seed)  # the same command and seed build the same initial weights
+        loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained)
+        weights, random = weights_line(model, loaded)
+        status(f"weights: {weights}")
+        status(f"fine-tuning on {data} for {config.epochs} epochs" + (" (resuming)" if resume else ""))
+        result = run_finetune(loaded, spec, config, out_dir=out, resume=resume, overwrite=overwrite,
+                              formats=fmt_list)
     if not is_main_process():
         return
     if as_json:
-        typer.echo(json.dumps({"metrics": result.metrics, "files": result.files}, indent=2))
+        typer.echo(json.dumps({"metrics": result.metrics, "files": result.files, "weights": weights}, indent=2))
+        warn_random(random)
         return
+    typer.echo(f"weights: {weights}")
     typer.echo(format_metrics(result.metrics))
     for f in result.files:
         typer.echo(f"wrote {f}")
+    warn_random(random)
 
 
 def format_metrics(rows: list[dict]) -> str:

@@ -6,17 +6,32 @@ import json
 
 import typer
 
-from netsurgeon.cli._common import CheckpointOpt, JsonOpt, ModelOpt, NumClassesOpt, load_from_options, reports_errors
+from netsurgeon.cli._common import (
+    CheckpointOpt,
+    JsonOpt,
+    ModelOpt,
+    NumClassesOpt,
+    PretrainedOpt,
+    load_from_options,
+    reports_errors,
+    weights_line,
+)
 
 
 @reports_errors
 def inspect(model: ModelOpt, checkpoint: CheckpointOpt = None, num_classes: NumClassesOpt = None,
-            as_json: JsonOpt = False) -> None:
+            pretrained: PretrainedOpt = False, as_json: JsonOpt = False) -> None:
     """List a model's ReLU sites, basic modules and head, and which tracing rung worked."""
     from netsurgeon.graph.inspect import inspect_model
 
-    summary = inspect_model(load_from_options(model, checkpoint, num_classes))
-    typer.echo(json.dumps(summary.to_dict(), indent=2) if as_json else summary.format())
+    loaded = load_from_options(model, checkpoint, num_classes, pretrained=pretrained)
+    weights, _ = weights_line(model, loaded)
+    summary = inspect_model(loaded)
+    if as_json:
+        typer.echo(json.dumps({**summary.to_dict(), "weights": weights}, indent=2))
+        return
+    typer.echo(f"weights: {weights}")
+    typer.echo(summary.format())
 
 
 def register(app: typer.Typer) -> None:

@@ -51,7 +51,13 @@ def run(
             typer.echo(f"then: fine-tune {resolved.finetune.epochs} epochs on {resolved.data}")
         typer.echo(f"(dry run: nothing trained or written; outputs would go to {out or resolved.export.dir})")
         return
-    result = resolved.run(out_dir=out)
+    import contextlib
+
+    from netsurgeon.export.atomic import claim_output_dir
+
+    target = out if out is not None else Path(resolved.export.dir)
+    with claim_output_dir(target) if is_main_process() else contextlib.nullcontext():
+        result = resolved.run(out_dir=out)
     if not is_main_process():
         return
     if as_json:

@@ -20,10 +20,12 @@ size, grey images repeated to the model's channel count, and normalised with the
 from netsurgeon.data.sources import (
     DataSpec,
     ImageTransform,
+    check_label_range,
     count_classes,
     load_dataset,
     make_loader,
     model_normalization,
 )
 
-__all__ = ["DataSpec", "ImageTransform", "count_classes", "load_dataset", "make_loader", "model_normalization"]
+__all__ = ["DataSpec", "ImageTransform", "check_label_range", "count_classes", "load_dataset", "make_loader",
+           "model_normalization"]

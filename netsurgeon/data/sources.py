@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from netsurgeon.errors import ConfigError
 
-__all__ = ["DataSpec", "ImageTransform", "count_classes", "load_dataset", "make_loader", "model_normalization"]
+__all__ = ["DataSpec", "ImageTransform", "check_label_range", "count_classes", "load_dataset", "make_loader",
+           "model_normalization"]
 
 FASHION_DIRS = ("/usr/share/fashion-mnist", "/usr/share/dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
                 "/usr/share/doc/dataset-fashion-mnist")
@@ -29,6 +30,7 @@ class DataSpec:
     kind: str  # digits | fashion-mnist | folder | torchvision
     path: str = ""
     name: str = ""
+    skip_unreadable: bool = False  # folder: check every image up front and leave out those that cannot be read
 
     @classmethod
     def parse(cls, text: str) -> DataSpec:
@@ -102,7 +104,14 @@ class _Mapped(Dataset):
         return len(self.base)
 
     def __getitem__(self, i: int):
-        image, label = self.base[i]
+        try:
+            image, label = self.base[i]
+        except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, truncated files, ...
+            samples = getattr(self.base, "samples", None)
+            where = samples[i][0] if samples is not None and 0 <= i < len(samples) else f"item {i}"
+            raise ConfigError(f"image {where} cannot be read ({type(err).__name__}: {str(err)[:100]}); remove or "
+                              "replace it, or pass --skip-unreadable-images (Python: DataSpec(..., "
+                              "skip_unreadable=True)) to leave unreadable images out.") from None
         if not isinstance(image, torch.Tensor):  # PIL: float C,H,W in [0, 1]
             from torchvision.transforms.functional import to_tensor
 
@@ -147,7 +156,27 @@ def _fashion(root: str, split: str) -> tuple[Dataset, int]:
                       "dataset-fashion-mnist package or pass fashion-mnist:DIR with the four .gz files.")
 
 
-def _folder(root: str, split: str) -> tuple[Dataset, int]:
+def _drop_unreadable(dataset) -> None:  # noqa: ANN001
+    """Open every image of an ImageFolder up front; leave out those that cannot be decoded."""
+    from netsurgeon.progress import status
+
+    good, bad = [], []
+    for path, target in dataset.samples:
+        try:
+            dataset.loader(path)
+        except (OSError, ValueError, SyntaxError):
+            bad.append(path)
+            continue
+        good.append((path, target))
+    if not good:
+        raise ConfigError(f"no image under {dataset.root} can be read ({len(bad)} unreadable).")
+    dataset.samples = dataset.imgs = good
+    dataset.targets = [t for _, t in good]
+    if bad:
+        status(f"left out {len(bad)} unreadable image(s) under {dataset.root} (first: {bad[0]})")
+
+
+def _folder(root: str, split: str, skip_unreadable: bool = False) -> tuple[Dataset, int]:
     from torchvision.datasets import ImageFolder
 
     base = Path(root).expanduser()
@@ -160,6 +189,8 @@ def _folder(root: str, split: str) -> tuple[Dataset, int]:
         dataset = ImageFolder(str(directory))
     except (FileNotFoundError, RuntimeError) as err:
         raise ConfigError(f"image folder {directory}: {err}") from None
+    if skip_unreadable:
+        _drop_unreadable(dataset)
     return dataset, len(dataset.classes)
 
 
@@ -194,15 +225,35 @@ def load_dataset(spec: str | DataSpec, split: str, input_size: Sequence[int], *,
     elif spec.kind == "fashion-mnist":
         base, classes = _fashion(spec.path, split)
     elif spec.kind == "folder":
-        base, classes = _folder(spec.path, split)
+        base, classes = _folder(spec.path, split, spec.skip_unreadable)
     else:
         base, classes = _torchvision(spec.name, spec.path, split, download)
     return _Mapped(base, ImageTransform(input_size, mean, std), classes)
 
 
+def check_label_range(model: torch.nn.Module, dataset: Dataset, input_size: Sequence[int]) -> None:
+    """Refuse data with more classes than the model outputs (label indices would fall outside the logits)."""
+    classes = getattr(dataset, "num_classes", None)
+    if classes is None:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(1, *input_size))
+    finally:
+        model.train(was_training)
+    if logits.ndim == 2 and classes > logits.shape[1]:
+        raise ConfigError(f"the data has {classes} classes but the model outputs {logits.shape[1]}; use data with at "
+                          f"most {logits.shape[1]} classes, or build the model with --num-classes {classes}.")
+
+
 def count_classes(spec: str | DataSpec) -> int:
     """The class count of a data spec's training split (to size a new model's head)."""
-    return load_dataset(spec, "train", (3, 8, 8)).num_classes
+    import dataclasses
+
+    spec = spec if isinstance(spec, DataSpec) else DataSpec.parse(spec)
+    return load_dataset(dataclasses.replace(spec, skip_unreadable=False), "train", (3, 8, 8)).num_classes
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, workers: int = 0,

@@ -16,6 +16,7 @@ from netsurgeon.export.atomic import check_not_inputs, staged_files
 from netsurgeon.export.onnx import inference_copy, onnx_parity, provenance_props, to_onnx_proto, write_onnx
 from netsurgeon.models.info import get_info
 from netsurgeon.report import SurgeryReport
+from netsurgeon.validate import check_input_channels, check_input_size
 
 __all__ = ["FORMATS", "ExportResult", "VerifyResult", "export", "parse_formats", "verify_artifact"]
 
@@ -86,8 +87,13 @@ def export(
     if report is not None and report.verification is not None:
         record_extra["verification"] = report.verification.__dict__
     record = provenance(model, seed=seed, extra=record_extra)
+    if input_size is not None:  # the size the ONNX file is exported and checked at is the one recorded
+        input_size = check_input_size(tuple(input_size))
+        check_input_channels(model, input_size)
+        record["model"]["input_size"] = list(input_size)
+    size_hint = sum(t.numel() * t.element_size() for t in model.state_dict().values()) * len(formats)
     result = ExportResult(files=[str(f) for f in finals])
-    with staged_files(finals) as temps:
+    with staged_files(finals, replace=overwrite, size_hint=size_hint) as temps:
         for fmt, temp in zip(formats, temps, strict=True):
             if fmt == "safetensors":
                 write_safetensors(model, temp, record)
@@ -97,6 +103,9 @@ def export(
                 proto, exporter = to_onnx_proto(plain, example)
                 write_onnx(proto, temp, provenance_props(record))
                 parity = onnx_parity(plain, temp, example)
+                if not parity.finite:
+                    raise ExportError("the model's outputs contain NaN or infinity on the export probe (damaged "
+                                      "weights?); nothing was written.")
                 if not parity.ok:
                     raise ExportError(
                         f"ONNX parity failed: max |eager - onnxruntime| = {parity.max_abs_diff:.3g} > "
@@ -107,6 +116,18 @@ def export(
     return result
 
 
+def _onnx_props(path: Path) -> dict[str, str]:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf DecodeError on a truncated file, OSError, ...
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise ArtifactError(f"{path.name} could not be read as ONNX (truncated or corrupt?): {first}; re-export "
+                            "it, or delete it to verify model.safetensors alone.") from None
+    return {p.key: p.value for p in proto.metadata_props}
+
+
 def verify_artifact(path: str | Path) -> VerifyResult:
     """Rebuild the model from ``model.safetensors`` alone and check ``model.onnx`` against it."""
     p = Path(path)
@@ -114,19 +135,32 @@ def verify_artifact(path: str | Path) -> VerifyResult:
     if st.suffix == ".onnx":
         st = st.with_suffix(".safetensors")
     record = read_provenance(st)
+    if not st.is_file():
+        raise ArtifactError(f"{st} not found; give an export directory or its model.safetensors.")
     model = load_artifact(st, record)
     result = VerifyResult(str(st), None, None, None, [s["pass"] for s in record["passes"]], ok=True)
     result.messages.append(f"rebuilt {record['model']['spec']} + {len(record['passes'])} pass(es) from {st.name}")
     onnx_path = st.with_suffix(".onnx")
     if onnx_path.exists():
-        import onnx
-
-        proto = onnx.load(str(onnx_path), load_external_data=False)
-        props = {p.key: p.value for p in proto.metadata_props}
-        if json.loads(props.get("netsurgeon", "null") or "null") != record:
-            raise ArtifactError(f"{onnx_path.name} does not carry the same provenance as {st.name}.")
+        props = _onnx_props(onnx_path)
+        try:
+            same = json.loads(props.get("netsurgeon", "null") or "null") == record
+        except (ValueError, RecursionError):
+            same = False
+        if not same:
+            raise ArtifactError(f"{onnx_path.name} does not carry the same provenance as {st.name}; re-export both.")
         input_size = record["model"]["input_size"]
-        parity = onnx_parity(inference_copy(model), onnx_path, _example(model, input_size))
+        try:
+            parity = onnx_parity(inference_copy(model), onnx_path, _example(model, input_size))
+        except ExportError as err:
+            raise ArtifactError(f"{onnx_path.name}: {err}") from None
+        except Exception as err:  # onnxruntime rejects a damaged graph in many ways
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise ArtifactError(f"{onnx_path.name} could not be run by onnxruntime (damaged?): {first}; "
+                                "re-export it.") from None
+        if not parity.finite:
+            raise ArtifactError(f"{onnx_path.name}: outputs contain NaN or infinity on the probe; the weights are "
+                                "damaged: re-export.")
         result.onnx = str(onnx_path)
         result.onnx_max_abs_diff, result.onnx_tolerance = parity.max_abs_diff, parity.tolerance
         result.ok = parity.ok

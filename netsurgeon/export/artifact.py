@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from netsurgeon.errors import ArtifactError, CheckpointError, NoEffectWarning
+from netsurgeon.errors import ArtifactError, CheckpointError, NetsurgeonError, NoEffectWarning
+from netsurgeon.export.header import validate_record
 from netsurgeon.models.info import ModelInfo, get_info, set_info
 
 __all__ = ["FORMAT", "load_artifact", "provenance", "read_provenance", "versions", "write_safetensors"]
@@ -44,8 +45,10 @@ def provenance(model: nn.Module, *, seed: int | None = None, extra: dict[str, An
             "this model carries no netsurgeon provenance; build it with netsurgeon.load_model and "
             "netsurgeon.apply so that the artifact can be rebuilt from its header."
         )
+    from netsurgeon.models.load import weights_source
+
     record = {"format": FORMAT, "model": info.to_dict(), "passes": info.history, "versions": versions(),
-              "seed": seed}
+              "seed": seed, "weights": weights_source(info)}
     record.update(extra or {})
     return record
 
@@ -85,11 +88,9 @@ def read_provenance(path: str | Path) -> dict:
         )
     try:
         record = json.loads(meta[_KEY])
-    except json.JSONDecodeError as err:
-        raise ArtifactError(f"{p.name}: the netsurgeon header is not valid JSON ({err}).") from None
-    if record.get("format") != FORMAT:
-        raise ArtifactError(f"{p.name}: unsupported artifact format {record.get('format')!r} (expected {FORMAT}).")
-    return record
+    except (json.JSONDecodeError, RecursionError, ValueError) as err:
+        raise ArtifactError(f"{p.name}: the netsurgeon header is not valid JSON ({str(err)[:120]}).") from None
+    return validate_record(record, p.name)
 
 
 def load_artifact(path: str | Path, record: dict | None = None,
@@ -100,15 +101,33 @@ def load_artifact(path: str | Path, record: dict | None = None,
     pass name to config values replacing the stored ones on replay (for values an artifact cannot
     hold, such as pd-relu's user function: ``{"pd-relu": {"fn": h}}``).
     """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.safetensors"
+    record = validate_record(record, p.name) if record is not None else read_provenance(p)
+    try:
+        return _rebuild(p, record, overrides)
+    except ArtifactError:
+        raise
+    except NetsurgeonError as err:  # keep the type (a ConfigError stays one), name the file
+        message = f"{p.name}: cannot be rebuilt from its header: {err}"
+        try:
+            again = type(err)(message)
+        except TypeError:
+            again = ArtifactError(message)
+        raise again from None
+    except Exception as err:  # a header that validates but that a pass or the model library still rejects
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise ArtifactError(f"{p.name}: cannot be rebuilt from its header ({type(err).__name__}: {first}); "
+                            "re-export the model with netsurgeon.") from None
+
+
+def _rebuild(p: Path, record: dict, overrides: dict[str, dict[str, Any]] | None) -> nn.Module:
     from netsurgeon.api import apply
     from netsurgeon.models.checkpoint import load_state_strict, read_checkpoint
     from netsurgeon.models.load import build_model, resolve_spec
     from netsurgeon.registry import get_pass
 
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.safetensors"
-    record = record if record is not None else read_provenance(p)
     info = ModelInfo.from_dict(record["model"])
     library, name = resolve_spec(info.spec)
     kwargs = dict(info.kwargs)

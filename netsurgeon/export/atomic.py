@@ -1,16 +1,36 @@
-"""Atomic output: files are written under temporary names and renamed only when all succeeded."""
+"""Atomic output: files are written under temporary names and renamed only when all succeeded.
+
+* Temporaries are named ``.FINAL.PID-RANDOM.tmp`` beside their final file and created with the normal
+  mode (``0o666`` minus the umask), so the renamed file has the mode any other file would have.
+* A later writer of the same final file removes the temporaries that a killed run left (their PID is
+  no longer alive): ``kill -9`` never leaves litter for long.
+* ``replace=False`` renames without clobbering (a hard link, then unlink): when another run created
+  the final file in the meantime, this one fails and removes what it staged.
+* A full disk (``ENOSPC``/``EDQUOT``) becomes one :class:`~netsurgeon.errors.DiskFullError` line that
+  says where and about how much was needed.
+* :func:`claim_output_dir` makes a run own its output directory for its whole duration (an exclusive
+  ``flock`` on the directory, released by the kernel even on ``kill -9``), and checks up front that the
+  directory can be created and written, before any work is done.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import re
+import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from netsurgeon.errors import ExportError
+from netsurgeon.errors import DiskFullError, ExportError
 
-__all__ = ["check_not_inputs", "staged_files"]
+__all__ = ["check_not_inputs", "check_writable", "claim_output_dir", "clean_stale_temporaries", "staged_files"]
+
+_TEMP = re.compile(r"^\.(?P<final>.+)\.(?P<pid>\d+)-[0-9a-f]+\.tmp$")
+_LEGACY_TEMP = re.compile(r"^\.(?P<final>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # mkstemp names of earlier versions
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def check_not_inputs(outputs: list[Path], inputs: list[str], overwrite: bool) -> None:
@@ -23,20 +43,221 @@ def check_not_inputs(outputs: list[Path], inputs: list[str], overwrite: bool) ->
             raise ExportError(f"{out} already exists; pass --overwrite (overwrite=True) or choose another --out.")
 
 
-@contextlib.contextmanager
-def staged_files(finals: list[Path]) -> Iterator[list[Path]]:
-    """Yield temporary paths beside ``finals``; on success rename them all, on any failure delete them."""
-    temps: list[Path] = []
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
     try:
-        for final in finals:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-            os.close(fd)
-            temps.append(Path(name))
-        yield temps
-        for temp, final in zip(temps, finals, strict=True):
-            os.replace(temp, final)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_stale_temporaries(directory: Path, final_name: str | None = None) -> list[Path]:
+    """Remove temporaries left in ``directory`` by writers that are no longer running (of ``final_name``
+    only, when given); returns what was removed."""
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for entry in directory.iterdir():
+        match = _TEMP.match(entry.name)
+        stale = match is not None and not _alive(int(match["pid"]))
+        if match is None:
+            match = _LEGACY_TEMP.match(entry.name)
+            stale = match is not None
+        if not stale or (final_name is not None and match["final"] != final_name) or not entry.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def _new_temp(final: Path) -> Path:
+    for _ in range(100):
+        temp = final.parent / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the umask applies, as for any file
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return temp
+    raise ExportError(f"could not create a temporary file in {final.parent}.")  # pragma: no cover
+
+
+def _normal_mode() -> int:
+    """0o666 minus the umask: the mode any newly created file gets."""
+    try:
+        with open("/proc/self/status") as fh:  # read without changing it (os.umask is process-wide)
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return 0o666 & ~old
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
+def disk_full_error(where: Path, size_hint: int | None = None) -> DiskFullError:
+    free = _free_bytes(where if where.is_dir() else where.parent)
+    need = f"about {_mb(size_hint)} needed" if size_hint else "size unknown"
+    have = f", {_mb(free)} free" if free is not None else ""
+    return DiskFullError(f"disk full while writing {where} ({need}{have}); nothing was written: free some space "
+                         "or choose another --out.")
+
+
+def _link_no_clobber(temp: Path, final: Path) -> None:
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        raise ExportError(f"{final} appeared while this run was writing it (another run?); nothing of this run "
+                          "was kept: choose another --out, or pass --overwrite.") from None
+    except OSError as err:  # no hard links on this file system: check, then rename
+        if err.errno in _DISK_FULL:
+            raise
+        if final.exists():
+            raise ExportError(f"{final} appeared while this run was writing it (another run?); choose another "
+                              "--out, or pass --overwrite.") from None
+        os.replace(temp, final)
+        return
+    temp.unlink()
+
+
+@contextlib.contextmanager
+def staged_files(finals: list[Path], *, replace: bool = True, size_hint: int | None = None) -> Iterator[list[Path]]:
+    """Yield temporary paths beside ``finals``; on success rename them all, on any failure delete them.
+
+    ``replace=False`` fails (and keeps nothing) when a final file exists by the time of the rename.
+    ``size_hint`` (bytes) is only used to say how much was needed when the disk is full.
+    """
+    temps: list[Path] = []
+    placed: list[Path] = []
+    finals = [Path(f) for f in finals]
+    try:
+        try:
+            for final in finals:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                clean_stale_temporaries(final.parent, final.name)
+                temps.append(_new_temp(final))
+            yield temps
+            mode = _normal_mode()
+            for temp, final in zip(temps, finals, strict=True):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(temp, mode)  # some writers (safetensors) recreate the file with mode 0600
+                if replace:
+                    os.replace(temp, final)
+                else:
+                    _link_no_clobber(temp, final)
+                placed.append(final)
+        except OSError as err:
+            if err.errno in _DISK_FULL:
+                where = Path(err.filename) if getattr(err, "filename", None) else finals[0].parent
+                if where.name.endswith(".tmp"):
+                    where = next((f for t, f in zip(temps, finals, strict=False) if t == where), where)
+                raise disk_full_error(where, size_hint) from None
+            raise
+    except BaseException:
+        if not replace:  # roll back the files this run placed before a later one failed
+            for final in placed:
+                with contextlib.suppress(FileNotFoundError):
+                    final.unlink()
+        raise
     finally:
         for temp in temps:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+
+
+def check_writable(out: Path, flag: str = "--out") -> None:
+    """Refuse an output directory that cannot be created or written, before any work is done.
+
+    Creates nothing that is left behind: the probe file is removed, and so are directories made here.
+    """
+    with claim_output_dir(out, flag=flag, lock=False):
+        pass
+
+
+@contextlib.contextmanager
+def claim_output_dir(out: str | Path, *, flag: str = "--out", lock: bool = True) -> Iterator[Path]:
+    """Own ``out`` for the duration of the block: create it (and its parents) when missing, check it can be
+    written, and hold an exclusive lock on it so that a second run writing there fails at once.
+
+    Directories created here are removed again when the block leaves them empty (a refused run leaves
+    nothing behind). Temporaries of killed runs are cleaned up.
+    """
+    out = Path(out)
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == out else f"is under {existing}, which is a file"
+        raise ExportError(f"{flag} {out} {where}; choose a directory.")
+    created: list[Path] = []
+    try:
+        missing = []
+        p = out
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            d.mkdir()
+            created.append(d)
+        probe = _new_temp(out / "write-probe")
+        probe.unlink()
+    except OSError as err:
+        _remove_empty(created)
+        if err.errno in _DISK_FULL:
+            raise disk_full_error(out) from None
+        reason = err.strerror or type(err).__name__
+        raise ExportError(f"{flag} {out} is not writable ({reason}); choose a directory you can write to.") from None
+    fd = None
+    try:
+        if lock:
+            fd = _lock(out, flag)
+        clean_stale_temporaries(out)
+        yield out
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+        _remove_empty(created)
+
+
+def _lock(out: Path, flag: str) -> int | None:
+    import fcntl
+
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ExportError(f"{flag} {out} is being written by another netsurgeon run; wait for it to finish or "
+                          "choose another directory.") from None
+    except OSError:  # file systems without flock: the no-clobber rename still protects the outputs
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove_empty(created: list[Path]) -> None:
+    for d in reversed(created):
+        try:
+            d.rmdir()
+        except OSError:
+            break

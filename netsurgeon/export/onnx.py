@@ -80,6 +80,7 @@ def write_onnx(proto, path: Path, metadata: dict[str, str]) -> None:
 class Parity:
     max_abs_diff: float
     output_scale: float  # max |eager output|
+    finite: bool = True  # every eager and onnxruntime output is finite (NaN never compares, so say it)
 
     @property
     def tolerance(self) -> float:
@@ -87,7 +88,7 @@ class Parity:
 
     @property
     def ok(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
+        return self.finite and self.max_abs_diff <= self.tolerance
 
 
 @torch.no_grad()
@@ -99,15 +100,18 @@ def onnx_parity(model: nn.Module, path: Path, example: torch.Tensor) -> Parity:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    worst, scale = 0.0, 0.0
+    worst, scale, finite = 0.0, 0.0, True
     for batch in (example, torch.cat([example, example[:1]])):  # also checks the dynamic batch axis
         expected = model(batch).float().numpy()
         (got,) = session.run(None, {session.get_inputs()[0].name: batch.numpy()})
         if got.shape != expected.shape:
             raise ExportError(f"ONNX output shape {got.shape} differs from eager {expected.shape}.")
+        if not (np.isfinite(expected).all() and np.isfinite(got).all()):
+            finite = False
+            continue
         worst = max(worst, float(np.abs(got - expected).max()))
         scale = max(scale, float(np.abs(expected).max()))
-    return Parity(worst, scale)
+    return Parity(worst if finite else float("nan"), scale, finite)
 
 
 def provenance_props(record: dict) -> dict[str, str]:

@@ -11,7 +11,8 @@ from torch import nn
 
 from netsurgeon.errors import CheckpointError
 
-__all__ = ["CHECKPOINT_SUFFIXES", "load_state_strict", "read_checkpoint", "sha256_file"]
+__all__ = ["CHECKPOINT_SUFFIXES", "check_finite", "describe_load_error", "load_state_strict", "read_checkpoint",
+           "sha256_file"]
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 _NESTING_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "weights")
@@ -61,21 +62,31 @@ def _read_safetensors(p: Path) -> dict:
         ) from None
 
 
+def _is_unsafe(err: BaseException) -> bool:
+    text = str(err)
+    return isinstance(err, pickle.UnpicklingError) and (
+        "weights only" in text.lower() or "weights_only" in text or "Unsupported global" in text)
+
+
+def describe_load_error(err: BaseException, name: str) -> str:
+    """One line about a failed ``torch.load(weights_only=True)`` of ``name``. torch's own message advises
+    retrying with ``weights_only=False`` or allow-listing globals, which would run the file's code: that
+    advice is never passed on."""
+    if _is_unsafe(err):
+        return (f"refused to load {name}: it pickles objects or code beyond plain tensors, and netsurgeon only "
+                "loads checkpoints with weights_only=True. Re-save the weights alone "
+                "(torch.save(model.state_dict(), path)) or as .safetensors.")
+    lines = [line for line in str(err).strip().splitlines()
+             if "weights_only" not in line and "safe_globals" not in line and line.strip()]
+    detail = (lines[0] if lines else type(err).__name__)[:160]
+    return f"{name} could not be read (truncated or not a torch checkpoint?): {detail}"
+
+
 def _read_pickle(p: Path) -> object:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower() or "weights_only" in str(err):
-            raise CheckpointError(
-                f"refused to load {p.name}: it pickles objects or code beyond plain tensors, and netsurgeon "
-                "only loads checkpoints with weights_only=True. Re-save the weights alone "
-                "(torch.save(model.state_dict(), path)) or as .safetensors."
-            ) from None
-        raise CheckpointError(f"checkpoint {p.name} is corrupt: {_short(err)}") from None
-    except Exception as err:  # zip errors, EOFError, RuntimeError on truncated archives
-        raise CheckpointError(
-            f"checkpoint {p.name} could not be read (truncated or not a torch checkpoint?): {_short(err)}"
-        ) from None
+    except Exception as err:  # unsafe content, zip errors, EOFError, RuntimeError on truncated archives
+        raise CheckpointError(describe_load_error(err, f"checkpoint {p.name}")) from None
 
 
 def _unwrap(obj: object, p: Path) -> dict[str, torch.Tensor]:
@@ -113,6 +124,11 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
         for k in own
         if k in state and state[k].shape != own[k].shape
     ]
+    not_float = [f"{k} ({state[k].dtype})" for k, v in own.items()
+                 if k in state and v.is_floating_point() and not state[k].is_floating_point()]
+    if not_float:
+        raise CheckpointError(f"{source} holds non-float weights for float parameters: {_few(not_float)}; "
+                              "re-save the checkpoint with float weights (they would be cast silently).")
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -123,7 +139,16 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
             parts.append(f"{len(shapes)} shape mismatch(es): {_few(shapes)}")
         hint = " (is --num-classes right?)" if shapes else " (is it the right architecture?)"
         raise CheckpointError(f"{source} does not match the model: {'; '.join(parts)}{hint}")
+    check_finite(state, source)
     model.load_state_dict(state, strict=True)
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity (a diverged or damaged checkpoint would export "fine")."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source} holds NaN or infinite values in {len(bad)} tensor(s): {_few(bad)}; "
+                              "the weights are damaged (a diverged run?): use an earlier checkpoint.")
 
 
 def _few(items: list[str], n: int = 4) -> str:

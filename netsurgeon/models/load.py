@@ -20,12 +20,20 @@ from typing import Any
 
 from torch import nn
 
-from netsurgeon.errors import ArtifactError, ModelLoadError, PretrainedUnavailableError, UnknownNameError, suggest
+from netsurgeon.errors import (
+    ArtifactError,
+    ConfigError,
+    ModelLoadError,
+    PretrainedUnavailableError,
+    UnknownNameError,
+    suggest,
+)
 from netsurgeon.models.checkpoint import load_state_strict, read_checkpoint, sha256_file
 from netsurgeon.models.head import load_state_new_head
 from netsurgeon.models.info import DEFAULT_INPUT_SIZE, ModelInfo, set_info
+from netsurgeon.validate import check_input_channels, check_input_size, check_model_kwargs
 
-__all__ = ["build_model", "load_model", "resolve_spec"]
+__all__ = ["build_model", "describe_weights", "load_model", "resolve_spec", "weights_source"]
 
 _PREFIXES = {"timm": "timm", "torchvision": "torchvision", "tv": "torchvision", "netsurgeon": "netsurgeon"}
 
@@ -81,7 +89,10 @@ def build_model(library: str, name: str, *, num_classes: int | None, pretrained:
 
         if pretrained:
             raise ModelLoadError(f"netsurgeon:{name} is a test model and has no pretrained weights.")
-        model = MODELS[name](**kw)
+        try:
+            model = MODELS[name](**kw)
+        except TypeError as err:
+            raise ModelLoadError(f"netsurgeon:{name} could not be built: {err}") from None
         return model, tuple(getattr(model, "input_size", (3, 32, 32)))
     if library == "timm":
         import timm
@@ -155,7 +166,12 @@ def load_model(
     Raises:
         UnknownNameError, CheckpointError, PretrainedUnavailableError, ArtifactError.
     """
+    if not isinstance(spec, (str, os.PathLike)) or not os.fspath(spec):
+        raise ConfigError(f"load_model() needs a model spec such as 'timm:resnet50' or an artifact path, got "
+                          f"{type(spec).__name__}.")
     spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise ConfigError("load_model() needs the spec as text, not bytes.")
     if is_artifact_path(spec):
         if checkpoint is not None or pretrained or input_size is not None:
             raise ArtifactError("an artifact carries its own weights and input size; do not pass checkpoint, "
@@ -163,19 +179,22 @@ def load_model(
         from netsurgeon.export.artifact import load_artifact
 
         return load_artifact(spec)
-    if num_classes is not None and num_classes < 1:
-        raise ModelLoadError(f"num_classes must be a positive integer, got {num_classes}.")
+    if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool)
+                                    or num_classes < 1):
+        raise ModelLoadError(f"num_classes must be a positive integer, got {num_classes!r}.")
+    problems = check_model_kwargs(kwargs)
+    if problems:
+        raise ConfigError(f"{problems[0]}; an artifact can record only these, so other arguments are refused.")
+    if input_size is not None:
+        input_size = check_input_size(tuple(input_size) if isinstance(input_size, list) else input_size)
     library, name = resolve_spec(spec)
     model, default_size = build_model(library, name, num_classes=num_classes, pretrained=pretrained, kwargs=kwargs)
     kw = dict(kwargs, **({"num_classes": num_classes} if num_classes is not None else {}))
     if input_size is not None:
-        size = tuple(int(v) for v in input_size)
-        if len(size) != 3 or min(size) < 1:
-            raise ModelLoadError(f"input_size must be three positive integers (C, H, W), got {tuple(input_size)}.")
-        input_size = size
+        check_input_channels(model, input_size)
     info = ModelInfo(spec=f"{library}:{name}", kwargs=kw, input_size=input_size or default_size)
     if pretrained:
-        info.checkpoint = "pretrained"
+        info.checkpoint = f"pretrained:{_pretrained_tag(library, name, model)}"
     if checkpoint is not None:
         path = Path(checkpoint)
         state = read_checkpoint(path)
@@ -183,9 +202,49 @@ def load_model(
             load_state_strict(model, state, f"checkpoint {path.name}")
         else:  # a new class count: the checkpoint's classifier may be sized for another one
             info.reinitialized = load_state_new_head(model, state, f"checkpoint {path.name}")
-        info.checkpoint = path.name
+        info.checkpoint = str(path)
         info.checkpoint_sha256 = sha256_file(path)
         info.sources.append(str(path.resolve()))
     model.eval()
     set_info(model, info)
     return model
+
+
+def _pretrained_tag(library: str, name: str, model: nn.Module) -> str:
+    """The library's name for the pretrained weights that were loaded (timm's tag, torchvision's enum)."""
+    if library == "timm":
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        return f"timm:{name}.{cfg['tag']}" if cfg.get("tag") else f"timm:{name}"
+    try:
+        from torchvision.models import get_model_weights
+
+        return f"torchvision:{get_model_weights(name).DEFAULT}"
+    except (ValueError, AttributeError, KeyError):
+        return f"{library}:{name}"
+
+
+def weights_source(info: ModelInfo | None) -> dict[str, Any]:
+    """Where a model's weights came from, for the provenance: a checkpoint (path and sha256), the
+    library's pretrained tag, or random initialisation."""
+    checkpoint = info.checkpoint if info else None
+    if checkpoint and checkpoint.startswith("pretrained"):
+        return {"source": "pretrained", "tag": checkpoint.partition(":")[2] or None}
+    if checkpoint:
+        return {"source": "checkpoint", "path": checkpoint, "sha256": info.checkpoint_sha256}
+    return {"source": "random-init"}
+
+
+def describe_weights(info: ModelInfo | None, artifact: str | None = None) -> str:
+    """One line for reports: ``weights: checkpoint w.pth (sha256 ab12...)``."""
+    if artifact is not None:
+        from netsurgeon.models.checkpoint import sha256_file
+
+        p = Path(artifact)
+        p = p / "model.safetensors" if p.is_dir() else p
+        return f"artifact {p} (sha256 {sha256_file(p)[:16]})"
+    w = weights_source(info)
+    if w["source"] == "pretrained":
+        return f"pretrained ({w['tag']})"
+    if w["source"] == "checkpoint":
+        return f"checkpoint {w['path']} (sha256 {str(w['sha256'])[:16]})"
+    return "RANDOM INITIALISATION (no checkpoint, not pretrained)"

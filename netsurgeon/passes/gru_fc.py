@@ -147,7 +147,14 @@ def resolve_layers(index: GraphIndex, cfg: GradientRectifiedFC) -> tuple[list[st
 
 
 def _targets(logits: torch.Tensor, labels: torch.Tensor, target: str) -> torch.Tensor:
-    return logits.argmax(1) if target == "pred" else labels.to(logits.device).long()
+    if target == "pred":
+        return logits.argmax(1)
+    labels = labels.to(logits.device).long()
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
+        raise ConfigError(f"gru-fc: a label {int(labels.max())} falls outside the model's {logits.shape[1]} "
+                          f"classes; use data with at most {logits.shape[1]} classes, or build the model with "
+                          "that many classes (num_classes).")
+    return labels
 
 
 def accumulate_delta(model: nn.Module, layers: Sequence[str], data: Batches, *, target: str = "label",

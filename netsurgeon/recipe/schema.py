@@ -139,10 +139,7 @@ class Recipe:
         positions, problems = Positions(), []
         for p in paths:
             path = Path(p)
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as err:
-                raise RecipeError(str(path), [Problem((), f"cannot read the recipe: {err.strerror or err}")]) from None
+            text = _read_recipe(path)
             value, pos, found = parse_yaml(text, str(path))
             problems += found
             _require_mapping(value, str(path), "the file")
@@ -241,6 +238,26 @@ class Recipe:
         from netsurgeon.recipe.run import run_recipe
 
         return run_recipe(self, out_dir=out_dir, progress=progress)
+
+
+def _read_recipe(path: Path) -> str:
+    """The recipe's text: at most MAX_RECIPE_BYTES of UTF-8."""
+    from netsurgeon.safeyaml import MAX_RECIPE_BYTES
+
+    try:
+        if path.is_file() and path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(str(path), [Problem((), f"the file is {path.stat().st_size:,} bytes; recipes are "
+                                                      f"limited to {MAX_RECIPE_BYTES:,}")])
+        data = path.read_bytes()
+    except OSError as err:
+        raise RecipeError(str(path), [Problem((), f"cannot read the recipe: {err.strerror or type(err).__name__}")]
+                          ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise RecipeError(str(path), [Problem((), f"not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); "
+                                                  "save the recipe as UTF-8", Location(str(path), line, 1))]) from None
 
 
 def _require_mapping(value: Any, source: str, holder: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from netsurgeon.errors import RecipeError
+from netsurgeon.safeyaml import MAX_NODES, expanded_size
 
 __all__ = ["Location", "Positions", "Problem", "apply_overrides", "merge", "parse_yaml"]
 
@@ -89,7 +90,12 @@ def parse_yaml(text: str, source: str) -> tuple[Any, Positions, list[Problem]]:
     try:
         loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
+        if expanded_size(node) > MAX_NODES:
+            raise RecipeError(source, [Problem((), f"expands to more than {MAX_NODES:,} values (YAML aliases "
+                                               "repeating anchors?); write the recipe out plainly", Location(source))])
         value = loader.construct_document(node) if node is not None else None
+    except RecipeError:
+        raise
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         loc = Location(source, mark.line + 1, mark.column + 1) if mark else Location(source)

@@ -17,6 +17,7 @@ import torch
 
 from netsurgeon.errors import CheckpointError
 from netsurgeon.export.atomic import staged_files
+from netsurgeon.models.checkpoint import describe_load_error
 
 __all__ = ["FORMAT", "TrainState", "load_state", "save_state"]
 
@@ -60,12 +61,36 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a torch file, or unsafe content
-        raise CheckpointError(f"{path} could not be read as a netsurgeon training checkpoint: "
-                              f"{str(err).splitlines()[0]}") from None
+        raise CheckpointError(describe_load_error(err, f"training checkpoint {path}") +
+                              " Start over with --overwrite, or restore the file.") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a netsurgeon training checkpoint ({FORMAT}).")
+    problems = _check_payload(payload)
+    if problems:
+        raise CheckpointError(f"{path} is damaged ({'; '.join(problems[:3])}); start over with --overwrite.")
     payload["state"] = TrainState(**payload["state"])
     return payload
+
+
+def _check_payload(payload: dict[str, Any]) -> list[str]:
+    problems = []
+    state = payload.get("state")
+    fields = TrainState.__dataclass_fields__
+    if not isinstance(state, dict) or set(state) != set(fields):
+        problems.append("state has the wrong keys")
+    else:
+        for key in ("epoch", "batch", "step", "rectified"):
+            if not isinstance(state[key], int) or isinstance(state[key], bool) or state[key] < 0:
+                problems.append(f"state.{key} is not a non-negative integer")
+        if not isinstance(state["metrics"], list):
+            problems.append("state.metrics is not a list")
+    for key in ("config", "model", "optimizer", "scaler", "masks", "rng"):
+        if not isinstance(payload.get(key), dict):
+            problems.append(f"{key} is missing")
+    rng = payload.get("rng")
+    if isinstance(rng, dict) and not isinstance(rng.get("torch"), torch.Tensor):
+        problems.append("rng.torch is missing")
+    return problems
 
 
 def restore_rng(rng: dict[str, Any]) -> None:

@@ -202,3 +202,11 @@ def test_distributed_ranks_get_the_same_mask_as_one_process_on_all_data(tmp_path
     for key in ("classifier.3.weight", "classifier.6.weight"):
         assert torch.equal(ranks[0][key], ranks[1][key])
         assert torch.equal(ranks[0][key] == 0, single[key] == 0)
+
+
+def test_labels_outside_the_models_classes_are_refused_in_python_too():
+    """Issue 15 item 15 through the Python API: a clear ConfigError, not an IndexError."""
+    model = ns.load_model("netsurgeon:tiny_convnet")
+    data = [(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 50]))]
+    with pytest.raises(ns.NetsurgeonError, match="falls outside the model's"):
+        ns.apply(model, ns.GradientRectifiedFC(mode="grad_contrib"), data=data)

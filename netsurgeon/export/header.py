@@ -1,0 +1,138 @@
+"""The strict schema of an artifact's provenance header, checked once wherever an artifact is read.
+
+``verify``, ``inspect``, ``finetune`` and ``load_model`` all go through :func:`validate_record`, which
+reports every problem of a crafted or damaged header at once (one line, ``; ``-separated) as an
+:class:`~netsurgeon.errors.ArtifactError`. Types are strict (``true`` is not a number, ``"3"`` is not an
+integer), unknown keys in ``model`` and in each pass step are errors, and constructor arguments are
+limited to :data:`netsurgeon.validate.MODEL_KWARGS` (a header can never point the model library at a
+file or a callable).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from netsurgeon.errors import ArtifactError, ConfigError, NetsurgeonError
+from netsurgeon.validate import check_input_size, check_model_kwargs
+
+__all__ = ["MODEL_KEYS", "STEP_KEYS", "validate_record"]
+
+FORMAT = "netsurgeon.artifact.v1"
+MAX_PASSES = 64
+_SPEC = re.compile(r"^(timm|torchvision|tv|netsurgeon):[A-Za-z0-9_.\-]{1,120}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: key -> (required, check); ``model`` is ModelInfo.to_dict()
+MODEL_KEYS = ("spec", "kwargs", "checkpoint", "checkpoint_sha256", "input_size", "history", "reinitialized")
+STEP_KEYS = ("pass", "version", "config", "sites", "resolved", "contract", "new_params")
+_CONTRACTS = ("exact", "changes-function")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_step(step: Any, where: str, problems: list[str]) -> None:
+    from netsurgeon.registry import get_pass
+
+    if not isinstance(step, dict):
+        problems.append(f"{where} must be a mapping, got {_kind(step)}")
+        return
+    for key in step:
+        if key not in STEP_KEYS:
+            problems.append(f"{where}: unknown key {str(key)[:40]!r}")
+    name = step.get("pass")
+    if not isinstance(name, str):
+        problems.append(f"{where}.pass must be a pass name, got {_kind(name)}")
+    else:
+        try:
+            get_pass(name)
+        except NetsurgeonError:
+            problems.append(f"{where}.pass {name[:40]!r} is not a pass of this netsurgeon")
+    if not _int(step.get("version")) or step.get("version", 0) < 1:
+        problems.append(f"{where}.version must be a positive integer, got {_kind(step.get('version'))}")
+    if not isinstance(step.get("config"), dict):
+        problems.append(f"{where}.config must be a mapping, got {_kind(step.get('config'))}")
+    for key in ("sites", "new_params"):
+        if key in step and not _str_list(step[key]):
+            problems.append(f"{where}.{key} must be a list of strings")
+    if "resolved" in step and not isinstance(step["resolved"], dict):
+        problems.append(f"{where}.resolved must be a mapping, got {_kind(step['resolved'])}")
+    if "contract" in step and step["contract"] not in _CONTRACTS:
+        problems.append(f"{where}.contract must be one of {', '.join(_CONTRACTS)}")
+
+
+def _check_model(model: Any, problems: list[str]) -> None:
+    if not isinstance(model, dict):
+        problems.append(f"model must be a mapping, got {_kind(model)}")
+        return
+    for key in model:
+        if key not in MODEL_KEYS:
+            problems.append(f"model: unknown key {str(key)[:40]!r}")
+    spec = model.get("spec")
+    if not isinstance(spec, str) or not _SPEC.match(spec):
+        problems.append(f"model.spec must be LIBRARY:NAME (timm, torchvision or netsurgeon), got {str(spec)[:60]!r}")
+    problems.extend(check_model_kwargs(model.get("kwargs", {}), "model.kwargs"))
+    for key in ("checkpoint", "checkpoint_sha256"):
+        if model.get(key) is not None and not isinstance(model.get(key), str):
+            problems.append(f"model.{key} must be a string or null, got {_kind(model.get(key))}")
+    sha = model.get("checkpoint_sha256")
+    if isinstance(sha, str) and not _SHA256.match(sha):
+        problems.append("model.checkpoint_sha256 must be 64 lowercase hex digits")
+    if "input_size" not in model:
+        problems.append("model.input_size is missing")
+    else:
+        try:
+            check_input_size(model["input_size"], "model.input_size")
+        except ConfigError as err:
+            problems.append(str(err).rstrip("."))
+    if "history" in model and not isinstance(model["history"], list):
+        problems.append(f"model.history must be a list, got {_kind(model['history'])}")
+    fresh = model.get("reinitialized", [])
+    if not isinstance(fresh, list) or not all(isinstance(k, str) and len(k) <= 200 for k in fresh) \
+            or len(fresh) > 64:
+        problems.append("model.reinitialized must be a list of state_dict keys")
+
+
+def validate_record(record: Any, name: str) -> dict:
+    """``record`` when it is a well-formed provenance header; otherwise an ArtifactError naming every problem."""
+    if not isinstance(record, dict):
+        raise ArtifactError(f"{name}: the netsurgeon header must be a JSON object, got {_kind(record)}; the file is "
+                            "damaged or was not written by netsurgeon.")
+    if record.get("format") != FORMAT:
+        raise ArtifactError(f"{name}: unsupported artifact format {str(record.get('format'))[:60]!r} "
+                            f"(expected {FORMAT}).")
+    problems: list[str] = []
+    _check_model(record.get("model"), problems)
+    passes = record.get("passes")
+    if not isinstance(passes, list):
+        problems.append(f"passes must be a list, got {_kind(passes)}")
+    elif len(passes) > MAX_PASSES:
+        problems.append(f"passes holds {len(passes)} steps (at most {MAX_PASSES})")
+    else:
+        for i, step in enumerate(passes):
+            _check_step(step, f"passes[{i}]", problems)
+        model = record.get("model")
+        if isinstance(model, dict) and isinstance(model.get("history"), list) and model["history"] != passes:
+            problems.append("model.history differs from passes")
+    versions = record.get("versions", {})
+    if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):
+        problems.append("versions must map package names to version strings")
+    if record.get("seed") is not None and not _int(record.get("seed")):
+        problems.append(f"seed must be an integer or null, got {_kind(record.get('seed'))}")
+    for key in ("verification", "finetune", "recipe", "weights"):
+        if key in record and not isinstance(record[key], dict):
+            problems.append(f"{key} must be a mapping, got {_kind(record[key])}")
+    if problems:
+        shown = "; ".join(problems[:6]) + (f"; ... ({len(problems) - 6} more)" if len(problems) > 6 else "")
+        raise ArtifactError(f"{name}: damaged or crafted netsurgeon header: {shown}. Re-export the model with "
+                            "netsurgeon.")
+    return record

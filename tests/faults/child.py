@@ -1,0 +1,106 @@
+"""Run the netsurgeon CLI and kill -9 this process at a chosen point (``python child.py POINT ARGS...``).
+
+Points (the Nth call is given as POINT:N, default 1):
+
+* ``safetensors``: after model.safetensors's temporary is written, before anything is renamed;
+* ``onnx``: after model.onnx's temporary is written, during the parity check;
+* ``between-renames``: after the first output file was renamed, before the second;
+* ``checkpoint``: halfway through writing checkpoint.pt (its temporary);
+* ``after-checkpoint``: right after checkpoint.pt was renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def arm(point: str, nth: int) -> None:
+    import importlib
+
+    export_pkg = importlib.import_module("netsurgeon.export")  # the package (netsurgeon.export is also a function)
+    atomic = importlib.import_module("netsurgeon.export.atomic")
+    state = importlib.import_module("netsurgeon.train.state")
+
+    calls = {"n": 0}
+
+    def due() -> bool:
+        calls["n"] += 1
+        return calls["n"] == nth
+
+    if point == "safetensors":
+        original = export_pkg.write_safetensors
+
+        def write(*args, **kwargs):
+            original(*args, **kwargs)
+            if due():
+                die()
+
+        export_pkg.write_safetensors = write
+    elif point == "onnx":
+        original_parity = export_pkg.onnx_parity
+
+        def parity(*args, **kwargs):
+            if due():
+                die()
+            return original_parity(*args, **kwargs)
+
+        export_pkg.onnx_parity = parity
+    elif point == "between-renames":
+        original_replace = atomic.os.replace
+
+        class _Os:
+            def __getattr__(self, name):
+                return getattr(os, name)
+
+            @staticmethod
+            def replace(src, dst):
+                original_replace(src, dst)
+                if str(dst).endswith("model.safetensors") and due():
+                    die()
+
+        atomic.os = _Os()
+        original_link = atomic._link_no_clobber
+
+        def link(temp, final):
+            original_link(temp, final)
+            if str(final).endswith("model.safetensors") and due():
+                die()
+
+        atomic._link_no_clobber = link
+    elif point in ("checkpoint", "after-checkpoint"):
+        original_save = state.torch.save
+
+        def save(payload, path, *args, **kwargs):
+            if point == "checkpoint" and due():
+                original_save(payload, path, *args, **kwargs)
+                with open(path, "r+b") as fh:  # a half-written temporary
+                    fh.truncate(os.path.getsize(path) // 2)
+                die()
+            original_save(payload, path, *args, **kwargs)
+
+        state.torch.save = save
+        if point == "after-checkpoint":
+            original_state = state.save_state
+
+            def save_state(*args, **kwargs):
+                original_state(*args, **kwargs)
+                if due():
+                    die()
+
+            importlib.import_module("netsurgeon.train.loop").save_state = save_state
+    else:
+        raise SystemExit(f"unknown point {point}")
+
+
+if __name__ == "__main__":
+    name, _, n = sys.argv[1].partition(":")
+    arm(name, int(n or 1))
+    from netsurgeon.cli import app
+
+    app(sys.argv[2:], prog_name="netsurgeon")
