@@ -15,7 +15,7 @@ from netsurgeon.errors import NetsurgeonError, NoEffectWarning
 from netsurgeon.export import export, verify_artifact
 from netsurgeon.graph.inspect import inspect_model
 from netsurgeon.layers import PDReLU, SpinalHead
-from netsurgeon.models import load_model
+from netsurgeon.loading import load_model
 from netsurgeon.passes import EraseReLU, GradientRectifiedFC, ProportionalReLU, PseudoDerivativeReLU, SpinalHeadConfig
 from netsurgeon.registry import get_pass, list_passes, register_pass
 

@@ -11,7 +11,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from netsurgeon import validate
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning
 from netsurgeon.models.info import ModelInfo, get_info, probe_input, set_info
@@ -19,6 +18,7 @@ from netsurgeon.modes import in_mode
 from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, get_pass
 from netsurgeon.report import PassReport, SurgeryReport, Verification
+from netsurgeon.validate import check_apply_args, check_contract, check_probe_runs
 from netsurgeon.workspace import Workspace
 
 __all__ = ["PassLike", "SurgeryResult", "apply", "plan", "probe_input", "resolve_passes", "run_pass"]
@@ -91,12 +91,12 @@ def apply(
     Returns:
         SurgeryResult with ``.model`` (same train/eval mode as the input) and ``.report``.
     """
-    validate.check_apply_args(model, passes, input_size)
+    check_apply_args(model, passes, input_size)
     configs = resolve_passes(passes)
     info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")
     x = example_input if example_input is not None else probe_input(model, input_size)
     if verify:
-        validate.check_probe_runs(model, x)  # a probe the model cannot run: one clear error before any work
+        check_probe_runs(model, x)  # a probe the model cannot run: one clear error before any work
     ws = Workspace.of(model, history=list(info.history), probe=x, data=data)
     sites_before = _count_sites(ws)
     reports = []
@@ -113,7 +113,7 @@ def apply(
         untouched = [k for k in kept if not any(k in r.keys_changed for r in reports)]
         report.verification = _verify(model, result_model, x, before_state, after_state, untouched, exact)
     result = SurgeryResult(result_model, report)
-    validate.check_contract(result, allow_violation)  # a violated contract is a failure unless allowed
+    check_contract(result, allow_violation)  # a violated contract is a failure unless allowed
     return result
 
 

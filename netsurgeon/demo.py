@@ -26,7 +26,7 @@ from netsurgeon.api import apply, probe_input
 from netsurgeon.config import PassConfig
 from netsurgeon.data import count_classes, make_loader
 from netsurgeon.errors import ConfigError, NoEffectWarning
-from netsurgeon.models import load_model
+from netsurgeon.loading import load_model
 from netsurgeon.passes import EraseReLU, GradientRectifiedFC, ProportionalReLU, PseudoDerivativeReLU, SpinalHeadConfig
 from netsurgeon.progress import status
 from netsurgeon.train import FinetuneConfig, evaluate, finetune, resolve_data

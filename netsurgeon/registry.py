@@ -17,8 +17,6 @@ from netsurgeon.errors import UnknownNameError, suggest
 
 if TYPE_CHECKING:
     from netsurgeon.config import PassConfig
-    from netsurgeon.hooks import TrainingHooks
-    from netsurgeon.outcome import PassOutcome
     from netsurgeon.workspace import Workspace
 
 __all__ = ["Contract", "PassSpec", "get_pass", "list_passes", "register_pass", "suggest"]
@@ -33,7 +31,7 @@ class Contract(str, Enum):
     CHANGES_FUNCTION = "changes-function"  # outputs differ; untouched tensors stay bit-identical
 
 
-PassFn = Callable[["Workspace", "PassConfig"], "PassOutcome"]
+PassFn = Callable[["Workspace", "PassConfig"], Any]  # returns a netsurgeon.outcome.PassOutcome
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class PassSpec:
     contract: Contract
     structural: bool  # True: the edit changes the graph, so reloading an artifact replays it
     summary: str
-    hooks: type[TrainingHooks] | None = None  # what the pass does during fine-tuning (netsurgeon.hooks)
+    hooks: type | None = None  # a netsurgeon.hooks.TrainingHooks subclass: what the pass does during fine-tuning
 
     def make_config(self, values: dict[str, Any] | None = None) -> PassConfig:
         """Build this pass's config from plain values (strings from ``--set`` are parsed)."""
@@ -62,7 +60,7 @@ def register_pass(
     *,
     contract: Contract,
     structural: bool,
-    hooks: type[TrainingHooks] | None = None,
+    hooks: type | None = None,
 ) -> Callable[[PassFn], PassFn]:
     """Decorator registering ``fn`` as the implementation of pass ``name``.
 
@@ -87,8 +85,6 @@ def register_pass(
 
 def get_pass(name: str) -> PassSpec:
     """The registered pass called ``name`` (``erase_relu`` is accepted for ``erase-relu``)."""
-    import netsurgeon.passes  # noqa: F401  (fills the registry)
-
     key = name.strip().lower().replace("_", "-")
     if key not in _REGISTRY:
         raise UnknownNameError(
@@ -100,6 +96,4 @@ def get_pass(name: str) -> PassSpec:
 
 def list_passes() -> list[PassSpec]:
     """Every registered pass, sorted by name."""
-    import netsurgeon.passes  # noqa: F401
-
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]

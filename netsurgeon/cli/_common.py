@@ -94,7 +94,7 @@ def load_from_options(model: str, checkpoint: Path | None, num_classes: int | No
                       input_size: tuple[int, ...] | None = None, pretrained: bool = False):
     """Build the model the options describe (the input size recorded is the one given)."""
     from netsurgeon.errors import ConfigError
-    from netsurgeon.models import load_model
+    from netsurgeon.loading import load_model
 
     if pretrained and checkpoint is not None:
         raise ConfigError("give --checkpoint or --pretrained, not both.")

@@ -91,10 +91,9 @@ def _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, d
     loader = None
     if data_spec is not None:
         from netsurgeon.data import check_label_range, load_dataset, make_loader
-        from netsurgeon.models.info import get_info
+        from netsurgeon.models.info import model_input_size
 
-        info = get_info(loaded)
-        data_size = size or (info.input_size if info else (3, 224, 224))
+        data_size = size or model_input_size(loaded)
         dataset = load_dataset(data_spec, "train", data_size)
         check_label_range(loaded, dataset, data_size)
         loader = make_loader(dataset, batch_size, shuffle=False, seed=seed)

@@ -14,7 +14,7 @@ from netsurgeon.errors import ArtifactError, ConfigError, ExportError
 from netsurgeon.export.artifact import load_artifact, provenance, read_provenance, write_safetensors
 from netsurgeon.export.atomic import check_not_inputs, staged_files
 from netsurgeon.export.onnx import inference_copy, onnx_parity, provenance_props, to_onnx_proto, write_onnx
-from netsurgeon.models.info import get_info
+from netsurgeon.models.info import get_info, probe_input
 from netsurgeon.report import SurgeryReport
 from netsurgeon.validate import check_input_channels, check_input_size
 
@@ -53,8 +53,6 @@ def parse_formats(formats: str | Sequence[str]) -> list[str]:
 
 
 def _example(model: nn.Module, input_size: Sequence[int] | None) -> torch.Tensor:
-    from netsurgeon.api import probe_input
-
     return probe_input(model, input_size)
 
 

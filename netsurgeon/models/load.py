@@ -6,8 +6,8 @@ Model specs:
 * a bare ``NAME`` resolves to **torchvision** when torchvision has it (its architectures are the
   reference implementations the papers used), otherwise to timm;
 * ``netsurgeon:NAME`` builds a tiny test model from :mod:`netsurgeon.testing`;
-* a path to a netsurgeon ``.safetensors`` artifact (or a directory holding ``model.safetensors``)
-  rebuilds the modified model from the file's provenance alone.
+* a path to a netsurgeon ``.safetensors`` artifact (or a directory holding ``model.safetensors``) is
+  loaded by :mod:`netsurgeon.loading`, above the orchestrator its replay calls.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from netsurgeon.models.head import load_state_new_head
 from netsurgeon.models.info import DEFAULT_INPUT_SIZE, ModelInfo, set_info
 from netsurgeon.validate import check_input_channels, check_input_size, check_model_kwargs
 
-__all__ = ["build_model", "describe_weights", "load_model", "resolve_spec", "weights_source"]
+__all__ = ["build_model", "check_spec", "describe_weights", "is_artifact_path", "load_from_spec", "resolve_spec",
+           "weights_source"]
 
 _PREFIXES = {"timm": "timm", "torchvision": "torchvision", "tv": "torchvision", "netsurgeon": "netsurgeon"}
 
@@ -137,7 +138,18 @@ def is_artifact_path(spec: str) -> bool:
     return spec.endswith(".safetensors") or (p.is_dir() and (p / "model.safetensors").exists())
 
 
-def load_model(
+def check_spec(spec: object) -> str:
+    """``spec`` as text, or a one-line ConfigError for anything that cannot be a model spec or path."""
+    if not isinstance(spec, (str, os.PathLike)) or not os.fspath(spec):
+        raise ConfigError(f"load_model() needs a model spec such as 'timm:resnet50' or an artifact path, got "
+                          f"{type(spec).__name__}.")
+    text = os.fspath(spec)
+    if not isinstance(text, str):
+        raise ConfigError("load_model() needs the spec as text, not bytes.")
+    return text
+
+
+def load_from_spec(
     spec: str | os.PathLike,
     *,
     checkpoint: str | os.PathLike | None = None,
@@ -146,11 +158,13 @@ def load_model(
     input_size: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a model and load its weights; returns an ``nn.Module`` in eval mode.
+    """Build a library model and load its weights; returns an ``nn.Module`` in eval mode.
+
+    Artifacts are loaded one layer up, by :func:`netsurgeon.loading.load_model` (the public
+    ``netsurgeon.load_model``), since rebuilding one replays its passes.
 
     Args:
-        spec: ``timm:NAME``, ``torchvision:NAME``, a bare ``NAME``, ``netsurgeon:NAME``, or an artifact
-            path (``out/model.safetensors`` or ``out/``).
+        spec: ``timm:NAME``, ``torchvision:NAME``, a bare ``NAME`` or ``netsurgeon:NAME``.
         checkpoint: weights to load strictly: ``.safetensors``, or ``.pth/.pt/.bin/.ckpt`` read with
             ``torch.load(weights_only=True)``. Nested ``state_dict``/``model`` entries and ``module.``
             prefixes are handled.
@@ -166,19 +180,10 @@ def load_model(
     Raises:
         UnknownNameError, CheckpointError, PretrainedUnavailableError, ArtifactError.
     """
-    if not isinstance(spec, (str, os.PathLike)) or not os.fspath(spec):
-        raise ConfigError(f"load_model() needs a model spec such as 'timm:resnet50' or an artifact path, got "
-                          f"{type(spec).__name__}.")
-    spec = os.fspath(spec)
-    if not isinstance(spec, str):
-        raise ConfigError("load_model() needs the spec as text, not bytes.")
+    spec = check_spec(spec)
     if is_artifact_path(spec):
-        if checkpoint is not None or pretrained or input_size is not None:
-            raise ArtifactError("an artifact carries its own weights and input size; do not pass checkpoint, "
-                                "pretrained or input_size.")
-        from netsurgeon.export.artifact import load_artifact
-
-        return load_artifact(spec)
+        raise ArtifactError(f"{spec} is a netsurgeon artifact: load it with netsurgeon.load_model (which replays "
+                            "its passes), not netsurgeon.models.load.load_from_spec.")
     if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool)
                                     or num_classes < 1):
         raise ModelLoadError(f"num_classes must be a positive integer, got {num_classes!r}.")

@@ -4,7 +4,8 @@
 :mod:`netsurgeon.recipe.schema` for the shape and the validation rules.
 """
 
+from netsurgeon.recipe.recipe import Recipe
 from netsurgeon.recipe.run import RecipeResult, plan_recipe, run_recipe
-from netsurgeon.recipe.schema import ExportSection, ModelSection, Recipe
+from netsurgeon.recipe.schema import ExportSection, ModelSection, RecipeSpec
 
-__all__ = ["ExportSection", "ModelSection", "Recipe", "RecipeResult", "plan_recipe", "run_recipe"]
+__all__ = ["ExportSection", "ModelSection", "Recipe", "RecipeResult", "RecipeSpec", "plan_recipe", "run_recipe"]

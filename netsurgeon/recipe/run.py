@@ -16,9 +16,9 @@ from torch import nn
 
 from netsurgeon.api import apply, plan
 from netsurgeon.export.atomic import staged_files
-from netsurgeon.models import load_model
+from netsurgeon.loading import load_model
 from netsurgeon.progress import status
-from netsurgeon.recipe.schema import Recipe
+from netsurgeon.recipe.schema import RecipeSpec
 from netsurgeon.report import SurgeryReport
 from netsurgeon.train.distributed import is_main_process
 
@@ -34,13 +34,13 @@ class RecipeResult:
     sha256: str = ""
 
 
-def _load(recipe: Recipe) -> nn.Module:
+def _load(recipe: RecipeSpec) -> nn.Module:
     m = recipe.model
     return load_model(m.name, checkpoint=m.checkpoint, num_classes=m.num_classes, pretrained=m.pretrained,
                       input_size=m.input_size)
 
 
-def _surgery_data(recipe: Recipe, model: nn.Module):
+def _surgery_data(recipe: RecipeSpec, model: nn.Module):
     """Training batches for data-driven passes, only when a pass can use them."""
     if recipe.data is None or not any(c.uses_data() for c in recipe.surgery):
         return None
@@ -51,7 +51,7 @@ def _surgery_data(recipe: Recipe, model: nn.Module):
     return make_loader(train, recipe.finetune.batch_size if recipe.finetune else 64, shuffle=False, seed=recipe.seed)
 
 
-def plan_recipe(recipe: Recipe) -> SurgeryReport | None:
+def plan_recipe(recipe: RecipeSpec) -> SurgeryReport | None:
     """The report of the recipe's surgery without verification, training or output (``--dry-run``)."""
     torch.manual_seed(recipe.seed)
     model = _load(recipe)
@@ -60,7 +60,7 @@ def plan_recipe(recipe: Recipe) -> SurgeryReport | None:
     return plan(model, list(recipe.surgery), data=_surgery_data(recipe, model))
 
 
-def run_recipe(recipe: Recipe, *, out_dir: str | Path | None = None, progress: bool = True) -> RecipeResult:
+def run_recipe(recipe: RecipeSpec, *, out_dir: str | Path | None = None, progress: bool = True) -> RecipeResult:
     """Run every step of ``recipe``; outputs go to ``out_dir`` or the recipe's ``export.dir``."""
     from netsurgeon.export import export
     from netsurgeon.train import finetune
@@ -101,7 +101,7 @@ def run_recipe(recipe: Recipe, *, out_dir: str | Path | None = None, progress: b
     return RecipeResult(model, report, metrics, sorted({*files, *(str(p) for p in finals)}), digest)
 
 
-def _quiet(recipe: Recipe):
+def _quiet(recipe: RecipeSpec):
     import dataclasses
 
     return dataclasses.replace(recipe.finetune, progress=False)

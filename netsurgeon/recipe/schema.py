@@ -34,7 +34,7 @@ from netsurgeon.recipe.source import Location, Positions, Problem, apply_overrid
 from netsurgeon.registry import get_pass, suggest
 from netsurgeon.train.config import FinetuneConfig
 
-__all__ = ["ExportSection", "ModelSection", "Recipe", "check_fields"]
+__all__ = ["ExportSection", "ModelSection", "RecipeSpec", "check_fields"]
 
 TOP_KEYS = ("model", "surgery", "finetune", "export", "seed")
 
@@ -118,8 +118,9 @@ def _short(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """A validated recipe. Build it with :meth:`from_yaml` (or :meth:`from_text` / :meth:`from_dict`)."""
+class RecipeSpec:
+    """A validated recipe, as data. Build it with :meth:`from_yaml` (or :meth:`from_text` / :meth:`from_dict`);
+    :class:`netsurgeon.recipe.Recipe` adds ``plan()`` and ``run()``."""
 
     model: ModelSection
     surgery: tuple[PassConfig, ...] = ()
@@ -131,7 +132,7 @@ class Recipe:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_yaml(cls, *paths: str | Path, overrides: dict[str, str] | None = None) -> Recipe:
+    def from_yaml(cls, *paths: str | Path, overrides: dict[str, str] | None = None) -> RecipeSpec:
         """Load one recipe file, or compose several: later files append surgery steps and win elsewhere."""
         if not paths:
             raise RecipeError("recipe", [Problem((), "no recipe file given")])
@@ -150,20 +151,20 @@ class Recipe:
         return cls._build(raw, positions, problems, source, overrides)
 
     @classmethod
-    def from_text(cls, text: str, source: str = "<recipe>", overrides: dict[str, str] | None = None) -> Recipe:
+    def from_text(cls, text: str, source: str = "<recipe>", overrides: dict[str, str] | None = None) -> RecipeSpec:
         value, positions, problems = parse_yaml(text, source)
         _require_mapping(value, source, "the text")
         return cls._build(value, positions, problems, source, overrides)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "<dict>") -> Recipe:
+    def from_dict(cls, values: dict[str, Any], source: str = "<dict>") -> RecipeSpec:
         if not isinstance(values, dict):
             raise RecipeError(source, [Problem((), f"a recipe is a mapping, got {_kind(values)}")])
         return cls._build(values, Positions(), [], source, None)
 
     @classmethod
     def _build(cls, raw: dict[str, Any], positions: Positions, problems: list[Problem], source: str,
-               overrides: dict[str, str] | None) -> Recipe:
+               overrides: dict[str, str] | None) -> RecipeSpec:
         import copy
 
         raw = copy.deepcopy(raw)
@@ -218,26 +219,13 @@ class Recipe:
         return out
 
     def to_yaml(self) -> str:
-        """The resolved recipe as YAML; ``Recipe.from_text(r.to_yaml()) == r``."""
+        """The resolved recipe as YAML; ``RecipeSpec.from_text(r.to_yaml()) == r``."""
         return yaml.safe_dump(_plain(self.to_dict()), sort_keys=False, default_flow_style=None, width=100)
 
     @property
     def sha256(self) -> str:
         """The digest of the resolved YAML: equal for recipes that do the same thing however written."""
         return hashlib.sha256(self.to_yaml().encode()).hexdigest()
-
-    # ------------------------------------------------------------------ running
-    def plan(self):
-        """Dry run: build the model and report the sites each pass would change; trains and writes nothing."""
-        from netsurgeon.recipe.run import plan_recipe
-
-        return plan_recipe(self)
-
-    def run(self, *, out_dir: str | Path | None = None, progress: bool = True):
-        """Surgery, fine-tuning and export as written; returns a :class:`~netsurgeon.recipe.run.RecipeResult`."""
-        from netsurgeon.recipe.run import run_recipe
-
-        return run_recipe(self, out_dir=out_dir, progress=progress)
 
 
 def _read_recipe(path: Path) -> str:

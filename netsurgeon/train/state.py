@@ -79,14 +79,17 @@ def _check_payload(payload: dict[str, Any]) -> list[str]:
     if not isinstance(state, dict) or set(state) != set(fields):
         problems.append("state has the wrong keys")
     else:
-        for key in ("epoch", "batch", "step", "rectified"):
+        for key in ("epoch", "batch", "step"):
             if not isinstance(state[key], int) or isinstance(state[key], bool) or state[key] < 0:
                 problems.append(f"state.{key} is not a non-negative integer")
         if not isinstance(state["metrics"], list):
             problems.append("state.metrics is not a list")
-    for key in ("config", "model", "optimizer", "scaler", "masks", "rng"):
+    for key in ("config", "model", "optimizer", "scaler", "rng"):
         if not isinstance(payload.get(key), dict):
             problems.append(f"{key} is missing")
+    hooks = payload.get("hooks")
+    if not isinstance(hooks, list) or not all(isinstance(h, dict) for h in hooks):
+        problems.append("hooks is missing")
     rng = payload.get("rng")
     if isinstance(rng, dict) and not isinstance(rng.get("torch"), torch.Tensor):
         problems.append("rng.torch is missing")

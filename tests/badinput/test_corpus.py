@@ -665,7 +665,7 @@ def resume_truncated_checkpoint(tmp, golden, mp):
 @case("is damaged")
 def resume_checkpoint_missing_parts(tmp, golden, mp):
     (tmp / "o").mkdir()
-    torch.save({"format": "netsurgeon.train.v1", "state": {"epoch": "x"}}, tmp / "o" / "checkpoint.pt")
+    torch.save({"format": "netsurgeon.train.v2", "state": {"epoch": "x"}}, tmp / "o" / "checkpoint.pt")
     return ["finetune", TINY, "--data", "digits", "--out", tmp / "o", "--resume", "--input-size", "3,8,8"]
 
 

@@ -1,0 +1,116 @@
+"""The layers import one way, as CONTRIBUTING.md's layer table says, and no module imports itself back.
+
+Every ``import`` in the package is read from the source (function-level imports included, imports under
+``if TYPE_CHECKING:`` left out, since they never run), so a lazy import cannot hide a circle.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "netsurgeon"
+
+#: top to bottom: a module may import modules of its own layer or below, never above
+LAYERS: list[tuple[str, ...]] = [
+    ("netsurgeon", "netsurgeon.__main__", "netsurgeon.cli"),
+    ("netsurgeon.recipe", "netsurgeon.demo"),
+    ("netsurgeon.train",),
+    ("netsurgeon.loading",),
+    ("netsurgeon.export",),
+    ("netsurgeon.api",),
+    ("netsurgeon.passes",),
+    ("netsurgeon.workspace", "netsurgeon.hooks", "netsurgeon.outcome"),
+    ("netsurgeon.models.load", "netsurgeon.models.head", "netsurgeon.models.checkpoint", "netsurgeon.models",
+     "netsurgeon.data", "netsurgeon.testing"),
+    ("netsurgeon.graph", "netsurgeon.layers"),
+    ("netsurgeon.config", "netsurgeon.registry", "netsurgeon.report", "netsurgeon.validate", "netsurgeon.safeyaml",
+     "netsurgeon.models.info", "netsurgeon.modes", "netsurgeon.progress"),
+    ("netsurgeon.errors",),
+]
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
+    def owner(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    edges: dict[str, set[str]] = defaultdict(set)
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        hidden = {id(sub) for node in ast.walk(tree)
+                  if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) for sub in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in hidden:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for target in targets:
+                if target.split(".")[0] == "netsurgeon" and (dep := owner(target)) and dep != name:
+                    edges[name].add(dep)
+    return edges
+
+
+def _layer(module: str) -> int:
+    best = None
+    for i, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if module == prefix or (prefix != "netsurgeon" and module.startswith(prefix + ".")):
+                if best is None or len(prefix) > best[1]:
+                    best = (i, len(prefix))
+    assert best is not None, f"{module} is in no layer: add it to LAYERS and CONTRIBUTING.md"
+    return best[0]
+
+
+def test_every_import_goes_down_the_layers():
+    modules = _modules()
+    upward = [f"{a} (layer {_layer(a)}) imports {b} (layer {_layer(b)})"
+              for a, deps in _imports(modules).items() for b in deps if _layer(b) < _layer(a)]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_circles():
+    edges = _imports(_modules())
+    circles = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(edges.get(node, ())):
+            if state.get(dep) == 1:
+                circles.append(" -> ".join(path[path.index(dep):] + [dep]))
+            elif dep not in state:
+                visit(dep, path + [dep])
+        state[node] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [module])
+    assert not circles, "\n".join(circles)
+
+
+def test_the_layer_table_is_the_one_in_contributing():
+    text = (PACKAGE.parent / "CONTRIBUTING.md").read_text()
+    for prefixes in LAYERS:
+        for prefix in prefixes:
+            assert f"`{prefix}`" in text, f"CONTRIBUTING.md's layer table lacks {prefix}"
+
+
+def test_one_default_input_size():
+    hits = [str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py") if "(3, 224, 224)" in p.read_text()]
+    assert hits == ["netsurgeon/models/info.py"], hits
