@@ -394,15 +394,22 @@ class GraphIndex:
             # keep the innermost blocks only
             paths = sorted(merge, key=len)
             keep = [p for p in paths if not any(q != p and q.startswith(p + ".") for q in paths)]
-            blocks = [
-                Block(p, merge[p], _type_name(self._module_type(p)), [n for n in self.nodes if self.in_scope(n, p)])
-                for p in keep
-            ]
+            members = self._members(keep)
+            blocks = [Block(p, merge[p], _type_name(self._module_type(p)), members[p]) for p in keep]
         else:
             blocks = self._unit_blocks()
         blocks = [b for b in blocks if b.nodes]
         blocks.sort(key=lambda b: self.order[b.nodes[0]])
         return blocks
+
+    def _members(self, scopes: Iterable[str]) -> dict[str, list[fx.Node]]:
+        """The nodes inside each scope, in graph order, in one sweep over the graph."""
+        members: dict[str, list[fx.Node]] = {s: [] for s in scopes}
+        for node in self.nodes:
+            for scope in self.stacks[node]:
+                if scope in members and (not members[scope] or members[scope][-1] is not node):
+                    members[scope].append(node)
+        return members
 
     def _mutually_unreachable(self, nodes: list[fx.Node]) -> bool:
         for a in nodes:
@@ -420,8 +427,9 @@ class GraphIndex:
         candidates = [s for s, c in conv_count.items() if c >= 2]
         minimal = [s for s in candidates if not any(o != s and o.startswith(s + ".") for o in candidates)]
         blocks: list[Block] = []
+        inside = self._members(minimal)
         for scope in minimal:
-            members = [n for n in self.nodes if self.in_scope(n, scope)]
+            members = inside[scope]
             segments: list[list[fx.Node]] = [[]]
             for node in members:
                 segments[-1].append(node)
