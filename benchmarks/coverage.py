@@ -248,6 +248,32 @@ def run_model(spec: str, onnx: bool) -> dict[str, Any]:
     return row
 
 
+def recheck(spec: str, size: tuple[int, ...]) -> dict[str, tuple[str, list[int] | None]]:
+    """(status, [sites before, after]) of every pass on ``spec``, from ``plan`` (no probe check): what a
+    row of the page says, recomputed from the code (tests/test_coverage_page.py)."""
+    import torch
+
+    import netsurgeon as ns
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ns.load_model(spec)
+    x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
+    data = [(x, torch.tensor([0, 1]))]
+    out: dict[str, tuple[str, list[int] | None]] = {}
+    for spec_pass in ns.list_passes():
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                report = ns.plan(model, spec_pass.name, example_input=x, data=data)
+        except ns.NetsurgeonError:
+            out[spec_pass.name] = ("n/a", None)
+            continue
+        noeffect = any(issubclass(w.category, ns.NoEffectWarning) for w in caught)
+        out[spec_pass.name] = ("n/a" if noeffect else "changed", [report.relu_sites_before, report.relu_sites_after])
+    return out
+
+
 # ------------------------------------------------------------------ the driver
 def _cache_path(spec: str) -> Path:
     return CACHE / "models" / (spec.replace(":", "__").replace("/", "_") + ".json")

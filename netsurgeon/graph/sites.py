@@ -8,7 +8,8 @@ module hidden inside a leaf the tracer did not enter (timm ``BatchNormAct2d.act`
 Blocks are found from the graph, never from model names:
 
 * a *residual* block is the innermost module scope of a residual add (two tensor operands, at least one
-  computed inside the scope); a *branch* block is the innermost scope of a concat of at least two
+  computed inside the scope) that holds an activation (not attention arithmetic such as halonet's
+  attention plus relative-position logits); a *branch* block is the innermost scope of a concat of at least two
   parallel tensors computed inside it (Inception, Fire). Every other instance of a class found this way
   is a block too (MobileNetV2's stride-2 ``InvertedResidual`` has no add).
 * if the graph has no merge blocks, the minimal module scopes holding at least two convolutions are
@@ -391,6 +392,10 @@ class GraphIndex:
             for path, tp in self.scope_types.items():
                 if path and tp in classes and path not in merge:
                     merge[path] = classes[tp]
+            # a merge inside attention arithmetic (halonet's attention logits plus relative-position
+            # logits) is no basic module: keep the scopes that hold an activation
+            computing = self._scopes_computing(merge)
+            merge = {p: k for p, k in merge.items() if p in computing}
             # keep the innermost blocks only
             paths = sorted(merge, key=len)
             keep = [p for p in paths if not any(q != p and q.startswith(p + ".") for q in paths)]
@@ -401,6 +406,16 @@ class GraphIndex:
         blocks = [b for b in blocks if b.nodes]
         blocks.sort(key=lambda b: self.order[b.nodes[0]])
         return blocks
+
+    def _scopes_computing(self, scopes: Iterable[str]) -> set[str]:
+        """The scopes among ``scopes`` that contain an activation call (ReLU-type, GELU, SiLU...)."""
+        wanted, found = set(scopes), set()
+        for node in self.nodes:
+            if node.op not in ("call_module", "call_function", "call_method"):
+                continue
+            if self.is_other_activation(node, ()):
+                found.update(s for s in self.stacks[node] if s in wanted)
+        return found
 
     def _members(self, scopes: Iterable[str]) -> dict[str, list[fx.Node]]:
         """The nodes inside each scope, in graph order, in one sweep over the graph."""

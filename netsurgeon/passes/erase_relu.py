@@ -123,10 +123,12 @@ def plan_erasure(index: GraphIndex, cfg: EraseReLU) -> tuple[list[tuple[Block, l
             )
     eligible: list[tuple[Block, list[Site]]] = []
     linear, other = [], []
+    at_node: dict[fx.Node, list[Site]] = {}
+    for s in sites:
+        at_node.setdefault(index.site_node(s), []).append(s)
     for block in blocks:
-        nodes = block.node_set
-        candidates = [s for s in sites if index.site_node(s) in nodes and not index.in_gating_scope(s, block.name)
-                      and index.on_data_path(block, s)]
+        inside = [s for n in block.nodes for s in at_node.get(n, ())]  # graph order, one sweep of the block
+        candidates = [s for s in inside if not index.in_gating_scope(s, block.name) and index.on_data_path(block, s)]
         if not candidates:
             continue
         last = [s for s in index.last_sites(block, candidates)
