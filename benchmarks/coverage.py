@@ -56,6 +56,7 @@ CATEGORIES: list[tuple[str, str]] = [
     (r"cannot be traced|needs a torch\.fx graph", "untraceable"),
     (r"no ReLU site|no site in scope|matched nothing|owning 0 ReLU", "no ReLU site in scope"),
     (r"no basic modules", "no basic module found"),
+    (r"min_keep=\d+ kept extra", "min_keep keeps every ReLU"),
     (r"already end linearly", "blocks end linearly"),
     (r"another activation type", "blocks end with another activation"),
     (r"no nn\.Linear|not an nn\.Linear|1x1 convolution after global pooling", "no FC head"),
@@ -164,9 +165,12 @@ def _classifier(model: Any) -> dict[str, str] | None:
     get = getattr(model, "get_classifier", None)
     if get is None:
         return None
+    from torch import nn
+
     layer = get()
     path = next((n for n, m in model.named_modules() if m is layer), "")
-    return {"path": path, "type": type(layer).__name__}
+    fc = isinstance(layer, nn.Linear) or (isinstance(layer, nn.Conv2d) and set(layer.kernel_size) == {1})
+    return {"path": path, "type": type(layer).__name__, "fc": fc}
 
 
 def run_model(spec: str, onnx: bool) -> dict[str, Any]:
@@ -328,7 +332,8 @@ def load_rows(models: list[tuple[str, str]]) -> list[dict[str, Any]]:
 def _rightly_na(row: dict[str, Any], name: str, cell: dict[str, Any]) -> bool:
     """An n/a whose reason is structural and true of the model (see the page's 'Reading' section)."""
     category = cell.get("category")
-    if category in ("no ReLU site in scope", "blocks end linearly", "blocks end with another activation"):
+    if category in ("no ReLU site in scope", "blocks end linearly", "blocks end with another activation",
+                    "min_keep keeps every ReLU"):
         return True
     if category == "no FC head" and name in HEAD_PASSES:
         return not _has_fc_head(row)
@@ -339,8 +344,8 @@ def _has_fc_head(row: dict[str, Any]) -> bool:
     """Does the model have an FC or 1x1-conv-after-pooling head? timm says so through get_classifier
     (a Linear, or a 1x1 conv that the head finder placed after pooling); for the others the head finder."""
     cls = row.get("classifier")
-    if cls is not None and cls["type"] in ("Identity",):
-        return False
+    if cls is not None:  # timm: the layer get_classifier() names is a Linear or a (1x1) Conv2d
+        return cls.get("fc", cls["type"] in ("Linear", "Conv2d"))
     return row.get("head") is not None
 
 
@@ -416,7 +421,11 @@ def write_pages(rows: list[dict[str, Any]], passes: list[str], families: int) ->
                          f"{p['relu_changed_or_rightly_na']}/{p['relu_models']} ({rate:.0%}) | "
                          f"{p['relu_changed']}/{p['relu_models']} | {fc} |")
         lines.append("")
-    lines += [f"timm families surveyed: {families} (one model each).", "", "## Matrix", "",
+    current = fingerprint()
+    fresh = sum(r.get("fingerprint") == current for r in rows)
+    lines += [f"timm families surveyed: {families} (one model each). Rows computed with the current netsurgeon "
+              f"sources: {fresh} of {len(rows)} (the others ran before the last source change; "
+              "`--rerun stale` redoes them).", "", "## Matrix", "",
               "| model | family | input | rung | ReLU sites | head | apply / bare trace | "
               + " | ".join(passes) + " |", "| --- " * (7 + len(passes)) + "|"]
     for r in rows:

@@ -76,3 +76,26 @@ def test_erase_relu_leaves_swin_v2_position_bias_mlp_alone():
     assert erase.relu_sites_before == 12  # the 12 cpb_mlp.1 ReLUs
     assert erase.passes[0].changes == [] and erase.relu_sites_after == 12
     assert proportional.passes[0].changes == []
+
+
+class LogitsPlusBias(nn.Module):
+    """Attention arithmetic: two products of the input added, no activation (halonet's relative logits)."""
+
+    def forward(self, x):
+        return x * 2.0 + x.mean(dim=1, keepdim=True)
+
+
+class AttnBlock(nn.Module):
+    def __init__(self, c: int = 4) -> None:
+        super().__init__()
+        self.conv, self.attn, self.act = nn.Conv2d(c, c, 1), LogitsPlusBias(), nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.attn(self.conv(x)) + x)
+
+
+def test_merge_scope_without_activation_is_no_block():
+    index = GraphIndex(trace(_net(AttnBlock)).gm)
+    assert [(b.name, b.kind) for b in index.blocks()] == [("1", "residual"), ("2", "residual")]
+    report = ns.plan(_net(AttnBlock), ns.EraseReLU())
+    assert [c.site for c in report.passes[0].changes] == ["1.act", "2.act"]
