@@ -16,8 +16,7 @@ EraseReLU machinery and differs only in *which* sites it selects (seeds-spec §2
   and SE multiplies are passed through); sites off their block's input-to-output data path (Swin-V2's
   position-bias MLP) are never owned. In pre-activation networks (timm ResNetV2, DenseNet: most basic
   modules apply a ReLU before their first convolution) a ReLU is owned by the convolution it feeds
-  instead. A convolution that
-  owns no ReLU still counts towards N (MobileNetV2's projection).
+  instead. A convolution that owns no ReLU still counts towards N (MobileNetV2's projection).
 * **Keep rule**: in a scope whose counted convolutions are indexed i = 0..n-1, conv i's ReLU is kept iff
   ``floor((i+1+phase)*M/N) - floor((i+phase)*M/N) == 1``; the others are erased. A scope keeps at least
   ``min_keep`` of its owned ReLUs (the latest ones are restored first).

@@ -4,8 +4,8 @@
 The head is found in the graph, never by attribute name: walk back from the output through flatten,
 dropout and identity to the Linear (or the 1x1 convolution after global pooling, timm DLA/DPN/ResNetV2:
 replaced by a :class:`SpinalConvHead` that keeps the (B, C, 1, 1) shape) that makes the logits, and
-replace *that* call (so the SpinalNet
-repository's bug, assigning a head to ``model.fc`` on a VGG that never calls it, cannot happen). The
+replace *that* call (so the SpinalNet repository's bug, assigning a head to ``model.fc`` on a VGG that
+never calls it, cannot happen). The
 feature size D is measured on a probe forward, never read from attributes (timm ``vgg16`` reports
 ``num_features=512`` but its classifier reads 4096 features).
 
