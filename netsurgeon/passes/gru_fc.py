@@ -36,6 +36,7 @@ from torch import fx, nn
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, SurgeryError
+from netsurgeon.graph.rewrite import set_submodule
 from netsurgeon.graph.sites import GraphIndex
 from netsurgeon.registry import Contract, register_pass
 from netsurgeon.report import SiteChange
@@ -269,10 +270,39 @@ def attach_to_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> l
     return [optimizer.register_step_pre_hook(before), optimizer.register_step_post_hook(after)]
 
 
+def _linear_calls_as_modules(index: GraphIndex, layers: Sequence[str]) -> None:
+    """Give a Linear that fx traced through (timm's ``Linear``: a functional ``linear`` on the weights of a
+    bare module) a real ``nn.Linear`` at its path, sharing its parameters, so forward hooks see it."""
+    gm, edited = index.gm, False
+    for node in list(index.nodes):
+        path = index.linear_path(node)
+        if node.op != "call_function" or path not in layers:
+            continue
+        holder = gm.get_submodule(path)
+        weight, bias = holder.weight, getattr(holder, "bias", None)
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+        linear.weight, linear.bias = weight, bias
+        set_submodule(gm, path, linear)
+        with gm.graph.inserting_after(node):
+            call = gm.graph.call_module(path, (node.args[0],))
+        call.meta = dict(node.meta)
+        node.replace_all_uses_with(call)
+        reads = [a for a in node.all_input_nodes if a.op == "get_attr"]
+        gm.graph.erase_node(node)
+        for read in reads:
+            if not read.users:
+                gm.graph.erase_node(read)
+        edited = True
+    if edited:
+        gm.recompile()
+
+
 @register_pass("gru-fc", GradientRectifiedFC, contract=Contract.CHANGES_FUNCTION, structural=False)
 def gru_fc(ws: Workspace, cfg: GradientRectifiedFC) -> list[SiteChange]:
     index = ws.index("gru-fc")
     layers, mode = resolve_layers(index, cfg)
+    if mode != "weight_sign" and ws.traced.has_graph:
+        _linear_calls_as_modules(index, layers)
     changes = rectify(ws.model, layers, mode, cfg, ws.data)
     ws.resolved.update(mode=mode, layers=layers)
     ws.changed_keys.update(f"{name}.weight" for name in layers)

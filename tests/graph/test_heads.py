@@ -70,3 +70,17 @@ def test_linear_subclass_traced_through_is_named_by_its_module():
 def test_conv_head_without_pooling_is_no_head():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 5, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     assert GraphIndex(fx.symbolic_trace(model)).head() is None
+
+
+def test_gru_fc_two_layers_traced_through_get_hooks():
+    class MyLinear(nn.Linear):
+        def forward(self, x):
+            return nn.functional.linear(x, self.weight, self.bias)
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), MyLinear(4, 6), nn.ReLU(),
+                          MyLinear(6, 3))
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    result = ns.apply(model, "gru-fc", example_input=x, data=[(x, torch.tensor([0, 1, 2, 0]))])
+    assert [c.site for c in result.report.passes[0].changes] == ["3", "5"]
+    assert result.report.passes[0].keys_changed == ["3.weight", "5.weight"]
+    assert result.report.keys_added == [] and result.report.keys_removed == []
