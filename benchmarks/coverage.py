@@ -383,12 +383,12 @@ def summarize(rows: list[dict[str, Any]], passes: list[str]) -> dict[str, Any]:
             cells = [(r, r["passes"].get(name, {"status": r.get("status", "missing")})) for r in lib_rows]
             changed = sum(c["status"] == "changed" for _, c in cells)
             na = sum(c["status"] == "n/a" for _, c in cells)
-            right = sum(c["status"] == "changed" or (c["status"] == "n/a" and _rightly_na(r, name, c))
-                        for r, c in cells if r.get("relu_sites", 0) > 0)
+            ok = [c["status"] == "changed" or (c["status"] == "n/a" and _rightly_na(r, name, c)) for r, c in cells]
+            right = sum(o for o, (r, _) in zip(ok, cells, strict=True) if r.get("relu_sites", 0) > 0)
             relu_changed = sum(r["passes"].get(name, {}).get("status") == "changed" for r in relu_rows)
             fc_rows = [r for r in relu_rows if _has_fc_head(r)]
             fc_changed = sum(r["passes"].get(name, {}).get("status") == "changed" for r in fc_rows)
-            per_pass[name] = {"models": len(cells), "changed": changed, "n/a": na,
+            per_pass[name] = {"models": len(cells), "changed": changed, "n/a": na, "changed_or_rightly_na": sum(ok),
                               "error": len(cells) - changed - na, "relu_models": len(relu_rows),
                               "relu_changed_or_rightly_na": right, "relu_changed": relu_changed,
                               "relu_fc_head_models": len(fc_rows), "relu_fc_head_changed": fc_changed}
@@ -436,12 +436,14 @@ def write_pages(rows: list[dict[str, Any]], passes: list[str], families: int) ->
                   f"fx cannot trace {len(s['untraceable'])}"
                   + (f" ({', '.join(s['untraceable'])})" if s["untraceable"] else "")
                   + f"; {len(s['needs_timm_leaves'])} need timm's leaf modules.", "",
-                  "| pass | changed | n/a | error | ReLU models changed or rightly n/a | ReLU models changed "
-                  "| with FC head: changed |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| pass | changed | n/a | error | all models: changed or rightly n/a | ReLU models: changed or "
+                  "rightly n/a | ReLU models changed | ReLU models with FC head: changed |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for name, p in s["passes"].items():
             rate = p["relu_changed_or_rightly_na"] / max(p["relu_models"], 1)
             fc = (f"{p['relu_fc_head_changed']}/{p['relu_fc_head_models']}" if name in HEAD_PASSES else "")
             lines.append(f"| {name} | {p['changed']} | {p['n/a']} | {p['error']} | "
+                         f"{p['changed_or_rightly_na']}/{p['models']} | "
                          f"{p['relu_changed_or_rightly_na']}/{p['relu_models']} ({rate:.0%}) | "
                          f"{p['relu_changed']}/{p['relu_models']} | {fc} |")
         lines.append("")
