@@ -24,6 +24,9 @@ from netsurgeon.workspace import Workspace
 __all__ = ["PassLike", "SurgeryResult", "apply", "plan", "probe_input", "resolve_passes", "run_pass"]
 
 PassLike = PassConfig | str | tuple[str, dict[str, Any]]
+#: an exact pass's bound: max |original - result| <= EXACT_ATOL * max(1, max |original|) on the probe. A
+#: warm-started head computes the same logits through a wider matmul, whose float32 rounding grows with
+#: the logits' magnitude (random-init timm dla46_c reaches ~500); pd-relu is bitwise equal anyway.
 EXACT_ATOL = 1e-5
 
 
@@ -203,7 +206,8 @@ def _verify(
     max_diff = float(diff.max()) if diff is not None else float("inf")
     state_unchanged = all(torch.equal(before_state[k], after_state[k]) for k in kept
                           if before_state[k].shape == after_state[k].shape)
-    ok = max_diff <= EXACT_ATOL if exact else state_unchanged
+    bound = EXACT_ATOL * max(1.0, float(a.float().abs().max())) if a.numel() else EXACT_ATOL
+    ok = max_diff <= bound if exact else state_unchanged
     return Verification(
         probe_shape=list(x.shape),
         max_abs_diff=max_diff,

@@ -39,7 +39,8 @@ class Verification:
     outputs_equal: bool  # torch.equal on the probe
     state_unchanged: bool  # every kept state_dict tensor no pass declared changed is bit-identical
     contract: str  # 'exact' when every pass promised equal outputs, else 'changes-function'
-    ok: bool  # the contract holds (exact: max diff <= 1e-5; changes-function: untouched tensors identical)
+    ok: bool  # the contract holds (exact: max diff <= 1e-5 x max(1, max|output|); changes-function: untouched
+    #           tensors bit-identical)
 
 
 @dataclass

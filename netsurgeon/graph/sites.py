@@ -8,7 +8,8 @@ module hidden inside a leaf the tracer did not enter (timm ``BatchNormAct2d.act`
 Blocks are found from the graph, never from model names:
 
 * a *residual* block is the innermost module scope of a residual add (two tensor operands, at least one
-  computed inside the scope); a *branch* block is the innermost scope of a concat of at least two
+  computed inside the scope) that holds an activation (not attention arithmetic such as halonet's
+  attention plus relative-position logits); a *branch* block is the innermost scope of a concat of at least two
   parallel tensors computed inside it (Inception, Fire). Every other instance of a class found this way
   is a block too (MobileNetV2's stride-2 ``InvertedResidual`` has no add).
 * if the graph has no merge blocks, the minimal module scopes holding at least two convolutions are
@@ -16,6 +17,15 @@ Blocks are found from the graph, never from model names:
 
 Module membership comes from ``node.meta["nn_module_stack"]``. Activations inside gating sub-modules
 (SE/ECA: a scope whose output multiplies the scope's own input) never count as a block's activation.
+Nor do activations off a block's *data path* (the nodes reachable from the block's input that also
+reach its output): torchvision Swin-V2's position-bias MLP computes a table from constant coordinates
+inside the attention, and its ReLU is no activation of the block's features.
+
+The head is the layer that makes the logits, found by walking back from the output through flatten,
+dropout and identity: an ``nn.Linear`` (any subclass, also when fx traced through it into a functional
+``linear`` on the module's own weights, as with timm's ``Linear``), or a 1x1 ``Conv2d`` applied after
+global pooling (timm DLA, DPN, ResNetV2: an FC layer in all but name). A convolution *before* the
+pooling (SqueezeNet) is not a head layer.
 """
 
 from __future__ import annotations
@@ -57,6 +67,18 @@ _CONV_FUNCTIONS = (F.conv1d, F.conv2d, F.conv3d)
 _PASSTHROUGH_MODULES = (nn.Dropout, nn.Identity, nn.Flatten)
 _PASSTHROUGH_FUNCTIONS = (torch.flatten, F.dropout)
 _PASSTHROUGH_METHODS = ("flatten", "view", "reshape", "contiguous", "squeeze")
+_GLOBAL_POOL_MODULES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+_GLOBAL_POOL_FUNCTIONS = (F.adaptive_avg_pool2d, F.adaptive_max_pool2d)
+_REDUCE_NAMES = ("mean", "amax")
+#: activation module types that, met later on a block's data path, mean a ReLU is not the block's last
+#: activation (gates such as Sigmoid/Hardsigmoid and softmaxes are not feature activations)
+_OTHER_ACT_MODULES: tuple[type[nn.Module], ...] = (
+    nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish, nn.ELU, nn.CELU, nn.SELU, nn.LeakyReLU, nn.PReLU, nn.RReLU,
+    nn.Hardtanh, nn.Tanh, nn.Softplus, nn.ReLU, nn.ReLU6,
+)
+_OTHER_ACT_FUNCTIONS = frozenset({"gelu", "silu", "hardswish", "mish", "elu", "celu", "selu", "leaky_relu",
+                                  "prelu", "rrelu", "hardtanh", "tanh", "softplus", "relu", "relu_", "relu6"})
+_OTHER_ACT_METHODS = frozenset({"tanh", "tanh_", "relu", "relu_"})
 
 SiteKind = Literal["module", "function", "method", "nested"]
 
@@ -109,13 +131,14 @@ class Block:
 
 @dataclass(frozen=True)
 class Head:
-    """The Linear layer that produces the logits, found by walking back from the output."""
+    """The layer that produces the logits, found by walking back from the output."""
 
     node: str
-    target: str  # module path ('' when the head is a functional F.linear)
+    target: str  # module path ('' when the head is a functional F.linear on weights of no Linear module)
     in_features: int | None
     out_features: int | None
-    passthrough: tuple[str, ...]  # what lies between the Linear and the output (dropout, flatten, ...)
+    passthrough: tuple[str, ...]  # what lies between the layer and the output (dropout, flatten, ...)
+    kind: Literal["linear", "conv1x1"] = "linear"  # conv1x1: a 1x1 Conv2d after global pooling
 
 
 def match_patterns(name: str, patterns: Iterable[str]) -> bool:
@@ -161,6 +184,7 @@ class GraphIndex:
         self.scope_types: dict[str, type] = {}
         for n in self.nodes:
             self.scope_types.update(_stack_types(n))
+        self._data_paths: dict[str, tuple[Block, set[fx.Node]]] = {}
 
     # ---------------------------------------------------------------- node predicates
     def module_of(self, node: fx.Node) -> nn.Module | None:
@@ -175,6 +199,51 @@ class GraphIndex:
         if node.op == "call_module":
             return isinstance(self.module_of(node), nn.Linear)
         return node.op == "call_function" and node.target is F.linear
+
+    def _linear_weight(self, node: fx.Node) -> fx.Node | None:
+        weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+        return weight if isinstance(weight, fx.Node) and weight.op == "get_attr" else None
+
+    def linear_path(self, node: fx.Node) -> str | None:
+        """The module path of a Linear call: the called module, or for a functional ``linear`` that fx
+        traced out of an ``nn.Linear`` subclass (timm's ``Linear``) the module owning its weight."""
+        if node.op == "call_module":
+            return str(node.target) if isinstance(self.module_of(node), nn.Linear) else None
+        if not (node.op == "call_function" and node.target is F.linear):
+            return None
+        weight = self._linear_weight(node)
+        if weight is None:
+            return None
+        owner = str(weight.target).rpartition(".")[0]
+        tp = self.scope_types.get(owner)
+        return owner if owner and isinstance(tp, type) and issubclass(tp, nn.Linear) else None
+
+    def call_count(self, path: str) -> int:
+        """How many graph nodes run the module at ``path``: its own calls, or (traced through) the
+        distinct nodes that read its parameters."""
+        calls = {n for n in self.nodes if n.op == "call_module" and n.target == path}
+        for n in self.nodes:
+            if n.op == "get_attr" and str(n.target).rpartition(".")[0] == path:
+                calls.update(n.users)
+        return len(calls)
+
+    def is_other_activation(self, node: fx.Node, act_types: Iterable[str]) -> bool:
+        """An activation of a type the pass does not count (GELU, SiLU, Hardswish...; gates excluded)."""
+        counted = tuple(ACT_TYPES[a][0] for a in act_types)
+        functions = {f for a in act_types for f in ACT_TYPES[a][1]}
+        methods = {m for a in act_types for m in ACT_TYPES[a][2]}
+        if node.op == "call_module":
+            module = self.module_of(node)
+            if module is None:
+                return False
+            inner = [module, *module.modules()] if _has_children(module) else [module]
+            return any(isinstance(m, _OTHER_ACT_MODULES) and not isinstance(m, counted) for m in inner)
+        if node.op == "call_function":
+            name = getattr(node.target, "__name__", "")
+            return name in _OTHER_ACT_FUNCTIONS and node.target not in functions
+        if node.op == "call_method":
+            return node.target in _OTHER_ACT_METHODS and node.target not in methods
+        return False
 
     def in_gating(self, node: fx.Node) -> bool:
         """Is ``node`` inside a gating (SE/ECA) sub-module?"""
@@ -323,18 +392,39 @@ class GraphIndex:
             for path, tp in self.scope_types.items():
                 if path and tp in classes and path not in merge:
                     merge[path] = classes[tp]
+            # a merge inside attention arithmetic (halonet's attention logits plus relative-position
+            # logits) is no basic module: keep the scopes that hold an activation
+            computing = self._scopes_computing(merge)
+            merge = {p: k for p, k in merge.items() if p in computing}
             # keep the innermost blocks only
             paths = sorted(merge, key=len)
             keep = [p for p in paths if not any(q != p and q.startswith(p + ".") for q in paths)]
-            blocks = [
-                Block(p, merge[p], _type_name(self._module_type(p)), [n for n in self.nodes if self.in_scope(n, p)])
-                for p in keep
-            ]
+            members = self._members(keep)
+            blocks = [Block(p, merge[p], _type_name(self._module_type(p)), members[p]) for p in keep]
         else:
             blocks = self._unit_blocks()
         blocks = [b for b in blocks if b.nodes]
         blocks.sort(key=lambda b: self.order[b.nodes[0]])
         return blocks
+
+    def _scopes_computing(self, scopes: Iterable[str]) -> set[str]:
+        """The scopes among ``scopes`` that contain an activation call (ReLU-type, GELU, SiLU...)."""
+        wanted, found = set(scopes), set()
+        for node in self.nodes:
+            if node.op not in ("call_module", "call_function", "call_method"):
+                continue
+            if self.is_other_activation(node, ()):
+                found.update(s for s in self.stacks[node] if s in wanted)
+        return found
+
+    def _members(self, scopes: Iterable[str]) -> dict[str, list[fx.Node]]:
+        """The nodes inside each scope, in graph order, in one sweep over the graph."""
+        members: dict[str, list[fx.Node]] = {s: [] for s in scopes}
+        for node in self.nodes:
+            for scope in self.stacks[node]:
+                if scope in members and (not members[scope] or members[scope][-1] is not node):
+                    members[scope].append(node)
+        return members
 
     def _mutually_unreachable(self, nodes: list[fx.Node]) -> bool:
         for a in nodes:
@@ -352,8 +442,9 @@ class GraphIndex:
         candidates = [s for s, c in conv_count.items() if c >= 2]
         minimal = [s for s in candidates if not any(o != s and o.startswith(s + ".") for o in candidates)]
         blocks: list[Block] = []
+        inside = self._members(minimal)
         for scope in minimal:
-            members = [n for n in self.nodes if self.in_scope(n, scope)]
+            members = inside[scope]
             segments: list[list[fx.Node]] = [[]]
             for node in members:
                 segments[-1].append(node)
@@ -396,29 +487,124 @@ class GraphIndex:
             any(self.is_conv(n) for n in self.reachable(self.by_name[s.node], within)) for s in last
         )
 
+    def data_path(self, block: Block) -> set[fx.Node]:
+        """Nodes of ``block`` reachable from its input that also reach its output.
+
+        The input nodes are those reading a tensor computed outside the block (not a parameter or
+        buffer); the output nodes are those read outside it. A side computation from constants (a
+        position-bias table) is off the path even when its result is added to the features.
+        """
+        cached = self._data_paths.get(block.name)
+        if cached is not None and cached[0] is block:
+            return cached[1]
+        within = block.node_set
+        entries = [n for n in block.nodes if n.op == "placeholder"
+                   or any(a not in within and a.op != "get_attr" for a in n.all_input_nodes)]
+        exits = [n for n in block.nodes if n.op == "output" or any(u not in within for u in n.users)]
+        forward = set(entries)
+        queue = deque(entries)
+        while queue:
+            for user in queue.popleft().users:
+                if user in within and user not in forward:
+                    forward.add(user)
+                    queue.append(user)
+        backward = set(exits)
+        queue = deque(exits)
+        while queue:
+            for source in queue.popleft().all_input_nodes:
+                if source in forward and source not in backward:
+                    backward.add(source)
+                    queue.append(source)
+        path = forward & backward
+        self._data_paths[block.name] = (block, path)
+        return path
+
+    def on_data_path(self, block: Block, site: Site) -> bool:
+        return self.by_name[site.node] in self.data_path(block)
+
+    def followed_by_other_activation(self, block: Block, site: Site, act_types: Iterable[str]) -> bool:
+        """Does an activation of another type (GELU, SiLU...) come after ``site`` on the block's data path?"""
+        path = self.data_path(block)
+        for node in self.reachable(self.by_name[site.node], path):
+            if self.is_other_activation(node, act_types) and not self.in_gating(node):
+                return True
+        return False
+
     # ---------------------------------------------------------------- head
     def head(self) -> Head | None:
-        """Walk back from the output through dropout/flatten/identity to the Linear making the logits."""
+        """Walk back from the output through dropout/flatten/identity to the layer making the logits."""
         output = next((n for n in reversed(self.nodes) if n.op == "output"), None)
         if output is None or not isinstance(output.args[0], fx.Node):
             return None
         node = output.args[0]
         passed: list[str] = []
         while True:
-            module = self.module_of(node)
-            if isinstance(module, nn.Linear):
-                return Head(node.name, node.target, module.in_features, module.out_features, tuple(passed))
-            if node.op == "call_function" and node.target is F.linear:
-                return Head(node.name, "", None, None, tuple(passed))
-            through = (
-                isinstance(module, _PASSTHROUGH_MODULES)
-                or (node.op == "call_function" and node.target in _PASSTHROUGH_FUNCTIONS)
-                or (node.op == "call_method" and node.target in _PASSTHROUGH_METHODS)
-            )
-            if not through or not node.args or not isinstance(node.args[0], fx.Node):
+            found = self._head_layer(node, tuple(passed))
+            if found is not None:
+                return found
+            if not self._passthrough(node) or not node.args or not isinstance(node.args[0], fx.Node):
                 return None
             passed.append(node.name)
             node = node.args[0]
+
+    def _passthrough(self, node: fx.Node) -> bool:
+        return (
+            isinstance(self.module_of(node), _PASSTHROUGH_MODULES)
+            or (node.op == "call_function" and node.target in _PASSTHROUGH_FUNCTIONS)
+            or (node.op == "call_method" and node.target in _PASSTHROUGH_METHODS)
+        )
+
+    def _head_layer(self, node: fx.Node, passed: tuple[str, ...]) -> Head | None:
+        module = self.module_of(node)
+        if isinstance(module, nn.Linear):
+            return Head(node.name, str(node.target), module.in_features, module.out_features, passed)
+        if node.op == "call_function" and node.target is F.linear:
+            weight = self._linear_weight(node)
+            shape = tuple(_get_attr(self.gm, str(weight.target)).shape) if weight is not None else ()
+            out_f, in_f = shape if len(shape) == 2 else (None, None)
+            return Head(node.name, self.linear_path(node) or "", in_f, out_f, passed)
+        if isinstance(module, nn.Conv2d) and set(module.kernel_size) == {1} and module.groups == 1 \
+                and node.args and isinstance(node.args[0], fx.Node) and self._after_global_pool(node.args[0]):
+            return Head(node.name, str(node.target), module.in_channels, module.out_channels, passed, "conv1x1")
+        return None
+
+    def _after_global_pool(self, node: fx.Node) -> bool:
+        """Is ``node`` a global pooling (to 1x1), reached back through dropout/identity only?"""
+        while isinstance(self.module_of(node), (nn.Dropout, nn.Identity)) or (
+                node.op == "call_function" and node.target is F.dropout):
+            if not node.args or not isinstance(node.args[0], fx.Node):
+                return False
+            node = node.args[0]
+        return self.is_global_pool(node)
+
+    def is_global_pool(self, node: fx.Node) -> bool:
+        """Pooling to 1x1 that keeps the spatial dims: adaptive pools to 1, mean/amax over (H, W) with
+        keepdim, and averages, sums or concatenations of those (timm's avg+max pools)."""
+        module = self.module_of(node)
+        if isinstance(module, _GLOBAL_POOL_MODULES):
+            return module.output_size in (1, (1, 1))
+        if node.op == "call_function" and node.target in _GLOBAL_POOL_FUNCTIONS:
+            size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+            return size in (1, (1, 1), [1, 1])
+        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+        if node.op in ("call_method", "call_function") and name in _REDUCE_NAMES:
+            dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+            return bool(keep) and isinstance(dims, (tuple, list)) and {d % 4 for d in dims} == {2, 3}
+        combine = (node.op == "call_function" and node.target in (*_ADD_FUNCTIONS, *_MUL_FUNCTIONS)) or (
+            node.op == "call_function" and node.target in _CAT_FUNCTIONS)
+        if combine:
+            parts = node.args[0] if node.target in _CAT_FUNCTIONS else node.args[:2]
+            tensors = [p for p in parts if isinstance(p, fx.Node)] if isinstance(parts, (list, tuple)) else []
+            return bool(tensors) and all(self.is_global_pool(p) for p in tensors)
+        return False
+
+
+def _get_attr(gm: fx.GraphModule, target: str) -> torch.Tensor:
+    value: object = gm
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value  # type: ignore[return-value]
 
 
 def _act_of_module(module: nn.Module | None, acts: dict) -> str | None:

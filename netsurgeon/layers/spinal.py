@@ -30,7 +30,7 @@ from torch import nn
 from netsurgeon.errors import NetsurgeonError
 from netsurgeon.graph.trace import register_leaf
 
-__all__ = ["ACTIVATIONS", "SpinalHead", "spinal_param_count", "split_sizes"]
+__all__ = ["ACTIVATIONS", "SpinalConvHead", "SpinalHead", "spinal_param_count", "split_sizes"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU}
 
@@ -110,3 +110,14 @@ class SpinalHead(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.variant}, in_features={self.in_features}, num_classes={self.num_classes}"
+
+
+@register_leaf
+class SpinalConvHead(SpinalHead):
+    """A :class:`SpinalHead` standing in for a 1x1 convolution applied after global pooling (timm DLA, DPN,
+    ResNetV2): it reads the pooled (B, C, 1, 1) map and returns (B, classes, 1, 1), so the model's own
+    flatten after the classifier still works. Same parameters and warm start as the plain head."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        return logits.reshape(*logits.shape, *([1] * (x.dim() - 2)))

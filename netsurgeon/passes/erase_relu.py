@@ -11,7 +11,9 @@ proportion of modules. This pass implements the rule of seeds-spec §1.3:
   (Inception, SqueezeNet Fire);
 * a module's *last* ReLU sites are those from which no other ReLU of the module is reachable: the
   post-add ReLU of a residual block, the pre-pool ReLU of a VGG stage, ``relu2`` of a dense layer, the
-  last ReLU of each Inception branch. ReLUs inside gating sub-modules (squeeze-excitation) never count;
+  last ReLU of each Inception branch. ReLUs inside gating sub-modules (squeeze-excitation) and off the
+  module's input-to-output data path (Swin-V2's position-bias MLP) never count, and a ReLU followed on
+  that path by an activation of another type (GELU, SiLU, Hardswish...) is not the module's last;
 * modules that already end linearly (MobileNetV2/MNASNet inverted residuals: a convolution follows
   their last activation) are skipped and reported (``skip_linear_blocks``);
 * the stem and the classifier are not basic modules unless ``include_stem``/``include_head``.
@@ -121,13 +123,20 @@ def plan_erasure(index: GraphIndex, cfg: EraseReLU) -> tuple[list[tuple[Block, l
                 f"include={list(cfg.include)} matched no basic module; run 'netsurgeon inspect' to list them."
             )
     eligible: list[tuple[Block, list[Site]]] = []
-    linear = []
+    linear, other = [], []
+    at_node: dict[fx.Node, list[Site]] = {}
+    for s in sites:
+        at_node.setdefault(index.site_node(s), []).append(s)
     for block in blocks:
-        nodes = block.node_set
-        candidates = [s for s in sites if index.site_node(s) in nodes and not index.in_gating_scope(s, block.name)]
+        inside = [s for n in block.nodes for s in at_node.get(n, ())]  # graph order, one sweep of the block
+        candidates = [s for s in inside if not index.in_gating_scope(s, block.name) and index.on_data_path(block, s)]
         if not candidates:
             continue
-        last = index.last_sites(block, candidates)
+        last = [s for s in index.last_sites(block, candidates)
+                if not index.followed_by_other_activation(block, s, cfg.act_types)]
+        if not last:
+            other.append(block.name)
+            continue
         if block.kind not in ("stem", "head") and not index.is_preactivation(block, candidates) \
                 and index.ends_linearly(block, last) and cfg.skip_linear_blocks:
             linear.append(block.name)
@@ -150,6 +159,9 @@ def plan_erasure(index: GraphIndex, cfg: EraseReLU) -> tuple[list[tuple[Block, l
     if linear:
         notes.append(f"{len(linear)} module(s) already end linearly and were left alone "
                      f"(skip_linear_blocks): {', '.join(linear[:5])}{' ...' if len(linear) > 5 else ''}")
+    if other:
+        notes.append(f"{len(other)} module(s) end with another activation type after their last ReLU and were "
+                     f"left alone: {', '.join(other[:5])}{' ...' if len(other) > 5 else ''}")
     if not blocks and not eligible:
         notes.append("no basic modules found (no residual adds, branch merges or multi-conv modules)")
     selected = select_blocks(len(eligible), cfg.proportion, cfg.select)

@@ -103,13 +103,24 @@ class GradientRectifiedFC(PassConfig):
 
 
 def logit_path_linears(index: GraphIndex) -> list[str]:
-    """Linear module paths met walking back from the output along first inputs, up to the first conv."""
+    """FC layer paths met walking back from the output along first inputs, up to the first conv.
+
+    FC layers are ``nn.Linear`` modules (also when fx traced through a subclass, timm's ``Linear``) and a
+    1x1 convolution after global pooling that makes the logits (timm DLA, DPN, ResNetV2), whose
+    (out, in, 1, 1) weight is an FC weight viewed.
+    """
     output = next(n for n in reversed(index.nodes) if n.op == "output")
+    head = index.head()
     node = output.args[0]
     found: list[str] = []
-    while isinstance(node, fx.Node) and node.op != "placeholder" and not index.is_conv(node):
-        if node.op == "call_module" and isinstance(index.module_of(node), nn.Linear):
-            found.insert(0, str(node.target))
+    while isinstance(node, fx.Node) and node.op != "placeholder":
+        if head is not None and head.kind == "conv1x1" and node.name == head.node:
+            found.insert(0, head.target)
+            break
+        if index.is_conv(node):
+            break
+        if (path := index.linear_path(node)) is not None:
+            found.insert(0, path)
         node = next(iter(node.all_input_nodes), None)
     return found
 
@@ -124,7 +135,7 @@ def resolve_layers(index: GraphIndex, cfg: GradientRectifiedFC) -> tuple[list[st
     else:
         layers = list(cfg.layers)
         for name in layers:
-            if not isinstance(index.modules.get(name), nn.Linear):
+            if name not in path and not isinstance(index.modules.get(name), nn.Linear):
                 raise SurgeryError(f"layers: {name!r} is not an nn.Linear of this model; Linear layers on the "
                                    f"logit path: {', '.join(path)}.")
     mode = cfg.mode
@@ -134,7 +145,7 @@ def resolve_layers(index: GraphIndex, cfg: GradientRectifiedFC) -> tuple[list[st
         raise SurgeryError(f"mode=weight_sign only holds for the logits layer ({path[-1]}); "
                            f"use mode=grad_contrib for {', '.join(layers)}.")
     for name in layers:
-        calls = sum(n.op == "call_module" and n.target == name for n in index.nodes)
+        calls = index.call_count(name)
         if calls != 1:
             raise SurgeryError(f"{name} is called {calls} times; gru-fc needs each layer called exactly once.")
     weights = [id(index.modules[n].weight) for n in layers]
@@ -144,6 +155,13 @@ def resolve_layers(index: GraphIndex, cfg: GradientRectifiedFC) -> tuple[list[st
         raise SurgeryError(f"the weight of a selected layer is shared with {', '.join(shared)}; "
                            "gru-fc refuses tied weights.")
     return layers, mode
+
+
+def _channels_last(module: nn.Module, grad: torch.Tensor) -> torch.Tensor:
+    """Output gradients as (samples, features): a convolution's channels are dim 1, a Linear's the last."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        grad = grad.movedim(1, -1)
+    return grad.reshape(-1, grad.shape[-1])
 
 
 def _targets(logits: torch.Tensor, labels: torch.Tensor, target: str) -> torch.Tensor:
@@ -184,7 +202,7 @@ def accumulate_delta(model: nn.Module, layers: Sequence[str], data: Batches, *, 
             else:
                 score = logits.gather(1, wanted[:, None]).sum()
                 grads = torch.autograd.grad(score, [captured[n] for n in layers])
-                parts = {n: g.double().reshape(-1, g.shape[-1]).sum(0) for n, g in zip(layers, grads, strict=True)}
+                parts = {n: _channels_last(modules[n], g.double()).sum(0) for n, g in zip(layers, grads, strict=True)}
             for n, part in parts.items():
                 sums[n] = sums[n] + part if n in sums else part
     finally:
@@ -214,22 +232,23 @@ def rectify(model: nn.Module, layers: Sequence[str], mode: str, cfg: GradientRec
             delta = accumulate_delta(model, layers, data, target=cfg.target, max_batches=cfg.max_batches, loss=True)
     changes = []
     for name in layers:
-        linear: nn.Linear = model.get_submodule(name)
-        w = linear.weight
+        linear: nn.Module = model.get_submodule(name)
+        w = linear.weight.view(linear.weight.shape[0], -1)  # a 1x1 conv head's weight as (out, in)
         if mode == "weight_sign":
             contribution = w.double()
         elif mode == "grad_contrib":
             contribution = w.double() * delta[name][:, None]
         else:
-            contribution = -w.double() * delta[name]
+            contribution = -w.double() * delta[name].reshape(w.shape)
         zero = (contribution < -cfg.threshold) & (w != 0)
         w.masked_fill_(zero, 0.0)
-        mask = (w == 0).detach().clone()
+        mask = (linear.weight == 0).detach().clone()
         if hasattr(linear, MASK_BUFFER):
             delattr(linear, MASK_BUFFER)
         linear.register_buffer(MASK_BUFFER, mask, persistent=False)
         total = w.numel()
-        changes.append(SiteChange(name, f"Linear({linear.in_features}, {linear.out_features})",
+        kind = "Linear" if w.dim() == linear.weight.dim() else type(linear).__name__
+        changes.append(SiteChange(name, f"{kind}({w.shape[1]}, {w.shape[0]})",
                                   f"{int(zero.sum()):,} of {total:,} weights zeroed ({mode}); "
                                   f"{int(mask.sum()):,} zero in all", "fc", "weights"))
     return changes
@@ -251,7 +270,7 @@ def attach_to_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> l
     Weight decay, momentum and Adam moments then cannot move a rectified weight away from zero.
     """
     masked = [(m.weight, getattr(m, MASK_BUFFER)) for m in model.modules()
-              if isinstance(m, nn.Linear) and hasattr(m, MASK_BUFFER)]
+              if hasattr(m, MASK_BUFFER)]
 
     def before(opt, args, kwargs) -> None:
         for w, mask in masked:

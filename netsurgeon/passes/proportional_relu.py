@@ -12,10 +12,11 @@ EraseReLU machinery and differs only in *which* sites it selects (seeds-spec §2
   ``include_stem``, and classifier convolutions (after the last basic module) unless ``include_head``.
   Linear layers never count.
 * **Ownership**: each counted convolution owns at most one ReLU site: the first one reached from its
-  output before another convolution or Linear (BN, residual adds, dropout and SE multiplies are passed
-  through). In pre-activation networks (timm ResNetV2, DenseNet: most basic modules apply a ReLU before
-  their first convolution) a ReLU is owned by the convolution it feeds instead. A convolution that
-  owns no ReLU still counts towards N (MobileNetV2's projection).
+  output before another convolution, Linear or activation of another type (BN, residual adds, dropout
+  and SE multiplies are passed through); sites off their block's input-to-output data path (Swin-V2's
+  position-bias MLP) are never owned. In pre-activation networks (timm ResNetV2, DenseNet: most basic
+  modules apply a ReLU before their first convolution) a ReLU is owned by the convolution it feeds
+  instead. A convolution that owns no ReLU still counts towards N (MobileNetV2's projection).
 * **Keep rule**: in a scope whose counted convolutions are indexed i = 0..n-1, conv i's ReLU is kept iff
   ``floor((i+1+phase)*M/N) - floor((i+phase)*M/N) == 1``; the others are erased. A scope keeps at least
   ``min_keep`` of its owned ReLUs (the latest ones are restored first).
@@ -119,8 +120,10 @@ def _shortcut_convs(index: GraphIndex, block: Block, convs: list[fx.Node]) -> se
     }
 
 
-def _owner_search(index: GraphIndex, conv: fx.Node, site_at: dict[fx.Node, Site], forward: bool) -> fx.Node | None:
-    """The nearest site node from ``conv`` (downstream, or upstream for pre-activation layouts)."""
+def _owner_search(index: GraphIndex, conv: fx.Node, site_at: dict[fx.Node, Site], forward: bool,
+                  act_types: tuple[str, ...] = ("ReLU",)) -> fx.Node | None:
+    """The nearest site node from ``conv`` (downstream, or upstream for pre-activation layouts); an
+    activation of another type met first (GELU, SiLU...) is the conv's activation, so it owns no site."""
     start = list(conv.users) if forward else list(conv.all_input_nodes)
     queue, seen, found = deque(start), set(), []
     while queue:
@@ -133,6 +136,8 @@ def _owner_search(index: GraphIndex, conv: fx.Node, site_at: dict[fx.Node, Site]
             continue
         if index.is_conv(node) or index.is_linear(node) or node.op in ("output", "placeholder", "get_attr"):
             continue
+        if index.is_other_activation(node, act_types) and not index.in_gating(node):
+            continue
         queue.extend(node.users if forward else node.all_input_nodes)
     if not found:
         return None
@@ -141,12 +146,13 @@ def _owner_search(index: GraphIndex, conv: fx.Node, site_at: dict[fx.Node, Site]
 
 def plan_proportional(index: GraphIndex, cfg: ProportionalReLU, shapes: dict | None = None) -> list[ScopePlan]:
     """The scopes, their counted convolutions and owned sites, and which sites to erase."""
-    sites = [s for s in index.sites(cfg.act_types) if not index.in_gating_scope(s)]
+    blocks = index.blocks()
+    block_of: dict[fx.Node, Block] = {n: b for b in blocks for n in b.nodes}
+    sites = [s for s in index.sites(cfg.act_types) if not index.in_gating_scope(s)
+             and ((b := block_of.get(index.site_node(s))) is None or index.on_data_path(b, s))]
     site_at: dict[fx.Node, Site] = {}
     for s in sites:
         site_at.setdefault(index.site_node(s), s)
-    blocks = index.blocks()
-    block_of: dict[fx.Node, Block] = {n: b for b in blocks for n in b.nodes}
     convs = [n for n in index.nodes if index.is_conv(n) and not index.in_gating(n)]
     shortcut: set[fx.Node] = set()
     for b in blocks:
@@ -173,7 +179,7 @@ def plan_proportional(index: GraphIndex, cfg: ProportionalReLU, shapes: dict | N
     owner: dict[fx.Node, Site | None] = {}
     taken: set[fx.Node] = set()
     for conv in counted:
-        node = _owner_search(index, conv, site_at, forward)
+        node = _owner_search(index, conv, site_at, forward, tuple(cfg.act_types))
         owner[conv] = None if node is None or node in taken else site_at[node]
         if owner[conv] is not None:
             taken.add(node)

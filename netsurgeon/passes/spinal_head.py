@@ -2,8 +2,10 @@
 2103.11373) or the original SpinalNet head (Kabir et al., arXiv 2007.03347); see ``layers.spinal``.
 
 The head is found in the graph, never by attribute name: walk back from the output through flatten,
-dropout and identity to the Linear that makes the logits, and replace *that* call (so the SpinalNet
-repository's bug, assigning a head to ``model.fc`` on a VGG that never calls it, cannot happen). The
+dropout and identity to the Linear (or the 1x1 convolution after global pooling, timm DLA/DPN/ResNetV2:
+replaced by a :class:`SpinalConvHead` that keeps the (B, C, 1, 1) shape) that makes the logits, and
+replace *that* call (so the SpinalNet repository's bug, assigning a head to ``model.fc`` on a VGG that
+never calls it, cannot happen). The
 feature size D is measured on a probe forward, never read from attributes (timm ``vgg16`` reports
 ``num_features=512`` but its classifier reads 4096 features).
 
@@ -22,13 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import SurgeryError
 from netsurgeon.graph.sites import GraphIndex
-from netsurgeon.layers.spinal import SpinalHead
+from netsurgeon.layers.spinal import SpinalConvHead, SpinalHead
 from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass
 from netsurgeon.report import SiteChange
@@ -114,49 +117,63 @@ def _container(index: GraphIndex, chain: list[fx.Node]) -> str:
     return "" if others else parent
 
 
+def _fc_view(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """The head layer as an FC layer: weight (out, in), bias, out features (a 1x1 conv's weight viewed)."""
+    weight = layer.weight
+    return weight.reshape(weight.shape[0], -1), getattr(layer, "bias", None), weight.shape[0]
+
+
 @register_pass("spinal-head", SpinalHeadConfig, contract=Contract.CHANGES_FUNCTION, structural=True)
 def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
     index = ws.index("spinal-head")
+    out = PassOutcome()
     head = index.head()
     if head is None or not head.target:
-        raise SurgeryError("no nn.Linear makes the logits (walking back from the output through flatten, dropout "
-                           "and identity); spinal-head needs a Linear classifier (SqueezeNet's is convolutional).")
+        raise SurgeryError("no nn.Linear or 1x1 convolution after global pooling makes the logits (walking back "
+                           "from the output through flatten, dropout and identity); spinal-head needs an FC "
+                           "classifier (SqueezeNet's is convolutional, before the pooling).")
     logits = index.by_name[head.node]
-    if sum(n.op == "call_module" and n.target == head.target for n in index.nodes) != 1:
+    if index.call_count(head.target) != 1:
         raise SurgeryError(f"the logits layer {head.target} is called more than once; netsurgeon will not replace it.")
-    linear: nn.Linear = index.modules[head.target]
-    chain = _classifier_chain(index, logits) if cfg.replace == "classifier" else [logits]
+    linear = index.modules[head.target]
+    weight, bias, out_features = _fc_view(linear)
+    conv = head.kind == "conv1x1"
+    if conv and cfg.replace == "classifier":
+        out.note("the head is a 1x1 convolution after pooling, with no MLP in front: replacing that layer only")
+    chain = _classifier_chain(index, logits) if cfg.replace == "classifier" and not conv else [logits]
     source = chain[0].args[0]
     shape = tuple(ws.shapes("spinal-head")[source.name])
-    if len(shape) != 2:
+    if not (len(shape) == 2 or (conv and len(shape) == 4 and shape[2:] == (1, 1))):
         raise SurgeryError(f"the classifier reads a {len(shape)}-D tensor of shape {shape}; spinal-head needs "
                            "(batch, features) (a timm model made with global_pool='' keeps its feature map).")
     features = shape[1]
-    classes = cfg.num_classes or linear.out_features
-    can_warm = cfg.variant == "progressive" and cfg.replace == "logits_layer" and classes == linear.out_features
+    classes = cfg.num_classes or out_features
+    can_warm = cfg.variant == "progressive" and cfg.replace == "logits_layer" and classes == out_features
     warm = can_warm if cfg.warm_start is None else cfg.warm_start
-    out = PassOutcome()
     if warm and not can_warm:
-        raise SurgeryError(f"warm_start needs the class count unchanged ({linear.out_features}), "
+        raise SurgeryError(f"warm_start needs the class count unchanged ({out_features}), "
                            f"but num_classes={classes}.")
     width = cfg.width or (64 if features <= 1024 else 256)
     dropout = cfg.input_dropout if cfg.input_dropout is not None else (0.2 if cfg.variant == "progressive" else 0.0)
-    module = SpinalHead(features, classes, variant=cfg.variant, width=width, num_layers=cfg.num_layers,
-                        num_splits=cfg.num_splits, input_dropout=dropout, first_layer_input=cfg.first_layer_input,
-                        batchnorm=cfg.batchnorm, layer_dropout=cfg.layer_dropout, activation=cfg.activation)
-    module.to(device=linear.weight.device, dtype=linear.weight.dtype)
+    module = (SpinalConvHead if conv else SpinalHead)(
+        features, classes, variant=cfg.variant, width=width, num_layers=cfg.num_layers,
+        num_splits=cfg.num_splits, input_dropout=dropout, first_layer_input=cfg.first_layer_input,
+        batchnorm=cfg.batchnorm, layer_dropout=cfg.layer_dropout, activation=cfg.activation)
+    module.to(device=weight.device, dtype=weight.dtype)
     if warm:
-        module.warm_start(linear.weight, linear.bias)
+        module.warm_start(weight, bias)
         out.contract = Contract.EXACT
-    replaced = sum(p.numel() for n in chain if n.op == "call_module" for p in index.modules[n.target].parameters())
+    paths = [index.linear_path(n) or (head.target if n is logits else None) for n in chain]
+    replaced = sum(p.numel() for path in paths if path for p in index.modules[path].parameters())
     added = sum(p.numel() for p in module.parameters())
     path, scope = _put_head(ws, index, chain, head.target, module)
-    _follow_class_count(ws.model, path, linear.out_features, classes)
+    _follow_class_count(ws.model, path, out_features, classes)
     out.note(f"D={features} (measured), C={classes}, w={width}, L={cfg.num_layers}: {added:,} parameters "
-            f"replacing {replaced:,}" + ("; warm start: eval logits equal the original's" if warm else ""))
+             f"replacing {replaced:,}" + ("; warm start: eval logits equal the original's" if warm else ""))
     if added > 20 * max(replaced, 1) and added > 5_000_000:
         out.note(f"the head is large ({added:,} parameters); consider a smaller width")
-    before = f"{type(linear).__name__}({linear.in_features}, {linear.out_features})" if len(chain) == 1 \
+    kind = getattr(index.scope_types.get(head.target), "__name__", type(linear).__name__)
+    before = f"{kind}({head.in_features}, {head.out_features})" if len(chain) == 1 \
         else f"{sum(index.is_linear(n) for n in chain)}-layer MLP classifier"
     out.changes.append(SiteChange(path, before, f"SpinalHead({module.extra_repr()})", "head", scope))
     return out
