@@ -346,6 +346,17 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("timm:repvit_m1", "erase-relu"): "its ReLUs are inside SE gates; the blocks use GELU",
     ("timm:rexnet_100", "erase-relu"): "its ReLUs are inside SE gates; the blocks use SiLU/ReLU6",
     ("timm:swiftformer_xs", "erase-relu"): "its 2 ReLUs are in the stem; the blocks use GELU",
+    **{(f"torchvision:swin_v2_{v}", "erase-relu"): "its ReLUs are in the continuous position-bias MLP "
+       "(attn.cpb_mlp), which works on constant coordinates, off the blocks' data path" for v in "tsb"},
+    **{(f"timm:{m}", "erase-relu"): "its ReLUs are in the position-bias MLP, off the blocks' data path"
+       for m in ("swinv2_tiny_window16_256", "swinv2_cr_tiny_224", "test_vit_relpos")},
+    ("timm:visformer_tiny", "erase-relu"): "its one ReLU is in the stem; the blocks use GELU",
+    ("timm:vit_tiny_r_s16_p8_224", "erase-relu"): "its one ReLU is in the ResNet stem of the hybrid patch embed",
+    ("timm:volo_d1_224", "erase-relu"): "its 3 ReLUs are in the conv patch-embed stem; the blocks use GELU",
+    ("timm:volo_d1_224", "spinal-head"): "the logits are head(cls) + 0.5 * max of aux_head(tokens): no single "
+                                         "layer makes them",
+    ("timm:ese_vovnet19b_slim_dw", "proportional-relu"): "each owned ReLU follows the 2nd counted conv of a "
+                                                         "separable conv pair, which the 2:1 rule keeps",
     ("timm:fasternet_t2", "proportional-relu"): "each block has one ReLU, after its 2nd of 3 counted convs, which "
                                                 "the 2:1 rule with phase 0 keeps",
 }
