@@ -179,7 +179,7 @@ def run_model(spec: str, onnx: bool) -> dict[str, Any]:
     import torch
 
     import netsurgeon as ns
-    from netsurgeon.graph.sites import GraphIndex
+    from netsurgeon.graph.index import GraphIndex
     from netsurgeon.graph.trace import trace
     from netsurgeon.models.info import get_info
 

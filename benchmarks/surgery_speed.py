@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import netsurgeon as ns  # noqa: E402
 from benchmarks._common import environment, interleaved_medians  # noqa: E402
-from netsurgeon.graph.sites import GraphIndex  # noqa: E402
+from netsurgeon.graph.index import GraphIndex  # noqa: E402
 from netsurgeon.graph.trace import trace  # noqa: E402
 from netsurgeon.passes.erase_relu import EraseReLU, plan_erasure  # noqa: E402
 

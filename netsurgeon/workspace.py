@@ -10,8 +10,8 @@ import torch
 from torch import fx, nn
 
 from netsurgeon.errors import TraceError
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.scoped import ScopedEditor
-from netsurgeon.graph.sites import GraphIndex
 from netsurgeon.graph.trace import Traced, trace
 from netsurgeon.modes import in_mode
 

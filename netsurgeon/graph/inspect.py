@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.trace import trace
 from netsurgeon.models.info import get_info
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from torch import fx
 
 from netsurgeon.errors import SurgeryError
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.scoped import ScopedEditor, finalize
-from netsurgeon.graph.sites import GraphIndex, Site
+from netsurgeon.graph.sites import Site
 from netsurgeon.report import SiteChange
 
 __all__ = ["check_inplace_safe", "erase_sites", "finalize"]

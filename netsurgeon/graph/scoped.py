@@ -30,7 +30,8 @@ from typing import Any
 from torch import fx, nn
 
 from netsurgeon.errors import SurgeryError
-from netsurgeon.graph.sites import GraphIndex, Site
+from netsurgeon.graph.index import GraphIndex
+from netsurgeon.graph.sites import Site
 from netsurgeon.modes import in_mode
 
 __all__ = ["SWAP", "ScopedEditor", "base_class", "finalize", "is_impure", "rewritten_class"]

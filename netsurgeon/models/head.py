@@ -29,7 +29,7 @@ def classifier_path(model: nn.Module) -> str | None:
             found = next((path for path, m in model.named_modules() if m is head and path), None)
             if found is not None:
                 return found
-    from netsurgeon.graph.sites import GraphIndex
+    from netsurgeon.graph.index import GraphIndex
     from netsurgeon.graph.trace import trace
 
     traced = trace(model)

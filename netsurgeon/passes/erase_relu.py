@@ -5,7 +5,7 @@ The paper's headline rule: *erasing the last ReLU layer of all basic modules usu
 performance*; the two factors it studies are where in the module the ReLU is erased and in what
 proportion of modules. This pass implements the rule of seeds-spec §1.3:
 
-* basic modules are found structurally (``graph.sites``): residual blocks (post-activation ResNet,
+* basic modules are found structurally (``graph.blocks``): residual blocks (post-activation ResNet,
   ResNeXt, Wide-ResNet, RegNet, timm ResNet-D/SE variants), pre-activation blocks (timm ResNetV2),
   dense layers (DenseNet), conv stages between pooling layers (VGG, AlexNet), parallel-branch modules
   (Inception, SqueezeNet Fire);
@@ -33,12 +33,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from torch import fx, nn
+from torch import fx
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import NoMatchError, SurgeryError
+from netsurgeon.graph.blocks import Block
+from netsurgeon.graph.heads import global_pool_input
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.rewrite import erase_sites
-from netsurgeon.graph.sites import ACT_TYPES, Block, GraphIndex, Site, match_patterns
+from netsurgeon.graph.sites import ACT_TYPES, Site, match_patterns
 from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass
 from netsurgeon.report import SiteChange
@@ -170,25 +173,6 @@ def plan_erasure(index: GraphIndex, cfg: EraseReLU) -> tuple[list[tuple[Block, l
     return [eligible[i] for i in selected], notes
 
 
-def _global_pool_input(index: GraphIndex) -> fx.Node | None:
-    """The tensor entering the global pooling in front of the head (no convolution after it)."""
-    for node in index.nodes:
-        if not index.conv_downstream[node] and _is_global_pool(index, node):
-            source = node.args[0] if node.args else None
-            return source if isinstance(source, fx.Node) else None
-    return None
-
-
-def _is_global_pool(index: GraphIndex, node: fx.Node) -> bool:
-    module = index.module_of(node)
-    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool1d)):
-        return True
-    if module is not None and type(module).__name__ == "SelectAdaptivePool2d":
-        return True
-    name = getattr(node.target, "__name__", str(node.target))
-    return name in ("adaptive_avg_pool2d", "adaptive_max_pool2d", "mean", "avg_pool2d")
-
-
 @register_pass("erase-relu", EraseReLU, contract=Contract.CHANGES_FUNCTION, structural=True)
 def erase_relu(ws: Workspace, cfg: EraseReLU) -> PassOutcome:
     index = ws.index("erase-relu")
@@ -196,7 +180,7 @@ def erase_relu(ws: Workspace, cfg: EraseReLU) -> PassOutcome:
     plan, notes = plan_erasure(index, cfg)
     changes = erase_sites(editor, [(block.name, site) for block, sites in plan for site in sites])
     if cfg.readd_relu_before_head:
-        source = _global_pool_input(index)
+        source = global_pool_input(index)
         erased = {index.site_node(site) for _, sites in plan for site in sites}
         while source in erased:  # the plan is not applied to the analysis graph: read past erased sites
             source = source.args[0]

@@ -32,11 +32,12 @@ from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from torch import fx, nn
+from torch import nn
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, SurgeryError
-from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.graph.heads import logit_path_layers
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.hooks import EpochStart, TrainingHooks
 from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass
@@ -49,7 +50,6 @@ __all__ = [
     "GruFcHooks",
     "accumulate_delta",
     "attach_to_optimizer",
-    "logit_path_linears",
     "rectify",
     "reset_optimizer_state",
     "resolve_layers",
@@ -102,32 +102,9 @@ class GradientRectifiedFC(PassConfig):
             self.fail("layers must be 'auto' or a non-empty list of Linear module paths.")
 
 
-def logit_path_linears(index: GraphIndex) -> list[str]:
-    """FC layer paths met walking back from the output along first inputs, up to the first conv.
-
-    FC layers are ``nn.Linear`` modules (also when fx traced through a subclass, timm's ``Linear``) and a
-    1x1 convolution after global pooling that makes the logits (timm DLA, DPN, ResNetV2), whose
-    (out, in, 1, 1) weight is an FC weight viewed.
-    """
-    output = next(n for n in reversed(index.nodes) if n.op == "output")
-    head = index.head()
-    node = output.args[0]
-    found: list[str] = []
-    while isinstance(node, fx.Node) and node.op != "placeholder":
-        if head is not None and head.kind == "conv1x1" and node.name == head.node:
-            found.insert(0, head.target)
-            break
-        if index.is_conv(node):
-            break
-        if (path := index.linear_path(node)) is not None:
-            found.insert(0, path)
-        node = next(iter(node.all_input_nodes), None)
-    return found
-
-
 def resolve_layers(index: GraphIndex, cfg: GradientRectifiedFC) -> tuple[list[str], str]:
     """The Linear layers to rectify and the mode to use."""
-    path = logit_path_linears(index)
+    path = logit_path_layers(index)
     if not path:
         raise SurgeryError("no nn.Linear on the path to the logits; gru-fc rectifies FC layers.")
     if cfg.layers == "auto":

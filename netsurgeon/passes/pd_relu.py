@@ -26,8 +26,9 @@ import torch
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import NoMatchError
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.rewrite import check_inplace_safe
-from netsurgeon.graph.sites import GraphIndex, Site, match_patterns
+from netsurgeon.graph.sites import Site, match_patterns
 from netsurgeon.layers.pd_relu import PDReLU, check_callable
 from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass

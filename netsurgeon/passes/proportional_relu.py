@@ -38,8 +38,10 @@ from typing import Literal
 from torch import fx
 
 from netsurgeon.config import PassConfig
+from netsurgeon.graph.blocks import Block
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.rewrite import erase_sites
-from netsurgeon.graph.sites import Block, GraphIndex, Site
+from netsurgeon.graph.sites import Site
 from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass
 from netsurgeon.workspace import Workspace

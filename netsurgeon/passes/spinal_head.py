@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import SurgeryError
-from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.graph.heads import classifier_chain
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.layers.spinal import SpinalConvHead, SpinalHead
 from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass
@@ -39,8 +39,6 @@ from netsurgeon.workspace import Workspace
 
 __all__ = ["SpinalHeadConfig"]
 
-_CHAIN_MODULES = (nn.Linear, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Dropout, nn.BatchNorm1d, nn.Identity)
-_CHAIN_FUNCTIONS = (F.relu, F.dropout, F.gelu)
 
 
 @dataclass(frozen=True)
@@ -87,24 +85,6 @@ class SpinalHeadConfig(PassConfig):
             self.fail("warm_start needs replace='logits_layer': a replaced MLP cannot reproduce the old logits.")
 
 
-def _chain_member(index: GraphIndex, node: fx.Node) -> bool:
-    if node.op == "call_module":
-        return isinstance(index.module_of(node), _CHAIN_MODULES)
-    return node.op == "call_function" and node.target in _CHAIN_FUNCTIONS
-
-
-def _classifier_chain(index: GraphIndex, logits: fx.Node) -> list[fx.Node]:
-    """The Linear/activation/dropout nodes ending at ``logits``, starting at the first Linear."""
-    chain = [logits]
-    node = logits.args[0]
-    while isinstance(node, fx.Node) and _chain_member(index, node) and len(node.users) == 1:
-        chain.insert(0, node)
-        node = node.args[0]
-    while not index.is_linear(chain[0]):
-        chain.pop(0)
-    return chain
-
-
 def _container(index: GraphIndex, chain: list[fx.Node]) -> str:
     """The module holding exactly the chain (VGG's ``classifier``), or '' when there is none."""
     targets = [str(n.target) for n in chain if n.op == "call_module"]
@@ -140,7 +120,7 @@ def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
     conv = head.kind == "conv1x1"
     if conv and cfg.replace == "classifier":
         out.note("the head is a 1x1 convolution after pooling, with no MLP in front: replacing that layer only")
-    chain = _classifier_chain(index, logits) if cfg.replace == "classifier" and not conv else [logits]
+    chain = classifier_chain(index, logits) if cfg.replace == "classifier" and not conv else [logits]
     source = chain[0].args[0]
     shape = tuple(ws.shapes("spinal-head")[source.name])
     if not (len(shape) == 2 or (conv and len(shape) == 4 and shape[2:] == (1, 1))):

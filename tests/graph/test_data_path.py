@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import netsurgeon as ns
-from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.trace import trace
 
 

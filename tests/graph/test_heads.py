@@ -5,7 +5,7 @@ import torch
 from torch import fx, nn
 
 import netsurgeon as ns
-from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.trace import trace
 
 # smallest variants: timm Linear traced through to F.linear (mobilenetv3), 1x1 conv after pooling (dla, resnetv2)

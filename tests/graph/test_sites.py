@@ -7,8 +7,8 @@ from torch import fx, nn
 
 import netsurgeon as ns
 from netsurgeon.errors import SurgeryError
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.rewrite import check_inplace_safe
-from netsurgeon.graph.sites import GraphIndex
 from netsurgeon.graph.trace import Rung, trace
 
 # (model spec, kwargs, ReLU sites before, after erase-relu with defaults)  -- seeds-spec §1.3.1

@@ -6,7 +6,7 @@ from torch import fx, nn
 
 import netsurgeon as ns
 from netsurgeon.errors import ConfigError, NoMatchError, TraceError
-from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.trace import trace
 from netsurgeon.passes.erase_relu import select_blocks
 from tests.conftest import state_equal

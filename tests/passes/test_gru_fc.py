@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import netsurgeon as ns
 from netsurgeon.cli import app
 from netsurgeon.errors import ConfigError, SurgeryError
-from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.trace import trace
 from netsurgeon.passes.gru_fc import (
     GradientRectifiedFC,

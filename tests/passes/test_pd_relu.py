@@ -12,7 +12,7 @@ from torch import nn
 import netsurgeon as ns
 from netsurgeon.errors import ConfigError, NoMatchError
 from netsurgeon.export.artifact import load_artifact
-from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.trace import trace
 from netsurgeon.layers import PDReLU
 from tests.conftest import state_equal

@@ -7,7 +7,7 @@ import torch
 
 import netsurgeon as ns
 from netsurgeon.errors import ConfigError
-from netsurgeon.graph.sites import GraphIndex
+from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.trace import trace
 from netsurgeon.passes.proportional_relu import ProportionalReLU, keeps, kept_count, plan_proportional
 from netsurgeon.workspace import record_shapes

@@ -1,0 +1,148 @@
+"""The head: the layer that makes the logits, and the other walks back from the output.
+
+The head is found by walking back from the output through flatten, dropout and identity: an
+``nn.Linear`` (any subclass, also when fx traced through it into a functional ``linear`` on the module's
+own weights, as with timm's ``Linear``), or a 1x1 ``Conv2d`` applied after global pooling (timm DLA, DPN,
+ResNetV2: an FC layer in all but name). A convolution *before* the pooling (SqueezeNet) is not a head
+layer. Every pass that needs the head, the FC layers on the path to the logits, the classifier chain or
+the pooled features uses these functions; none matches a class by its name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch.nn.functional as F
+from torch import fx, nn
+
+from netsurgeon.graph.nodes import (
+    _PASSTHROUGH_FUNCTIONS,
+    _PASSTHROUGH_METHODS,
+    _PASSTHROUGH_MODULES,
+    NodeIndex,
+    _get_attr,
+)
+
+__all__ = ["Head", "HeadIndex", "classifier_chain", "global_pool_input", "logit_path_layers"]
+
+
+@dataclass(frozen=True)
+class Head:
+    """The layer that produces the logits, found by walking back from the output."""
+
+    node: str
+    target: str  # module path ('' when the head is a functional F.linear on weights of no Linear module)
+    in_features: int | None
+    out_features: int | None
+    passthrough: tuple[str, ...]  # what lies between the layer and the output (dropout, flatten, ...)
+    kind: Literal["linear", "conv1x1"] = "linear"  # conv1x1: a 1x1 Conv2d after global pooling
+
+
+class HeadIndex(NodeIndex):
+    """The head finder (see the module docstring)."""
+
+    def head(self) -> Head | None:
+        """Walk back from the output through dropout/flatten/identity to the layer making the logits."""
+        output = next((n for n in reversed(self.nodes) if n.op == "output"), None)
+        if output is None or not isinstance(output.args[0], fx.Node):
+            return None
+        node = output.args[0]
+        passed: list[str] = []
+        while True:
+            found = self._head_layer(node, tuple(passed))
+            if found is not None:
+                return found
+            if not self._passthrough(node) or not node.args or not isinstance(node.args[0], fx.Node):
+                return None
+            passed.append(node.name)
+            node = node.args[0]
+
+    def _passthrough(self, node: fx.Node) -> bool:
+        return (
+            isinstance(self.module_of(node), _PASSTHROUGH_MODULES)
+            or (node.op == "call_function" and node.target in _PASSTHROUGH_FUNCTIONS)
+            or (node.op == "call_method" and node.target in _PASSTHROUGH_METHODS)
+        )
+
+    def _head_layer(self, node: fx.Node, passed: tuple[str, ...]) -> Head | None:
+        module = self.module_of(node)
+        if isinstance(module, nn.Linear):
+            return Head(node.name, str(node.target), module.in_features, module.out_features, passed)
+        if node.op == "call_function" and node.target is F.linear:
+            weight = self._linear_weight(node)
+            shape = tuple(_get_attr(self.gm, str(weight.target)).shape) if weight is not None else ()
+            out_f, in_f = shape if len(shape) == 2 else (None, None)
+            return Head(node.name, self.linear_path(node) or "", in_f, out_f, passed)
+        if isinstance(module, nn.Conv2d) and set(module.kernel_size) == {1} and module.groups == 1 \
+                and node.args and isinstance(node.args[0], fx.Node) and self._after_global_pool(node.args[0]):
+            return Head(node.name, str(node.target), module.in_channels, module.out_channels, passed, "conv1x1")
+        return None
+
+    def _after_global_pool(self, node: fx.Node) -> bool:
+        """Is ``node`` a global pooling (to 1x1), reached back through dropout/identity only?"""
+        while isinstance(self.module_of(node), (nn.Dropout, nn.Identity)) or (
+                node.op == "call_function" and node.target is F.dropout):
+            if not node.args or not isinstance(node.args[0], fx.Node):
+                return False
+            node = node.args[0]
+        return self.is_global_pool(node)
+
+
+#: what may stand between the first Linear of an MLP classifier and the logits (replace=classifier)
+_CHAIN_MODULES = (nn.Linear, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Dropout, nn.BatchNorm1d, nn.Identity)
+_CHAIN_FUNCTIONS = (F.relu, F.dropout, F.gelu)
+
+
+def _output_value(index: NodeIndex) -> fx.Node | None:
+    output = next((n for n in reversed(index.nodes) if n.op == "output"), None)
+    value = output.args[0] if output is not None and output.args else None
+    return value if isinstance(value, fx.Node) else None
+
+
+def logit_path_layers(index: HeadIndex) -> list[str]:
+    """FC layer paths met walking back from the output along first inputs, up to the first convolution.
+
+    FC layers are ``nn.Linear`` modules (also when fx traced through a subclass, timm's ``Linear``) and a
+    1x1 convolution after global pooling that makes the logits (timm DLA, DPN, ResNetV2), whose
+    (out, in, 1, 1) weight is an FC weight viewed.
+    """
+    head = index.head()
+    node = _output_value(index)
+    found: list[str] = []
+    while isinstance(node, fx.Node) and node.op != "placeholder":
+        if head is not None and head.kind == "conv1x1" and node.name == head.node:
+            found.insert(0, head.target)
+            break
+        if index.is_conv(node):
+            break
+        if (path := index.linear_path(node)) is not None:
+            found.insert(0, path)
+        node = next(iter(node.all_input_nodes), None)
+    return found
+
+
+def classifier_chain(index: NodeIndex, logits: fx.Node) -> list[fx.Node]:
+    """The Linear/activation/dropout nodes ending at ``logits``, starting at the first Linear."""
+    def member(node: fx.Node) -> bool:
+        if node.op == "call_module":
+            return isinstance(index.module_of(node), _CHAIN_MODULES)
+        return node.op == "call_function" and node.target in _CHAIN_FUNCTIONS
+
+    chain = [logits]
+    node = logits.args[0]
+    while isinstance(node, fx.Node) and member(node) and len(node.users) == 1:
+        chain.insert(0, node)
+        node = node.args[0]
+    while not index.is_linear(chain[0]):
+        chain.pop(0)
+    return chain
+
+
+def global_pool_input(index: NodeIndex) -> fx.Node | None:
+    """The tensor entering the global pooling in front of the head (no convolution after it)."""
+    for node in index.nodes:
+        if not index.conv_downstream[node] and index.is_global_pool(node):
+            source = node.args[0] if node.args else None
+            return source if isinstance(source, fx.Node) else None
+    return None
