@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,30 @@ class _ChildrenAsLeaves(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return True
+
+
+@contextmanager
+def _watch_training(module: nn.Module) -> Iterator[list[bool]]:
+    """Record every read of ``module.training`` (not its children's) while the block runs.
+
+    The instance's class is swapped for a subclass whose ``training`` is a property over the same
+    instance value, so behaviour is unchanged; the reads tell whether the module's own code (its forward,
+    or any method the forward calls) looks at its mode, which a trace would freeze.
+    """
+    cls, reads = type(module), []
+
+    def get(self: nn.Module) -> bool:
+        reads.append(True)
+        return self.__dict__["training"]
+
+    def put(self: nn.Module, value: bool) -> None:
+        self.__dict__["training"] = value
+
+    module.__class__ = type(cls.__name__, (cls,), {"training": property(get, put)})
+    try:
+        yield reads
+    finally:
+        module.__class__ = cls
 
 
 def _local_key(node: fx.Node, scope: str) -> tuple:
@@ -195,25 +220,23 @@ class ScopedEditor:
         self._pending.clear()
         return done
 
-    def _trace_alone(self, module: nn.Module, training: bool) -> fx.GraphModule:
+    def _trace_alone(self, module: nn.Module) -> tuple[fx.GraphModule, bool]:
+        """The module's own forward as a graph (children as leaves, eval mode), and whether that forward
+        read ``self.training`` while it was traced (then the graph froze a train-mode branch)."""
         tracer = _ChildrenAsLeaves(autowrap_functions=self.autowrap)
-        with in_mode(module, training):
+        with in_mode(module, False), _watch_training(module) as reads:
             graph = tracer.trace(module)
-        return fx.GraphModule(module, graph, type(module).__name__)
+        return fx.GraphModule(module, graph, type(module).__name__), bool(reads)
 
     def _rewrite(self, scope: str, edits: list[_Edit]) -> None:
         owner = self.model.get_submodule(scope) if scope else self.model
         where = f"{scope or 'the model'} ({base_class(owner).__name__})"
         try:
-            local = self._trace_alone(owner, training=False)
+            local, reads_training = self._trace_alone(owner)
         except Exception as err:  # fx raises many types
             raise SurgeryError(f"cannot trace {where} on its own to edit it ({type(err).__name__}: "
                                f"{str(err).splitlines()[0] if str(err) else ''}).") from None
-        try:
-            train_code = self._trace_alone(owner, training=True).code
-        except Exception:  # noqa: BLE001 - a train-mode trace that fails means train mode differs
-            train_code = None
-        if train_code != local.code:
+        if reads_training:
             raise SurgeryError(
                 f"{where} behaves differently in train mode (its forward reads self.training), so netsurgeon "
                 "will not re-trace it: that would freeze its train-mode branch. Leave this site out "
