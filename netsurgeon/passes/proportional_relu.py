@@ -32,6 +32,7 @@ Parameters and the state_dict are unchanged; the function is not.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -147,14 +148,28 @@ def _owner_search(index: GraphIndex, conv: fx.Node, site_at: dict[fx.Node, Site]
 
 
 def plan_proportional(index: GraphIndex, cfg: ProportionalReLU, shapes: dict | None = None) -> list[ScopePlan]:
-    """The scopes, their counted convolutions and owned sites, and which sites to erase."""
+    """The scopes, their counted convolutions and owned sites, and which sites to erase, in four steps:
+    the sites in play, the counted convolutions, each one's owned ReLU, the scopes and the keep rule."""
     blocks = index.blocks()
     block_of: dict[fx.Node, Block] = {n: b for b in blocks for n in b.nodes}
-    sites = [s for s in index.sites(cfg.act_types) if not index.in_gating_scope(s)
-             and ((b := block_of.get(index.site_node(s))) is None or index.on_data_path(b, s))]
-    site_at: dict[fx.Node, Site] = {}
-    for s in sites:
-        site_at.setdefault(index.site_node(s), s)
+    sites = _sites_in_play(index, cfg, block_of)
+    counted, part = _counted_convs(index, cfg, blocks, block_of)
+    owner = _owners(index, cfg, counted, sites, blocks, block_of)
+    groups = _scopes(cfg, counted, part, block_of, shapes)
+    return [_keep_rule(ScopePlan(name, [c.name for c in members], [owner[c] for c in members]), cfg)
+            for name, members in groups]
+
+
+def _sites_in_play(index: GraphIndex, cfg: ProportionalReLU, block_of: dict[fx.Node, Block]) -> list[Site]:
+    """ReLU sites outside gating scopes and, inside a block, on the block's data path."""
+    return [s for s in index.sites(cfg.act_types) if not index.in_gating_scope(s)
+            and ((b := block_of.get(index.site_node(s))) is None or index.on_data_path(b, s))]
+
+
+def _counted_convs(index: GraphIndex, cfg: ProportionalReLU, blocks: list[Block],
+                   block_of: dict[fx.Node, Block]) -> tuple[list[fx.Node], Callable[[fx.Node], str]]:
+    """The main-path convolutions that count (no shortcut projections, SE convs, stem or head unless
+    asked), and where each lies: 'body', 'stem', 'head' or 'between' blocks."""
     convs = [n for n in index.nodes if index.is_conv(n) and not index.in_gating(n)]
     shortcut: set[fx.Node] = set()
     for b in blocks:
@@ -171,7 +186,16 @@ def plan_proportional(index: GraphIndex, cfg: ProportionalReLU, shapes: dict | N
     counted = [c for c in convs if c not in shortcut]
     counted = [c for c in counted if not (part(c) == "stem" and not cfg.include_stem)]
     counted = [c for c in counted if not (part(c) == "head" and not cfg.include_head)]
+    return counted, part
 
+
+def _owners(index: GraphIndex, cfg: ProportionalReLU, counted: list[fx.Node], sites: list[Site],
+            blocks: list[Block], block_of: dict[fx.Node, Block]) -> dict[fx.Node, Site | None]:
+    """Each counted convolution's owned ReLU: the first site downstream before the next conv/Linear, or
+    for pre-activation networks (most blocks rectify before their first conv) the site feeding it."""
+    site_at: dict[fx.Node, Site] = {}
+    for s in sites:
+        site_at.setdefault(index.site_node(s), s)
     block_sites: dict[str, list[Site]] = {}
     for s in sites:
         if (b := block_of.get(index.site_node(s))) is not None:
@@ -185,11 +209,16 @@ def plan_proportional(index: GraphIndex, cfg: ProportionalReLU, shapes: dict | N
         owner[conv] = None if node is None or node in taken else site_at[node]
         if owner[conv] is not None:
             taken.add(node)
+    return owner
 
+
+def _scopes(cfg: ProportionalReLU, counted: list[fx.Node], part: Callable[[fx.Node], str],
+            block_of: dict[fx.Node, Block], shapes: dict | None) -> list[tuple[str, list[fx.Node]]]:
+    """The counted convolutions grouped by ``scope``: the network, each block, or each resolution stage."""
     groups: list[tuple[str, list[fx.Node]]] = []
     if cfg.scope == "network":
-        groups = [("network", counted)]
-    elif cfg.scope == "block":
+        return [("network", counted)]
+    if cfg.scope == "block":
         named = {"stem": "stem", "head": "head"}
         for conv in counted:
             p = part(conv)
@@ -199,31 +228,32 @@ def plan_proportional(index: GraphIndex, cfg: ProportionalReLU, shapes: dict | N
             if not groups or groups[-1][0] != name:
                 groups.append((name, []))
             groups[-1][1].append(conv)
-    else:
-        if shapes is None:
-            raise ValueError("scope='stage' needs the measured shapes")
-        previous = None
-        for conv in counted:
-            resolution = tuple(shapes[conv.name][2:])
-            if resolution != previous:
-                groups.append((f"stage{len(groups)}@{'x'.join(map(str, resolution))}", []))
-                previous = resolution
-            groups[-1][1].append(conv)
+        return groups
+    if shapes is None:
+        raise ValueError("scope='stage' needs the measured shapes")
+    previous = None
+    for conv in counted:
+        resolution = tuple(shapes[conv.name][2:])
+        if resolution != previous:
+            groups.append((f"stage{len(groups)}@{'x'.join(map(str, resolution))}", []))
+            previous = resolution
+        groups[-1][1].append(conv)
+    return groups
 
-    plans = []
-    for name, members in groups:
-        plan = ScopePlan(name, [c.name for c in members], [owner[c] for c in members])
-        plan.keep = [keeps(i, cfg.N, cfg.M, cfg.phase) for i in range(len(members))]
-        kept = sum(1 for s, k in zip(plan.owned, plan.keep, strict=True) if s is not None and k)
-        for i in reversed(range(len(members))):
-            if kept >= cfg.min_keep:
-                break
-            if plan.owned[i] is not None and not plan.keep[i]:
-                plan.keep[i] = True
-                plan.raised = True
-                kept += 1
-        plans.append(plan)
-    return plans
+
+def _keep_rule(plan: ScopePlan, cfg: ProportionalReLU) -> ScopePlan:
+    """Keep M of every N counted convolutions' ReLUs; restore the latest owned ones up to ``min_keep``."""
+    count = len(plan.convs)
+    plan.keep = [keeps(i, cfg.N, cfg.M, cfg.phase) for i in range(count)]
+    kept = sum(1 for s, k in zip(plan.owned, plan.keep, strict=True) if s is not None and k)
+    for i in reversed(range(count)):
+        if kept >= cfg.min_keep:
+            break
+        if plan.owned[i] is not None and not plan.keep[i]:
+            plan.keep[i] = True
+            plan.raised = True
+            kept += 1
+    return plan
 
 
 @register_pass("proportional-relu", ProportionalReLU, contract=Contract.CHANGES_FUNCTION, structural=True)
