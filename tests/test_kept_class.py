@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 import netsurgeon as ns
+from benchmarks import scope_share
 from netsurgeon.cli import app
 from netsurgeon.export.artifact import read_provenance
 from netsurgeon.graph.scoped import base_class
@@ -27,19 +28,9 @@ from netsurgeon.registry import list_passes
 from netsurgeon.train import FinetuneConfig, finetune
 from netsurgeon.train.loop import split_auxiliary
 
-# (spec, constructor kwargs, input side): the families the issue names, at small inputs
-MODELS = [
-    ("torchvision:resnet18", {}, 32),
-    ("torchvision:densenet121", {}, 32),
-    ("torchvision:vgg16_bn", {}, 32),
-    ("torchvision:googlenet", {}, 64),
-    ("torchvision:mobilenet_v3_small", {}, 32),
-    ("torchvision:efficientnet_b0", {}, 32),
-    ("timm:resnet18", {"drop_rate": 0.5, "drop_path_rate": 0.2}, 32),
-    ("timm:seresnext26d_32x4d", {}, 32),
-    ("timm:densenet121", {}, 32),
-    ("timm:vgg11", {}, 32),
-]
+# (spec, constructor kwargs, input side): the families the issue names, at small inputs; the same list
+# feeds benchmarks/scope_share.py, which prints the share of swaps, block and root rewrites
+MODELS = scope_share.MODELS
 PASSES = [spec.name for spec in list_passes()]
 
 
