@@ -83,7 +83,7 @@ class Workspace:
     def editor(self, pass_name: str) -> ScopedEditor:
         """Edits planned on :meth:`index`'s nodes, applied to :attr:`model` at the smallest scope."""
         if self._editor is None:
-            self._editor = ScopedEditor(self.model, self.index(pass_name), self.traced.autowrap)
+            self._editor = ScopedEditor(self.model, self.index(pass_name), self.traced.autowrap, self.probe)
         return self._editor
 
     def shapes(self, pass_name: str) -> dict[str, torch.Size]:

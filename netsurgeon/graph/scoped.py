@@ -22,12 +22,15 @@ never re-traced, since that would freeze the branch: the edit is refused with an
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import fx, nn
 
 from netsurgeon.errors import SurgeryError
@@ -97,6 +100,42 @@ def _watch_training(module: nn.Module) -> Iterator[list[bool]]:
         module.__class__ = cls
 
 
+def _forward_params(module: nn.Module) -> list[inspect.Parameter]:
+    """The parameters of the module's ``forward`` after ``self``."""
+    try:
+        return list(inspect.signature(type(module).forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return []
+
+
+def _concrete_args(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The arguments after the first that a trace of ``module`` alone must keep as they were called:
+    None and plain values as they are, lists/tuples of tensors as placeholders (``fx.PH``) for each."""
+    params = _forward_params(module)
+    try:
+        bound = inspect.signature(type(module).forward).bind(module, *args, **kwargs)
+    except TypeError:
+        return {}
+    bound.apply_defaults()
+    concrete: dict[str, Any] = {}
+    for param in params[1:]:
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        value = bound.arguments.get(param.name, param.default)
+        if isinstance(value, torch.Tensor):
+            continue
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+            concrete[param.name] = type(value)(fx.PH for _ in value)
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            concrete[param.name] = value
+    first = params[0] if params else None
+    if first is not None and first.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and args:
+        value = args[0]
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+            concrete[first.name] = type(value)(fx.PH for _ in value)
+    return concrete
+
+
 def _local_key(node: fx.Node, scope: str) -> tuple:
     target = node.target
     if node.op == "call_module" and scope:
@@ -115,6 +154,7 @@ class ScopedEditor:
     model: nn.Module
     index: GraphIndex
     autowrap: tuple[Callable, ...] = ()
+    probe: Any = None  # a batch for the model: shows how modules with optional arguments are called
     changed: bool = False  # any swap or pending call edit so far
     _pending: dict[str, list[_Edit]] = field(default_factory=dict)
     _taken: dict[str, set[str]] = field(default_factory=dict)
@@ -220,22 +260,65 @@ class ScopedEditor:
         self._pending.clear()
         return done
 
-    def _trace_alone(self, module: nn.Module) -> tuple[fx.GraphModule, bool]:
+    def _recorded_calls(self, scopes: list[str]) -> dict[str, dict[str, Any] | None]:
+        """How each module among ``scopes`` whose ``forward`` takes more than its input is called on the
+        probe: the arguments to keep concrete in its own trace (None, flags, lists of tensors), as the
+        whole-model trace saw them (timm DLA's ``shortcut=None``, HRNet's list of branch inputs). ``None``
+        marks a module called in more than one way."""
+        owners = {s: (self.model.get_submodule(s) if s else self.model) for s in scopes}
+        if self.probe is None:
+            return {}
+        seen: dict[str, dict[str, Any] | None] = {}
+
+        def record(scope: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+            concrete = _concrete_args(module, args, kwargs)
+            seen[scope] = concrete if seen.get(scope, concrete) == concrete else None
+
+        handles = [m.register_forward_pre_hook(functools.partial(record, s), with_kwargs=True)
+                   for s, m in owners.items()]
+        try:
+            with torch.no_grad(), in_mode(self.model, False):
+                self.model(self.probe)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return seen
+
+    def _trace_alone(self, module: nn.Module, concrete: dict[str, Any] | None = None
+                     ) -> tuple[fx.GraphModule, bool]:
         """The module's own forward as a graph (children as leaves, eval mode), and whether that forward
         read ``self.training`` while it was traced (then the graph froze a train-mode branch)."""
         tracer = _ChildrenAsLeaves(autowrap_functions=self.autowrap)
         with in_mode(module, False), _watch_training(module) as reads:
-            graph = tracer.trace(module)
+            graph = tracer.trace(module, concrete_args=concrete or None)
         return fx.GraphModule(module, graph, type(module).__name__), bool(reads)
+
+    def _trace_as_called(self, scope: str, owner: nn.Module, where: str) -> tuple[fx.GraphModule, bool]:
+        """Trace ``owner`` alone: plainly when its forward takes only its input, else (or when the plain
+        trace fails) with the arguments it was called with on the probe kept concrete."""
+        concrete: dict[str, Any] | None = {}
+        error: Exception | None = None
+        if len(_forward_params(owner)) <= 1:
+            try:
+                return self._trace_alone(owner)
+            except Exception as err:  # fx raises many types  # noqa: BLE001
+                error = err
+        if self.probe is not None:
+            concrete = self._recorded_calls([scope]).get(scope, {})
+            if concrete is None:
+                raise SurgeryError(f"{where} is called in more than one way (its arguments differ between "
+                                   "calls); netsurgeon cannot give it one edited forward.")
+        try:
+            return self._trace_alone(owner, concrete)
+        except Exception as err:  # fx raises many types
+            error = err
+        raise SurgeryError(f"cannot trace {where} on its own to edit it ({type(error).__name__}: "
+                           f"{str(error).splitlines()[0] if str(error) else ''}).")
 
     def _rewrite(self, scope: str, edits: list[_Edit]) -> None:
         owner = self.model.get_submodule(scope) if scope else self.model
         where = f"{scope or 'the model'} ({base_class(owner).__name__})"
-        try:
-            local, reads_training = self._trace_alone(owner)
-        except Exception as err:  # fx raises many types
-            raise SurgeryError(f"cannot trace {where} on its own to edit it ({type(err).__name__}: "
-                               f"{str(err).splitlines()[0] if str(err) else ''}).") from None
+        local, reads_training = self._trace_as_called(scope, owner, where)
         if reads_training:
             raise SurgeryError(
                 f"{where} behaves differently in train mode (its forward reads self.training), so netsurgeon "
@@ -315,6 +398,9 @@ def _install(owner: nn.Module, local: fx.GraphModule, dropped: set[str]) -> None
                 owner.add_module(target, value)
             else:
                 setattr(owner, target, copy.copy(value))
+    for name in ("_in_spec", "_out_spec"):  # pytree specs the generated code reads (list arguments)
+        if name in local.__dict__:
+            object.__setattr__(owner, name, local.__dict__[name])
     owner.__class__ = rewritten_class(base_class(owner), type(local).forward)
 
 

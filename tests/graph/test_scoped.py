@@ -111,3 +111,55 @@ def test_train_mode_of_each_module_is_kept():
     model.block.conv1.eval()  # a user's mixed modes (a frozen part)
     result = ns.apply(model, "pd-relu", example_input=X).model
     assert result.training and result.block.training and not result.block.conv1.training
+
+
+class OptionalArg(nn.Module):
+    """timm DLA-like: an optional shortcut that is None for one call site and a tensor for another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x, shortcut=None):
+        if shortcut is None:
+            shortcut = x
+        return F.relu(self.conv(x) + shortcut)
+
+
+class ListInput(nn.Module):
+    """timm HRNet-like: the forward takes a list of branch inputs and assigns into it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList([nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)])
+
+    def forward(self, x):
+        for i, branch in enumerate(self.branches):
+            x[i] = F.relu(branch(x[i]))
+        return x
+
+
+class CalledAsRecorded(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.a, self.b, self.multi = OptionalArg(), OptionalArg(), ListInput()
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.a(x)  # shortcut None
+        y = self.b(y, x)  # shortcut given
+        y0, y1 = self.multi([y, x])
+        return self.fc((y0 + y1).mean((2, 3)))
+
+
+def test_modules_with_optional_or_list_arguments_are_traced_as_they_are_called():
+    torch.manual_seed(0)
+    model = CalledAsRecorded().eval()
+    result = ns.apply(model, "pd-relu", example_input=X)
+    assert result.report.scope_counts() == {"swap": 0, "block": 4, "root": 0}
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(result.model(x), model(x))
+    assert isinstance(result.model.a, OptionalArg) and isinstance(result.model.multi, ListInput)
