@@ -135,15 +135,16 @@ def check_apply_args(model: Any, passes: Any, input_size: Sequence[int] | None =
         check_input_channels(model, size)
 
 
-def check_probe_runs(model: Any, x: Any) -> None:
-    """Run ``model`` once on the probe batch; a model that cannot take it is refused with what to do."""
+def check_probe_runs(model: Any, x: Any) -> Any:
+    """Run ``model`` once on the probe batch (eval mode, no grad) and return its output; a model that cannot
+    take the batch is refused with what to do."""
     import torch
 
     from netsurgeon.modes import in_mode
 
     try:
         with torch.no_grad(), in_mode(model, False):
-            model(x)
+            return model(x)
     except Exception as err:  # any failure of the user's forward on our probe
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise SurgeryError(

@@ -179,10 +179,6 @@ class ScopedEditor:
         """The path of the module whose own ``forward`` makes this call ('' = the model)."""
         return "" if self.flat else self._key_table()[node][0]
 
-    def calls_of(self, path: str) -> int:
-        """How many times the graph calls the module at ``path``."""
-        return sum(n.op == "call_module" and n.target == path for n in self.index.nodes)
-
     # ---------------------------------------------------------------- edits
     def swap(self, path: str, module: nn.Module) -> str:
         """Put ``module`` at ``path`` in the working model (module swap)."""
@@ -193,7 +189,7 @@ class ScopedEditor:
         return SWAP
 
     def _swappable(self, site: Site) -> bool:
-        return site.kind == "nested" or (site.kind == "module" and self.calls_of(site.target) == 1)
+        return site.kind == "nested" or (site.kind == "module" and self.index.call_count(site.target) == 1)
 
     def erase(self, site: Site) -> tuple[str, str]:
         """Remove one activation call; returns (what it became, scope)."""
