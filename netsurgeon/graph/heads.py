@@ -1,6 +1,7 @@
 """The head: the layer that makes the logits, and the other walks back from the output.
 
-The head is found by walking back from the output through flatten, dropout and identity: an
+The head is found by walking back from the output through flatten, dropout and identity (and into the
+one term of a sum that is an FC output, as in timm VOLO's head plus auxiliary token head): an
 ``nn.Linear`` (any subclass, also when fx traced through it into a functional ``linear`` on the module's
 own weights, as with timm's ``Linear``), or a 1x1 ``Conv2d`` applied after global pooling (timm DLA, DPN,
 ResNetV2: an FC layer in all but name). A convolution *before* the pooling (SqueezeNet) is not a head
@@ -43,19 +44,29 @@ class HeadIndex(NodeIndex):
     """The head finder (see the module docstring)."""
 
     def head(self) -> Head | None:
-        """Walk back from the output through dropout/flatten/identity to the layer making the logits."""
+        """Walk back from the output through dropout/flatten/identity to the layer making the logits.
+
+        Logits that are a sum of terms (timm VOLO: ``head(cls) + 0.5 * aux_head(tokens).max(1)[0]``) have
+        a head when exactly one term is an FC layer's output reached through those passthroughs only:
+        that layer is the classifier (the one timm's ``get_classifier()`` names); the other terms stay.
+        """
         output = next((n for n in reversed(self.nodes) if n.op == "output"), None)
         if output is None or not isinstance(output.args[0], fx.Node):
             return None
-        node = output.args[0]
-        passed: list[str] = []
+        return self._walk_to_head(output.args[0], ())
+
+    def _walk_to_head(self, node: fx.Node, passed: tuple[str, ...]) -> Head | None:
         while True:
-            found = self._head_layer(node, tuple(passed))
+            found = self._head_layer(node, passed)
             if found is not None:
                 return found
+            if self.is_residual_add(node):
+                terms = [self._walk_to_head(arg, (*passed, node.name)) for arg in self._tensor_args(node)]
+                found_terms = [t for t in terms if t is not None]
+                return found_terms[0] if len(found_terms) == 1 else None
             if not self._passthrough(node) or not node.args or not isinstance(node.args[0], fx.Node):
                 return None
-            passed.append(node.name)
+            passed = (*passed, node.name)
             node = node.args[0]
 
     def _passthrough(self, node: fx.Node) -> bool:

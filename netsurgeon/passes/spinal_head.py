@@ -128,6 +128,14 @@ def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
                            "(batch, features) (a timm model made with global_pool='' keeps its feature map).")
     features = shape[1]
     classes = cfg.num_classes or out_features
+    summed = [n for n in head.passthrough if index.is_residual_add(index.by_name[n])]
+    if summed:  # timm VOLO: head(cls) + 0.5 * aux_head(tokens).max(1)[0]
+        if classes != out_features:
+            raise SurgeryError(f"the logits add {head.target}'s output to other terms of {out_features} classes "
+                               f"(at {', '.join(summed)}), so spinal-head cannot change the class count to "
+                               f"{classes}; load the model with num_classes={classes} instead.")
+        out.note(f"the logits also add other terms to {head.target}'s output (at {', '.join(summed)}); "
+                 "they are kept")
     can_warm = cfg.variant == "progressive" and cfg.replace == "logits_layer" and classes == out_features
     warm = can_warm if cfg.warm_start is None else cfg.warm_start
     if warm and not can_warm:

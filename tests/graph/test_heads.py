@@ -84,3 +84,41 @@ def test_gru_fc_two_layers_traced_through_get_hooks():
     assert [c.site for c in result.report.passes[0].changes] == ["3", "5"]
     assert result.report.passes[0].keys_changed == ["3.weight", "5.weight"]
     assert result.report.keys_added == [] and result.report.keys_removed == []
+
+
+def _tiny_volo() -> nn.Module:
+    from timm.models.volo import VOLO
+
+    torch.manual_seed(0)
+    return VOLO(layers=(1, 1, 1, 1), img_size=64, patch_size=8, stem_hidden_dim=16, embed_dims=(32,) * 4,
+                num_heads=(1,) * 4, num_classes=10).eval()
+
+
+def test_summed_logits_take_the_one_fc_term_as_head():
+    """timm VOLO's logits are head(cls) + 0.5 * aux_head(tokens).max(1)[0]: the head is `head`, as timm says."""
+    model = _tiny_volo()
+    head = GraphIndex(trace(model).gm).head()
+    assert head is not None and head.target == _classifier_path(model) == "head"
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    result = ns.apply(model, "spinal-head", example_input=x)
+    assert type(result.model) is type(model)
+    assert [(c.site, c.scope) for c in result.report.passes[0].changes] == [("head", "swap")]
+    assert any("also add other terms" in note for note in result.report.passes[0].notes)
+    assert result.model.aux_head is not None and result.model.get_classifier() is result.model.head
+    assert result.report.verification.max_abs_diff <= 1e-5 * max(1.0, float(model(x).abs().max()))
+    with pytest.raises(ns.NetsurgeonError, match="cannot change the class count"):
+        ns.apply(model, ("spinal-head", {"num_classes": 5}), example_input=x)
+
+
+def test_a_sum_of_two_fc_terms_has_no_single_head():
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.pool = nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1)
+            self.a, self.b = nn.Linear(4, 5), nn.Linear(4, 5)
+
+        def forward(self, x):
+            x = self.pool(self.body(x)).flatten(1)
+            return self.a(x) + self.b(x)
+
+    assert GraphIndex(fx.symbolic_trace(TwoHeads())).head() is None
