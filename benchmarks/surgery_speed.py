@@ -2,13 +2,21 @@
 plus the probe check) against a bare ``torch.fx.symbolic_trace`` of the same model, in one process.
 
 For each model the variants run round-robin (``interleaved_medians``), medians of ``--runs`` runs after
-one warm-up each. The bare trace traces the model itself; ``plan`` also deep-copies the model first
-(the input is never mutated), so the copy is timed on its own as well, and so are netsurgeon's tracing
-ladder (copy + trace + state check) and the analysis alone (``GraphIndex``, the sites, erase-relu's
-plan: on an already traced graph), to show where the time goes.
+one warm-up each. The second table splits ``plan`` into its steps, timed one after another inside
+one run (medians over the runs), as ratios to the bare trace:
+
+* ``copy``: the private copy of the modules (a dry run shares the caller's tensors, see ``Workspace.of``);
+* ``trace``: the whole-model analysis trace (netsurgeon's ladder on the copy);
+* ``pass``: the pass itself on that graph: its analysis (sites, blocks, data paths) and queued edits;
+* ``rewrites``: applying the edits at their scopes (``ScopedEditor.apply``: one local trace, edit and
+  code generation per rewritten block), with the count of block rewrites;
+* ``re-trace``: the whole-model trace of the result (the next pass's graph, the report's site count);
+* ``fx floor``: what fx charges for any trace at all (tracing a module whose forward is ``return x``),
+  times the number of traces ``plan`` makes: the part of the rewrites no netsurgeon code can remove.
+
 ``--profile`` prints where ``plan`` spends its time (cProfile, cumulative, top entries).
 
-    .venv/bin/python benchmarks/surgery_speed.py [--runs 5] [--size 64] [--device cpu] [--profile]
+    .venv/bin/python benchmarks/surgery_speed.py [--runs 7] [--size 64] [--device cpu] [--profile]
 """
 
 from __future__ import annotations
@@ -18,45 +26,45 @@ import copy
 import cProfile
 import io
 import pstats
+import statistics
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import torch
-from torch import fx
+from torch import fx, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import netsurgeon as ns  # noqa: E402
 from benchmarks._common import environment, interleaved_medians  # noqa: E402
-from netsurgeon.graph.index import GraphIndex  # noqa: E402
+from netsurgeon.graph.scoped import _ChildrenAsLeaves  # noqa: E402
 from netsurgeon.graph.trace import trace  # noqa: E402
-from netsurgeon.passes.erase_relu import EraseReLU, plan_erasure  # noqa: E402
+from netsurgeon.registry import get_pass  # noqa: E402
+from netsurgeon.workspace import Workspace  # noqa: E402
 
 MODELS = ["torchvision:resnet50", "torchvision:densenet121", "timm:resnet152d"]
+STEPS = ("copy", "trace", "pass", "rewrites", "re-trace")
+
+
+class _Identity(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _load(spec: str, device: torch.device) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ns.load_model(spec).to(device).eval()
 
 
 def measure(spec: str, pass_name: str, device: torch.device, size: int, runs: int) -> dict[str, float]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = ns.load_model(spec).to(device).eval()
+    model = _load(spec, device)
     x = torch.randn(2, 3, size, size, device=device)
 
     def bare() -> None:
         fx.symbolic_trace(model)
-
-    def deepcopy() -> None:
-        copy.deepcopy(model)
-
-    def ladder() -> None:
-        trace(model)
-
-    gm = trace(model).gm
-
-    def analysis() -> None:
-        index = GraphIndex(gm)
-        index.sites()
-        plan_erasure(index, EraseReLU())
 
     def plan() -> None:
         ns.plan(model, pass_name, example_input=x)
@@ -64,8 +72,46 @@ def measure(spec: str, pass_name: str, device: torch.device, size: int, runs: in
     def apply() -> None:
         ns.apply(model, pass_name, example_input=x)
 
-    steps = {"bare": bare, "deepcopy": deepcopy, "ladder": ladder, "analysis": analysis, "plan": plan, "apply": apply}
-    return interleaved_medians(steps, device, runs)
+    return interleaved_medians({"bare": bare, "plan": plan, "apply": apply}, device, runs)
+
+
+def plan_steps(spec: str, pass_name: str, device: torch.device, runs: int) -> dict[str, float]:
+    """``plan``'s steps timed one after another in one run, as ``api.plan`` runs them; medians over runs."""
+    model = _load(spec, device)
+    pass_spec = get_pass(pass_name)
+    x = torch.randn(2, 3, 64, 64, device=device)
+    identity = _Identity()
+    times: dict[str, list[float]] = {k: [] for k in (*STEPS, "bare", "floor")}
+    blocks = 0
+    for run in range(runs + 1):
+        clock = time.perf_counter()
+        fx.symbolic_trace(model)
+        bare = time.perf_counter() - clock
+        clock = time.perf_counter()
+        _ChildrenAsLeaves().trace(identity)
+        floor = time.perf_counter() - clock
+        marks = [time.perf_counter()]
+        shared = {} if pass_spec.edits_weights else {id(t): t for t in (*model.parameters(), *model.buffers())}
+        working = copy.deepcopy(model, shared).eval()
+        marks.append(time.perf_counter())
+        ws = Workspace(working, trace(working, copy_model=False), probe=x)
+        marks.append(time.perf_counter())
+        pass_spec.fn(ws, pass_spec.config_cls())
+        marks.append(time.perf_counter())
+        scopes = ws.editor(pass_name).apply()
+        marks.append(time.perf_counter())
+        trace(ws.model, copy_model=False)
+        marks.append(time.perf_counter())
+        if run == 0:
+            continue  # warm-up
+        blocks = sum(label != "root" for label in scopes)
+        times["bare"].append(bare)
+        times["floor"].append(floor)
+        for name, start, end in zip(STEPS, marks, marks[1:], strict=False):
+            times[name].append(end - start)
+    out = {k: statistics.median(v) for k, v in times.items()}
+    out["blocks"] = blocks
+    return out
 
 
 def profile(spec: str, pass_name: str, top: int) -> str:
@@ -93,14 +139,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     print(f"{environment(device)}; pass {args.pass_name}; medians of {args.runs} interleaved runs\n")
-    print("| model | bare symbolic_trace (s) | deepcopy (s) | trace ladder (s) | analysis (s) | plan (s) | plan / bare "
-          "| apply (s) | apply / bare |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| model | bare symbolic_trace (s) | plan (s) | plan / bare | apply (s) | apply / bare |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    steps = {}
     for spec in args.models:
         t = measure(spec, args.pass_name, device, args.size, args.runs)
-        print(f"| {spec} | {t['bare']:.3f} | {t['deepcopy']:.3f} | {t['ladder']:.3f} | {t['analysis']:.3f} "
-              f"| {t['plan']:.3f} | {t['plan'] / t['bare']:.2f}x "
+        print(f"| {spec} | {t['bare']:.3f} | {t['plan']:.3f} | {t['plan'] / t['bare']:.2f}x "
               f"| {t['apply']:.3f} | {t['apply'] / t['bare']:.2f}x |", flush=True)
+        steps[spec] = plan_steps(spec, args.pass_name, device, args.runs)
+    print("\nplan's steps, each / the bare trace of the same run (medians):\n")
+    print("| model | " + " | ".join(STEPS) + " | sum | block rewrites | fx floor x traces |")
+    print("| --- |" + " ---: |" * (len(STEPS) + 3))
+    for spec, t in steps.items():
+        ratios = [t[k] / t["bare"] for k in STEPS]
+        traces = 2 + t["blocks"]
+        floor = f"{traces:.0f} x {t['floor'] * 1e3:.2f} ms = {traces * t['floor'] / t['bare']:.2f}x"
+        print(f"| {spec} | " + " | ".join(f"{r:.2f}x" for r in ratios) + f" | {sum(ratios):.2f}x | "
+              f"{t['blocks']:.0f} | {floor} |")
     if args.profile:
         print(f"\nprofile of plan on {args.models[0]}:\n")
         print(profile(args.models[0], args.pass_name, args.top))

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from netsurgeon.config import PassConfig
-from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning
+from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning, SurgeryError
 from netsurgeon.models.info import ModelInfo, get_info, probe_input, set_info
 from netsurgeon.modes import in_mode
 from netsurgeon.outcome import PassOutcome
@@ -94,22 +94,47 @@ def apply(
     Returns:
         SurgeryResult with ``.model`` (same train/eval mode as the input) and ``.report``.
     """
+    return _surgery(model, passes, example_input=example_input, input_size=input_size, verify=verify,
+                    allow_reapply=allow_reapply, data=data, allow_violation=allow_violation, dry_run=False)
+
+
+def _surgery(
+    model: nn.Module,
+    passes: PassLike | Sequence[PassLike],
+    *,
+    example_input: torch.Tensor | None,
+    input_size: Sequence[int] | None,
+    verify: bool,
+    allow_reapply: bool,
+    data: Iterable[tuple[torch.Tensor, torch.Tensor]] | None,
+    allow_violation: bool,
+    dry_run: bool,
+) -> SurgeryResult:
+    """``apply``; a ``dry_run`` (``plan``) does not verify and, when no pass edits tensors in place,
+    works on a copy that shares the caller's tensors (its model is never handed out)."""
     check_apply_args(model, passes, input_size)
     configs = resolve_passes(passes)
     info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")
     x = example_input if example_input is not None else probe_input(model, input_size)
     # a probe the model cannot run is one clear error before any work; its output is the check's reference
     reference = check_probe_runs(model, x) if verify else None
-    ws = Workspace.of(model, history=list(info.history), probe=x, data=data)
+    share = dry_run and not any(get_pass(c.pass_name).edits_weights for c in configs)
+    ws = Workspace.of(model, share_tensors=share, history=list(info.history), probe=x, data=data)
     sites_before = _count_sites(ws)
     reports = []
+    versions = _versions(model) if share else {}
     for config in configs:
         reports.append(run_pass(ws, config, spec_label=info.spec, allow_reapply=allow_reapply))
+        if share and _versions(model) != versions:
+            raise SurgeryError(f"{config.pass_name} changed the caller's tensors in place during a dry run, "
+                               "though it is registered with edits_weights=False (a bug in the pass): register it "
+                               "with edits_weights=True.")
     result_model = ws.model
     _copy_modes(model, result_model)
     set_info(result_model, dataclasses.replace(info, history=ws.history))
     before_state, after_state = model.state_dict(), result_model.state_dict()
-    report = _surgery_report(info, ws, reports, model, sites_before, before_state, after_state, dry_run=not verify)
+    report = _surgery_report(info, ws, reports, model, sites_before, before_state, after_state,
+                             dry_run=dry_run or not verify)
     if verify:
         exact = all(r.contract == Contract.EXACT.value for r in reports)
         kept = [k for k in before_state if k in after_state]
@@ -182,9 +207,27 @@ def _copy_modes(original: nn.Module, result: nn.Module) -> None:
         module.training = modes.get(path, original.training)
 
 
-def plan(model: nn.Module, passes: PassLike | Sequence[PassLike], **kwargs: Any) -> SurgeryReport:
-    """Dry run: the report of what ``apply`` would change, without running the models."""
-    return apply(model, passes, verify=False, **kwargs).report
+def plan(
+    model: nn.Module,
+    passes: PassLike | Sequence[PassLike],
+    *,
+    example_input: torch.Tensor | None = None,
+    input_size: Sequence[int] | None = None,
+    allow_reapply: bool = False,
+    data: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> SurgeryReport:
+    """Dry run: the report of what ``apply`` would change, without running the models (no probe check).
+
+    Passes that never edit a tensor in place run on a copy of the modules that shares the caller's weights,
+    so a plan costs little more than tracing the model; ``model`` is never modified.
+    """
+    return _surgery(model, passes, example_input=example_input, input_size=input_size, verify=False,
+                    allow_reapply=allow_reapply, data=data, allow_violation=False, dry_run=True).report
+
+
+def _versions(model: nn.Module) -> list[int]:
+    """Every parameter's and buffer's in-place version counter (what a dry run must leave unchanged)."""
+    return [t._version for t in model.parameters()] + [t._version for t in model.buffers()]
 
 
 @torch.no_grad()

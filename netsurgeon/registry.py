@@ -45,6 +45,7 @@ class PassSpec:
     structural: bool  # True: the edit changes the graph, so reloading an artifact replays it
     summary: str
     hooks: type | None = None  # a netsurgeon.hooks.TrainingHooks subclass: what the pass does during fine-tuning
+    edits_weights: bool = True  # may change existing tensors in place (False: a dry run shares the caller's)
 
     def make_config(self, values: dict[str, Any] | None = None) -> PassConfig:
         """Build this pass's config from plain values (strings from ``--set`` are parsed)."""
@@ -61,12 +62,16 @@ def register_pass(
     contract: Contract,
     structural: bool,
     hooks: type | None = None,
+    edits_weights: bool = True,
 ) -> Callable[[PassFn], PassFn]:
     """Decorator registering ``fn`` as the implementation of pass ``name``.
 
     ``fn(ws, config)`` plans on ``ws.index(name)``, edits through ``ws.editor(name)`` and returns a
     :class:`~netsurgeon.outcome.PassOutcome`. ``hooks`` is a :class:`~netsurgeon.hooks.TrainingHooks`
-    subclass for a pass that acts during fine-tuning. The summary shown by ``netsurgeon passes`` is the
+    subclass for a pass that acts during fine-tuning. ``edits_weights=False`` promises that the pass never
+    changes an existing parameter or buffer in place (it swaps modules, rewrites calls, adds new modules):
+    ``plan`` then shares the caller's tensors instead of cloning them, and checks the promise (every
+    shared tensor's version counter) after the pass. The summary shown by ``netsurgeon passes`` is the
     first line of the config class's docstring.
     """
     if not _NAME_RE.match(name):
@@ -77,7 +82,8 @@ def register_pass(
             raise ValueError(f"pass {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
         summary = (config_cls.__doc__ or "").strip().splitlines()[0] if config_cls.__doc__ else ""
         config_cls.pass_name = name
-        _REGISTRY[name] = PassSpec(name, config_cls, fn, Contract(contract), structural, summary, hooks)
+        _REGISTRY[name] = PassSpec(name, config_cls, fn, Contract(contract), structural, summary, hooks,
+                                   edits_weights)
         return fn
 
     return decorator

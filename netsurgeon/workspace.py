@@ -59,9 +59,18 @@ class Workspace:
     _editor: ScopedEditor | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, model: nn.Module, **kwargs: Any) -> Workspace:
-        """A workspace on a private copy of ``model`` (in eval mode); ``model`` itself is never touched."""
-        working = copy.deepcopy(model).eval()
+    def of(cls, model: nn.Module, *, share_tensors: bool = False, **kwargs: Any) -> Workspace:
+        """A workspace on a private copy of ``model`` (in eval mode); ``model`` itself is never touched.
+
+        ``share_tensors``: copy the modules but not their parameters and buffers (a dry run of passes that
+        never edit a tensor in place: cloning the weights is most of the copy's cost). Such a workspace's
+        model must not outlive the dry run.
+        """
+        memo: dict[int, Any] = {}
+        if share_tensors:
+            memo.update({id(t): t for t in model.parameters()})
+            memo.update({id(t): t for t in model.buffers()})
+        working = copy.deepcopy(model, memo).eval()
         return cls(working, trace(working, copy_model=False), **kwargs)
 
     def gm(self, pass_name: str) -> fx.GraphModule:

@@ -248,7 +248,7 @@ class ScopedEditor:
         for scope, edits in self._pending.items():
             if self.flat:
                 for edit in edits:
-                    _edit_graph(self.model, edit, edit.nodes)
+                    _edit_graph(self.model.graph, edit, edit.nodes, self.model.add_submodule)
                 finalize(self.model)
             else:
                 self._rewrite(scope, edits)
@@ -280,16 +280,16 @@ class ScopedEditor:
                 handle.remove()
         return seen
 
-    def _trace_alone(self, module: nn.Module, concrete: dict[str, Any] | None = None
-                     ) -> tuple[fx.GraphModule, bool]:
+    def _trace_alone(self, module: nn.Module, concrete: dict[str, Any] | None = None) -> tuple[fx.Graph, bool]:
         """The module's own forward as a graph (children as leaves, eval mode), and whether that forward
-        read ``self.training`` while it was traced (then the graph froze a train-mode branch)."""
+        read ``self.training`` while it was traced (then the graph froze a train-mode branch). The graph's
+        ``get_attr``/``call_module`` targets resolve on ``module``."""
         tracer = _ChildrenAsLeaves(autowrap_functions=self.autowrap)
         with in_mode(module, False), _watch_training(module) as reads:
             graph = tracer.trace(module, concrete_args=concrete or None)
-        return fx.GraphModule(module, graph, type(module).__name__), bool(reads)
+        return graph, bool(reads)
 
-    def _trace_as_called(self, scope: str, owner: nn.Module, where: str) -> tuple[fx.GraphModule, bool]:
+    def _trace_as_called(self, scope: str, owner: nn.Module, where: str) -> tuple[fx.Graph, bool]:
         """Trace ``owner`` alone: plainly when its forward takes only its input, else (or when the plain
         trace fails) with the arguments it was called with on the probe kept concrete."""
         concrete: dict[str, Any] | None = {}
@@ -314,26 +314,30 @@ class ScopedEditor:
     def _rewrite(self, scope: str, edits: list[_Edit]) -> None:
         owner = self.model.get_submodule(scope) if scope else self.model
         where = f"{scope or 'the model'} ({base_class(owner).__name__})"
-        local, reads_training = self._trace_as_called(scope, owner, where)
+        graph, reads_training = self._trace_as_called(scope, owner, where)
         if reads_training:
             raise SurgeryError(
                 f"{where} behaves differently in train mode (its forward reads self.training), so netsurgeon "
                 "will not re-trace it: that would freeze its train-mode branch. Leave this site out "
                 "(include/exclude), or make the module's forward mode-independent.")
-        by_key = self._local_nodes(local, scope, where)
+        by_key = self._local_nodes(graph, scope, where)
         table = self._key_table()
-        called_before = _called_children(local)
+        called_before = _called_children(graph)
+        added: dict[str, nn.Module] = {}
         for edit in edits:
-            _edit_graph(local, edit, [by_key[table[n][1]] for n in edit.nodes])
-        local.graph.eliminate_dead_code(is_impure_node=is_impure)
-        local.graph.lint()
-        local.recompile()
-        _install(owner, local, dropped=called_before - _called_children(local))
+            _edit_graph(graph, edit, [by_key[table[n][1]] for n in edit.nodes], added.__setitem__)
+        # one GraphModule (one code generation) per block, built after the edits from what the graph names
+        named = {t: added[t] if t in added else functools.reduce(getattr, t.split("."), owner)
+                 for t in _targets(graph)}
+        graph.eliminate_dead_code(is_impure_node=functools.partial(is_impure, modules=named))
+        graph.lint()
+        local = fx.GraphModule({t: named[t] for t in _targets(graph)}, graph, type(owner).__name__)
+        _install(owner, local, dropped=called_before - _called_children(graph))
 
-    def _local_nodes(self, local: fx.GraphModule, scope: str, where: str) -> dict[tuple, fx.Node]:
+    def _local_nodes(self, graph: fx.Graph, scope: str, where: str) -> dict[tuple, fx.Node]:
         found: dict[tuple, fx.Node] = {}
         counts: Counter = Counter()
-        for node in local.graph.nodes:
+        for node in graph.nodes:
             if node.op not in _CALL_OPS:
                 continue
             key = _local_key(node, "")
@@ -346,14 +350,14 @@ class ScopedEditor:
         return found
 
 
-def _edit_graph(gm: fx.GraphModule, edit: _Edit, nodes: list[fx.Node]) -> None:
-    graph = gm.graph
+def _edit_graph(graph: fx.Graph, edit: _Edit, nodes: list[fx.Node],
+                add_module: Callable[[str, nn.Module], Any]) -> None:
     if edit.kind == "erase":
         node = nodes[0]
         node.replace_all_uses_with(node.args[0])
         graph.erase_node(node)
         return
-    gm.add_submodule(edit.attr, edit.module)
+    add_module(edit.attr, edit.module)
     if edit.kind == "insert_after":
         node = nodes[0]
         users = list(node.users)
@@ -370,8 +374,12 @@ def _edit_graph(gm: fx.GraphModule, edit: _Edit, nodes: list[fx.Node]) -> None:
         graph.erase_node(node)
 
 
-def _called_children(gm: fx.GraphModule) -> set[str]:
-    return {str(n.target).partition(".")[0] for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
+def _targets(graph: fx.Graph) -> set[str]:
+    return {str(n.target) for n in graph.nodes if n.op in ("call_module", "get_attr")}
+
+
+def _called_children(graph: fx.Graph) -> set[str]:
+    return {t.partition(".")[0] for t in _targets(graph)}
 
 
 def _install(owner: nn.Module, local: fx.GraphModule, dropped: set[str]) -> None:
@@ -400,8 +408,13 @@ def _install(owner: nn.Module, local: fx.GraphModule, dropped: set[str]) -> None
     owner.__class__ = rewritten_class(base_class(owner), type(local).forward)
 
 
-def is_impure(node: fx.Node) -> bool:
-    """Dead-code elimination must keep in-place calls (``relu_``, ``x += y``, ``inplace=True``)."""
+def is_impure(node: fx.Node, modules: dict[str, Any] | None = None) -> bool:
+    """Dead-code elimination must keep in-place calls (``relu_``, ``x += y``, ``inplace=True``).
+
+    ``modules`` resolves ``call_module`` targets for a graph that has no owning module yet.
+    """
+    if node.op == "call_module" and modules is not None:
+        return bool(getattr(modules.get(str(node.target)), "_is_impure", False))
     if node.is_impure():
         return True
     if node.op == "call_method" and isinstance(node.target, str) and node.target.endswith("_"):

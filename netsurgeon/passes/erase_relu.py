@@ -173,7 +173,7 @@ def plan_erasure(index: GraphIndex, cfg: EraseReLU) -> tuple[list[tuple[Block, l
     return [eligible[i] for i in selected], notes
 
 
-@register_pass("erase-relu", EraseReLU, contract=Contract.CHANGES_FUNCTION, structural=True)
+@register_pass("erase-relu", EraseReLU, contract=Contract.CHANGES_FUNCTION, structural=True, edits_weights=False)
 def erase_relu(ws: Workspace, cfg: EraseReLU) -> PassOutcome:
     index = ws.index("erase-relu")
     editor = ws.editor("erase-relu")

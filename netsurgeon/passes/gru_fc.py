@@ -320,7 +320,8 @@ class GruFcHooks(TrainingHooks):
             linear.register_buffer(MASK_BUFFER, mask.to(device), persistent=False)
 
 
-@register_pass("gru-fc", GradientRectifiedFC, contract=Contract.CHANGES_FUNCTION, structural=False, hooks=GruFcHooks)
+@register_pass("gru-fc", GradientRectifiedFC, contract=Contract.CHANGES_FUNCTION, structural=False, hooks=GruFcHooks,
+               edits_weights=True)
 def gru_fc(ws: Workspace, cfg: GradientRectifiedFC) -> PassOutcome:
     index = ws.index("gru-fc")
     layers, mode = resolve_layers(index, cfg)

@@ -103,7 +103,7 @@ def _attr_name(site: Site) -> str:
     return f"pd_{base}"
 
 
-@register_pass("pd-relu", PseudoDerivativeReLU, contract=Contract.EXACT, structural=True)
+@register_pass("pd-relu", PseudoDerivativeReLU, contract=Contract.EXACT, structural=True, edits_weights=False)
 def pd_relu(ws: Workspace, cfg: PseudoDerivativeReLU) -> PassOutcome:
     index = ws.index("pd-relu")
     editor = ws.editor("pd-relu")

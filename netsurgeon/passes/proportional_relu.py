@@ -256,7 +256,8 @@ def _keep_rule(plan: ScopePlan, cfg: ProportionalReLU) -> ScopePlan:
     return plan
 
 
-@register_pass("proportional-relu", ProportionalReLU, contract=Contract.CHANGES_FUNCTION, structural=True)
+@register_pass("proportional-relu", ProportionalReLU, contract=Contract.CHANGES_FUNCTION,
+               structural=True, edits_weights=False)
 def proportional_relu(ws: Workspace, cfg: ProportionalReLU) -> PassOutcome:
     index = ws.index("proportional-relu")
     shapes = ws.shapes("proportional-relu") if cfg.scope == "stage" else None

@@ -103,7 +103,8 @@ def _fc_view(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     return weight.reshape(weight.shape[0], -1), getattr(layer, "bias", None), weight.shape[0]
 
 
-@register_pass("spinal-head", SpinalHeadConfig, contract=Contract.CHANGES_FUNCTION, structural=True)
+@register_pass("spinal-head", SpinalHeadConfig, contract=Contract.CHANGES_FUNCTION,
+               structural=True, edits_weights=False)
 def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
     index = ws.index("spinal-head")
     out = PassOutcome()
