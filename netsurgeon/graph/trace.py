@@ -20,9 +20,11 @@ GoogLeNet's auxiliary heads are not part of the graph). That is why a graph is o
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from torch import fx, nn
 
@@ -89,9 +91,26 @@ def _timm_notrace() -> tuple[tuple[type, ...], tuple[Callable, ...]]:
     return tuple(get_notrace_modules()), tuple(get_notrace_functions())
 
 
+def called_with_input_only(model: nn.Module) -> dict[str, Any]:
+    """The arguments after the input that ``model(x)`` leaves at their defaults, as fx ``concrete_args``.
+
+    A graph must be of the forward that runs: timm Hiera's ``forward(x, mask=None)`` applies its head
+    only ``if mask is None``, which a placeholder ``mask`` (a Proxy, never None) would silently skip.
+    Only plain defaults (None, bools, numbers, strings) are kept; ``*args``/``**kwargs`` are left alone.
+    """
+    try:
+        params = list(inspect.signature(type(model).forward).parameters.values())[2:]
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            and p.default is not inspect.Parameter.empty
+            and (p.default is None or isinstance(p.default, (bool, int, float, str)))}
+
+
 def _fx_trace(model: nn.Module, tracer: _Tracer) -> fx.GraphModule:
     with in_mode(model, False):
-        graph = tracer.trace(model)
+        graph = tracer.trace(model, concrete_args=called_with_input_only(model) or None)
     gm = fx.GraphModule(tracer.root, graph, model.__class__.__name__)
     _restore_untraced_state(model, gm)
     gm.training = model.training  # the containers only: shared submodules keep their own flags
@@ -107,7 +126,7 @@ def _restore_untraced_state(model: nn.Module, gm: fx.GraphModule) -> None:
     GraphModule copies only what the graph uses; without this, the state_dict would silently lose keys
     and an exported artifact would no longer load into the original constructor.
     """
-    present = set(gm.state_dict().keys())
+    present = set(_tensor_names(gm))
     for path, module in model.named_modules():
         if not path:
             continue
@@ -115,7 +134,13 @@ def _restore_untraced_state(model: nn.Module, gm: fx.GraphModule) -> None:
         own += [f"{path}.{k}" for k, _ in module.named_buffers(recurse=False)]
         if own and not all(k in present for k in own):
             gm.add_submodule(path, module)
-            present.update(gm.state_dict().keys())
+            present.update(_tensor_names(module, path))
+
+
+def _tensor_names(module: nn.Module, prefix: str = "") -> list[str]:
+    """Every parameter and buffer name (tied ones under each of their names, as in a state_dict)."""
+    return [k for k, _ in module.named_parameters(prefix, remove_duplicate=False)] + [
+        k for k, _ in module.named_buffers(prefix, remove_duplicate=False)]
 
 
 def trace(model: nn.Module, *, allow_module_tree: bool = True, copy_model: bool = True) -> Traced:

@@ -122,3 +122,43 @@ def test_a_sum_of_two_fc_terms_has_no_single_head():
             return self.a(x) + self.b(x)
 
     assert GraphIndex(fx.symbolic_trace(TwoHeads())).head() is None
+
+
+class _MaskedHead(nn.Module):
+    """Like timm Hiera: ``forward(x, mask=None)`` applies the head only when no mask is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x, mask=None):
+        x = self.body(x)
+        if mask is None:
+            x = self.head(x)
+        return x
+
+
+def test_the_graph_is_of_the_forward_called_with_the_input_only():
+    """A placeholder for ``mask`` (never None) would trace the masked path: no head, and gru-fc would zero
+    the body's last Linear instead of the classifier."""
+    model = _MaskedHead().eval()
+    assert GraphIndex(trace(model).gm).head().target == "head"
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    gru = ns.apply(model, ("gru-fc", {"mode": "weight_sign"}), example_input=x)
+    assert [c.site for c in gru.report.passes[0].changes] == ["head"]
+    assert gru.model(x, mask=torch.ones(1)).shape == (2, 4)  # the other path still works on the result
+
+
+def test_timm_hiera_traces_plainly_and_its_head_is_found():
+    from timm.models.hiera import Hiera
+
+    torch.manual_seed(0)
+    model = Hiera(img_size=(64, 64), embed_dim=16, num_heads=1, stages=(1, 1, 1, 1), num_classes=10).eval()
+    traced = trace(model)
+    assert traced.rung.value == "fx" and traced.failures == []  # 'len' was only on the masked path
+    assert GraphIndex(traced.gm).head().target == _classifier_path(model) == "head.fc"
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    spinal = ns.apply(model, "spinal-head", example_input=x)
+    assert [(c.site, c.scope) for c in spinal.report.passes[0].changes] == [("head.fc", "swap")]
+    assert type(spinal.model) is Hiera and spinal.report.verification.ok
