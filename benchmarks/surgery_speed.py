@@ -116,6 +116,24 @@ def plan_steps(spec: str, pass_name: str, device: torch.device, runs: int) -> di
     return out
 
 
+def _module_class_cost(runs: int = 21) -> tuple[int, float]:
+    """How many nn.Module subclasses are loaded, and the median time of assigning a class attribute on
+    nn.Module (what torch.fx's tracer does to patch ``__call__``/``__getattr__``; CPython invalidates
+    the type cache of every subclass on each assignment)."""
+    seen, todo = set(), [nn.Module]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                todo.append(sub)
+    call, times = nn.Module.__call__, []
+    for _ in range(runs):
+        clock = time.perf_counter()
+        nn.Module.__call__ = call
+        times.append(time.perf_counter() - clock)
+    return len(seen), statistics.median(times)
+
+
 def profile(spec: str, pass_name: str, top: int) -> str:
     model = ns.load_model(spec).eval()
     x = torch.randn(2, 3, 64, 64)
@@ -149,6 +167,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {spec} | {t['bare']:.3f} | {t['plan']:.3f} | {t['plan'] / t['bare']:.2f}x "
               f"| {t['apply']:.3f} | {t['apply'] / t['bare']:.2f}x |", flush=True)
         steps[spec] = plan_steps(spec, args.pass_name, device, args.runs)
+    subclasses, assignment = _module_class_cost()
+    print(f"\nnn.Module subclasses loaded: {subclasses}; one class attribute assignment on nn.Module (fx makes "
+          f"four per trace): {assignment * 1e3:.3f} ms")
     print("\nplan's steps, each / the bare trace of the same run (medians):\n")
     print("| model | " + " | ".join(STEPS) + " | sum | block rewrites | fx floor x traces |")
     print("| --- |" + " ---: |" * (len(STEPS) + 3))

@@ -122,7 +122,7 @@ def _surgery(
     ws = Workspace.of(model, share_tensors=share, history=list(info.history), probe=x, data=data)
     sites_before = _count_sites(ws)
     reports = []
-    versions = _versions(model) if share else {}
+    versions = _versions(model) if share else []
     for config in configs:
         reports.append(run_pass(ws, config, spec_label=info.spec, allow_reapply=allow_reapply))
         if share and _versions(model) != versions:

@@ -34,3 +34,13 @@ def test_sampled_rows_match_the_code(page, spec):
         assert cell["status"] == status, (spec, name, cell.get("reason"))
         if status == "changed":
             assert cell["sites"] == sites, (spec, name)
+
+
+def test_a_fresh_clone_seeds_the_cache_from_the_page(page, tmp_path, monkeypatch):
+    """A partial run (--only) on a clone without .coverage-cache must rewrite the page with every row."""
+    monkeypatch.setattr(coverage, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(coverage, "DOCS", ROOT / "docs")
+    assert coverage.seed_cache_from_page() == len(page["rows"])
+    models = [(r["model"], r["family"]) for r in page["rows"]]
+    assert [r["model"] for r in coverage.load_rows(models)] == [m for m, _ in models]
+    assert coverage.seed_cache_from_page() == 0  # rows already cached are never overwritten
