@@ -82,6 +82,7 @@ def _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, d
     import torch
 
     from netsurgeon.api import apply as apply_passes
+    from netsurgeon.api import plan as plan_passes
     from netsurgeon.export import export
 
     torch.manual_seed(seed)
@@ -97,20 +98,24 @@ def _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, d
         dataset = load_dataset(data_spec, "train", data_size)
         check_label_range(loaded, dataset, data_size)
         loader = make_loader(dataset, batch_size, shuffle=False, seed=seed)
-    result = apply_passes(loaded, config, input_size=size, verify=not dry_run, allow_reapply=allow_reapply,
-                          data=loader, allow_violation=allow_violation)
-    result.report.weights = weights
-    payload: dict = {"report": result.report.to_dict()}
+    if dry_run:  # the loaded model is thrown away: plan may share its tensors
+        report = plan_passes(loaded, config, input_size=size, allow_reapply=allow_reapply, data=loader)
+    else:
+        result = apply_passes(loaded, config, input_size=size, allow_reapply=allow_reapply, data=loader,
+                              allow_violation=allow_violation)
+        report = result.report
+    report.weights = weights
+    payload: dict = {"report": report.to_dict()}
     if out is not None and not dry_run:
         status(f"exporting {', '.join(fmt_list)} to {out}")
-        exported = export(result.model, out, formats=fmt_list, report=result.report, seed=seed,
+        exported = export(result.model, out, formats=fmt_list, report=report, seed=seed,
                           input_size=size, overwrite=overwrite)
         payload["export"] = exported.__dict__
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
         warn_random(random)
         return
-    typer.echo(result.report.format())
+    typer.echo(report.format())
     warn_random(random)
     if "export" in payload:
         e = payload["export"]

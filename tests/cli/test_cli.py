@@ -53,6 +53,14 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("pass_name", ["pd-relu", "gru-fc"])  # shares the loaded weights / clones them
+def test_dry_run_is_a_plan_of_every_kind_of_pass(pass_name):
+    result = run("apply", pass_name, "--model", "netsurgeon:tiny_resnet", "--dry-run", "--json")
+    report = json.loads(result.stdout)["report"]
+    assert result.exit_code == 0 and report["dry_run"] and report["verification"] is None
+    assert report["passes"][0]["changes"]
+
+
 def test_apply_set_options_reach_the_pass():
     result = run("apply", "erase-relu", "-m", "netsurgeon:tiny_convnet", "--set", "proportion=0.5", "--json")
     report = json.loads(result.stdout)["report"]
