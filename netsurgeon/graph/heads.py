@@ -105,27 +105,25 @@ _CHAIN_MODULES = (nn.Linear, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Dr
 _CHAIN_FUNCTIONS = (F.relu, F.dropout, F.gelu)
 
 
-def _output_value(index: NodeIndex) -> fx.Node | None:
-    output = next((n for n in reversed(index.nodes) if n.op == "output"), None)
-    value = output.args[0] if output is not None and output.args else None
-    return value if isinstance(value, fx.Node) else None
-
-
 def logit_path_layers(index: HeadIndex) -> list[str]:
-    """FC layer paths met walking back from the output along first inputs, up to the first convolution.
+    """The FC layers of the classifier: walking back from the head layer along first inputs, the Linear
+    layers met before a convolution, a global pooling or a residual add; none when there is no head
+    (logits that combine several FC heads, as distillation models do, or no FC layer at all).
 
     FC layers are ``nn.Linear`` modules (also when fx traced through a subclass, timm's ``Linear``) and a
     1x1 convolution after global pooling that makes the logits (timm DLA, DPN, ResNetV2), whose
-    (out, in, 1, 1) weight is an FC weight viewed.
+    (out, in, 1, 1) weight is an FC weight viewed. The walk ends where the classifier does: a Linear
+    behind a global pooling or a residual add acts per position or per token, as a 1x1 convolution would
+    (a block's MLP, Swin's patch merging, Hiera's stage projection), and is no FC layer of the head.
     """
     head = index.head()
-    node = _output_value(index)
+    node = index.by_name[head.node] if head is not None else None
     found: list[str] = []
     while isinstance(node, fx.Node) and node.op != "placeholder":
         if head is not None and head.kind == "conv1x1" and node.name == head.node:
             found.insert(0, head.target)
             break
-        if index.is_conv(node):
+        if index.is_conv(node) or index.is_global_pool(node) or index.is_residual_add(node):
             break
         if (path := index.linear_path(node)) is not None:
             found.insert(0, path)

@@ -105,8 +105,11 @@ class GradientRectifiedFC(PassConfig):
 def resolve_layers(index: GraphIndex, cfg: GradientRectifiedFC) -> tuple[list[str], str]:
     """The Linear layers to rectify and the mode to use."""
     path = logit_path_layers(index)
-    if not path:
-        raise SurgeryError("no nn.Linear on the path to the logits; gru-fc rectifies FC layers.")
+    if not path and cfg.layers == "auto":
+        raise SurgeryError("no nn.Linear or 1x1 convolution after global pooling makes the logits (walking back "
+                           "from the output through flatten, dropout and identity); gru-fc rectifies the FC "
+                           "classifier. If the logits combine several heads (a distillation head), name them with "
+                           "layers=[...] and mode=grad_contrib.")
     if cfg.layers == "auto":
         layers = path[-1:] if (cfg.mode == "weight_sign" or len(path) == 1) else path[-2:]
     else:
@@ -119,8 +122,9 @@ def resolve_layers(index: GraphIndex, cfg: GradientRectifiedFC) -> tuple[list[st
     if mode == "auto":
         mode = "weight_sign" if layers == path[-1:] else "grad_contrib"
     if mode == "weight_sign" and layers != path[-1:]:
-        raise SurgeryError(f"mode=weight_sign only holds for the logits layer ({path[-1]}); "
-                           f"use mode=grad_contrib for {', '.join(layers)}.")
+        logits = f"the logits layer ({path[-1]})" if path else "a single layer making the logits"
+        raise SurgeryError(f"mode=weight_sign only holds for {logits}; use mode=grad_contrib for "
+                           f"{', '.join(layers)}.")
     for name in layers:
         calls = index.call_count(name)
         if calls != 1:

@@ -98,6 +98,43 @@ def test_gru_fc_2l_selects_the_last_two_linear_layers(spec, expected):
     assert resolve_layers(index, GradientRectifiedFC()) == (expected, "grad_contrib")
 
 
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("timm:test_convnext", (["head.fc"], "weight_sign")),  # not the last block's pointwise MLP (fc1, fc2)
+    ("timm:test_mambaout", (["head.pre_logits.fc", "head.fc"], "grad_contrib")),  # a real 2-layer MLP head
+])
+def test_the_classifier_ends_at_pooling_and_residual_adds(spec, expected):
+    """Linear layers behind the global pooling or a residual add act per position (like 1x1 convolutions:
+    a block's MLP, Swin's patch merging, Hiera's stage projections) and are not FC layers of the head."""
+    index = GraphIndex(trace(ns.load_model(spec)).gm)
+    assert resolve_layers(index, GradientRectifiedFC()) == expected
+
+
+class _Distilled(nn.Module):
+    """Two FC heads averaged, as timm LeViT, EfficientFormer and SwiftFormer do in eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head, self.head_dist = nn.Linear(4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.body(x)
+        return (self.head(x) + self.head_dist(x)) / 2
+
+
+def test_two_averaged_heads_are_named_by_the_user():
+    model = _Distilled().eval()
+    x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(SurgeryError, match="distillation head"):
+        ns.apply(model, "gru-fc", example_input=x)
+    data = [(x, torch.tensor([0, 1, 2, 0, 1, 2]))]
+    result = ns.apply(model, ("gru-fc", {"layers": ["head", "head_dist"], "mode": "grad_contrib"}),
+                      example_input=x, data=data)
+    assert sorted(result.report.passes[0].keys_changed) == ["head.weight", "head_dist.weight"]
+    with pytest.raises(SurgeryError, match="only holds for a single layer making the logits"):
+        ns.apply(model, ("gru-fc", {"layers": ["head"], "mode": "weight_sign"}), example_input=x)
+
+
 def test_single_fc_model_auto_picks_weight_sign():
     index = GraphIndex(trace(ns.load_model("torchvision:resnet18")).gm)
     assert resolve_layers(index, GradientRectifiedFC()) == (["fc"], "weight_sign")
