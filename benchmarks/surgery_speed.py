@@ -23,7 +23,6 @@ one run (medians over the runs), as ratios to the bare trace:
 from __future__ import annotations
 
 import argparse
-import copy
 import cProfile
 import io
 import pstats
@@ -93,8 +92,7 @@ def plan_steps(spec: str, pass_name: str, device: torch.device, runs: int) -> di
             _ChildrenAsLeaves().trace(identity)
         floor = (time.perf_counter() - clock) / 5
         marks = [time.perf_counter()]
-        shared = {} if pass_spec.edits_weights else {id(t): t for t in (*model.parameters(), *model.buffers())}
-        working = copy.deepcopy(model, shared).eval()
+        working = Workspace.private_copy(model, share_tensors=not pass_spec.edits_weights)
         marks.append(time.perf_counter())
         ws = Workspace(working, trace(working, copy_model=False), probe=x)
         marks.append(time.perf_counter())

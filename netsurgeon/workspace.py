@@ -66,12 +66,18 @@ class Workspace:
         never edit a tensor in place: cloning the weights is most of the copy's cost). Such a workspace's
         model must not outlive the dry run.
         """
+        working = cls.private_copy(model, share_tensors=share_tensors)
+        return cls(working, trace(working, copy_model=False), **kwargs)
+
+    @staticmethod
+    def private_copy(model: nn.Module, *, share_tensors: bool = False) -> nn.Module:
+        """A deep copy of ``model`` in eval mode; with ``share_tensors`` its parameters and buffers are the
+        caller's own (see :meth:`of`)."""
         memo: dict[int, Any] = {}
         if share_tensors:
             memo.update({id(t): t for t in model.parameters()})
             memo.update({id(t): t for t in model.buffers()})
-        working = copy.deepcopy(model, memo).eval()
-        return cls(working, trace(working, copy_model=False), **kwargs)
+        return copy.deepcopy(model, memo).eval()
 
     def gm(self, pass_name: str) -> fx.GraphModule:
         """The graph module; passes that need a graph call this and get a clear error on the fallback rung."""

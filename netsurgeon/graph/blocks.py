@@ -17,7 +17,6 @@ features.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -185,21 +184,8 @@ class BlockIndex(SiteIndex):
         entries = [n for n in block.nodes if n.op == "placeholder"
                    or any(a not in within and a.op != "get_attr" for a in n.all_input_nodes)]
         exits = [n for n in block.nodes if n.op == "output" or any(u not in within for u in n.users)]
-        forward = set(entries)
-        queue = deque(entries)
-        while queue:
-            for user in queue.popleft().users:
-                if user in within and user not in forward:
-                    forward.add(user)
-                    queue.append(user)
-        backward = set(exits)
-        queue = deque(exits)
-        while queue:
-            for source in queue.popleft().all_input_nodes:
-                if source in forward and source not in backward:
-                    backward.add(source)
-                    queue.append(source)
-        path = forward & backward
+        forward = set(entries) | self.reachable(entries, within)
+        path = forward & (set(exits) | self.reachable(exits, forward, upstream=True))
         self._data_path_cache[block.name] = (block, path)
         return path
 

@@ -180,16 +180,19 @@ class NodeIndex:
         return stack[-1] if stack else ""
 
     # ---------------------------------------------------------------- reachability
-    def reachable(self, start: fx.Node, within: set[fx.Node] | None = None) -> set[fx.Node]:
-        """Nodes reachable from ``start`` through users (not including ``start``), optionally restricted."""
+    def reachable(self, start: fx.Node | Iterable[fx.Node], within: set[fx.Node] | None = None, *,
+                  upstream: bool = False) -> set[fx.Node]:
+        """Nodes reachable from ``start`` (a node or several) through users, or through inputs when
+        ``upstream``; the starts themselves only if reached again. Optionally restricted to ``within``."""
         seen: set[fx.Node] = set()
-        queue = deque([start])
+        queue = deque([start] if isinstance(start, fx.Node) else start)
         while queue:
-            for user in queue.popleft().users:
-                if user in seen or (within is not None and user not in within):
+            node = queue.popleft()
+            for nxt in node.all_input_nodes if upstream else node.users:
+                if nxt in seen or (within is not None and nxt not in within):
                     continue
-                seen.add(user)
-                queue.append(user)
+                seen.add(nxt)
+                queue.append(nxt)
         return seen
 
     @cached_property

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from torch import fx, nn
 from netsurgeon.errors import SurgeryError
 from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.sites import Site
+from netsurgeon.graph.trace import concrete_args, forward_params
 from netsurgeon.modes import in_mode
 
 __all__ = ["SWAP", "ScopedEditor", "base_class", "finalize", "is_impure", "rewritten_class"]
@@ -98,42 +98,6 @@ def _watch_training(module: nn.Module) -> Iterator[list[bool]]:
         yield reads
     finally:
         module.__class__ = cls
-
-
-def _forward_params(module: nn.Module) -> list[inspect.Parameter]:
-    """The parameters of the module's ``forward`` after ``self``."""
-    try:
-        return list(inspect.signature(type(module).forward).parameters.values())[1:]
-    except (TypeError, ValueError):
-        return []
-
-
-def _concrete_args(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
-    """The arguments after the first that a trace of ``module`` alone must keep as they were called:
-    None and plain values as they are, lists/tuples of tensors as placeholders (``fx.PH``) for each."""
-    params = _forward_params(module)
-    try:
-        bound = inspect.signature(type(module).forward).bind(module, *args, **kwargs)
-    except TypeError:
-        return {}
-    bound.apply_defaults()
-    concrete: dict[str, Any] = {}
-    for param in params[1:]:
-        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-            continue
-        value = bound.arguments.get(param.name, param.default)
-        if isinstance(value, torch.Tensor):
-            continue
-        if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
-            concrete[param.name] = type(value)(fx.PH for _ in value)
-        elif value is None or isinstance(value, (bool, int, float, str)):
-            concrete[param.name] = value
-    first = params[0] if params else None
-    if first is not None and first.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and args:
-        value = args[0]
-        if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
-            concrete[first.name] = type(value)(fx.PH for _ in value)
-    return concrete
 
 
 def _local_key(node: fx.Node, scope: str) -> tuple:
@@ -267,7 +231,7 @@ class ScopedEditor:
         seen: dict[str, dict[str, Any] | None] = {}
 
         def record(scope: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
-            concrete = _concrete_args(module, args, kwargs)
+            concrete = concrete_args(module, args, kwargs)
             seen[scope] = concrete if seen.get(scope, concrete) == concrete else None
 
         handles = [m.register_forward_pre_hook(functools.partial(record, s), with_kwargs=True)
@@ -294,7 +258,7 @@ class ScopedEditor:
         trace fails) with the arguments it was called with on the probe kept concrete."""
         concrete: dict[str, Any] | None = {}
         error: Exception | None = None
-        if len(_forward_params(owner)) <= 1:
+        if len(forward_params(owner)) <= 1:
             try:
                 return self._trace_alone(owner)
             except Exception as err:  # fx raises many types  # noqa: BLE001

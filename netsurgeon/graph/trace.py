@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import torch
 from torch import fx, nn
 
 from netsurgeon.modes import in_mode
 
-__all__ = ["Rung", "Traced", "is_netsurgeon_leaf", "register_leaf", "trace"]
+__all__ = ["Rung", "Traced", "called_with_input_only", "concrete_args", "forward_params", "is_netsurgeon_leaf",
+           "register_leaf", "trace"]
 
 _LEAF_TYPES: set[type[nn.Module]] = set()
 _RUNG_ATTR = "_netsurgeon_rung"
@@ -91,21 +93,49 @@ def _timm_notrace() -> tuple[tuple[type, ...], tuple[Callable, ...]]:
     return tuple(get_notrace_modules()), tuple(get_notrace_functions())
 
 
+def forward_params(module: nn.Module) -> list[inspect.Parameter]:
+    """The parameters of the module's ``forward`` after ``self``."""
+    try:
+        return list(inspect.signature(type(module).forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return []
+
+
+def concrete_args(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The arguments after the first that a trace of ``module`` alone must keep as they were called:
+    None and plain values as they are, lists/tuples of tensors as placeholders (``fx.PH``) for each."""
+    params = forward_params(module)
+    try:
+        bound = inspect.signature(type(module).forward).bind(module, *args, **kwargs)
+    except TypeError:
+        return {}
+    bound.apply_defaults()
+    concrete: dict[str, Any] = {}
+    for param in params[1:]:
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        value = bound.arguments.get(param.name, param.default)
+        if isinstance(value, torch.Tensor):
+            continue
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+            concrete[param.name] = type(value)(fx.PH for _ in value)
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            concrete[param.name] = value
+    first = params[0] if params else None
+    if first is not None and first.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and args:
+        value = args[0]
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+            concrete[first.name] = type(value)(fx.PH for _ in value)
+    return concrete
+
+
 def called_with_input_only(model: nn.Module) -> dict[str, Any]:
     """The arguments after the input that ``model(x)`` leaves at their defaults, as fx ``concrete_args``.
 
     A graph must be of the forward that runs: timm Hiera's ``forward(x, mask=None)`` applies its head
     only ``if mask is None``, which a placeholder ``mask`` (a Proxy, never None) would silently skip.
-    Only plain defaults (None, bools, numbers, strings) are kept; ``*args``/``**kwargs`` are left alone.
     """
-    try:
-        params = list(inspect.signature(type(model).forward).parameters.values())[2:]
-    except (TypeError, ValueError):
-        return {}
-    return {p.name: p.default for p in params
-            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-            and p.default is not inspect.Parameter.empty
-            and (p.default is None or isinstance(p.default, (bool, int, float, str)))}
+    return concrete_args(model, (fx.PH,), {})
 
 
 def _fx_trace(model: nn.Module, tracer: _Tracer) -> fx.GraphModule:
