@@ -111,7 +111,28 @@ def _surgery(
     dry_run: bool,
 ) -> SurgeryResult:
     """``apply``; a ``dry_run`` (``plan``) does not verify and, when no pass edits tensors in place,
-    works on a copy that shares the caller's tensors (its model is never handed out)."""
+    works on a copy that shares the caller's tensors (its model is never handed out). One surgery at a
+    time per process (fx's tracing patches ``nn.Module`` globally: see ``graph.trace.TRACE_LOCK``)."""
+    from netsurgeon.graph.trace import TRACE_LOCK
+
+    with TRACE_LOCK:
+        return _surgery_locked(model, passes, example_input=example_input, input_size=input_size, verify=verify,
+                               allow_reapply=allow_reapply, data=data, allow_violation=allow_violation,
+                               dry_run=dry_run)
+
+
+def _surgery_locked(
+    model: nn.Module,
+    passes: PassLike | Sequence[PassLike],
+    *,
+    example_input: torch.Tensor | None,
+    input_size: Sequence[int] | None,
+    verify: bool,
+    allow_reapply: bool,
+    data: Iterable[tuple[torch.Tensor, torch.Tensor]] | None,
+    allow_violation: bool,
+    dry_run: bool,
+) -> SurgeryResult:
     check_apply_args(model, passes, input_size)
     configs = resolve_passes(passes)
     info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")

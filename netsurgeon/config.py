@@ -24,6 +24,10 @@ from netsurgeon.errors import ConfigError, suggest
 __all__ = ["Config", "FieldDoc", "PassConfig", "describe_fields", "parse_set_options"]
 
 
+#: the integer range every config value (and seed) must fit: what torch and numpy can hold
+INT64_MIN, UINT64_MAX = -(1 << 63), (1 << 64) - 1
+
+
 @functools.cache
 def _adapter(tp: Any) -> TypeAdapter:
     return TypeAdapter(tp)
@@ -133,7 +137,8 @@ def _accepts(tp: Any, kind: type) -> bool:
 
 def _strict_scalars(value: Any, tp: Any) -> str | None:
     """Refuse what pydantic's lax mode would cast silently: a bool for a number (``proportion=true`` would
-    become 1.0), and non-finite floats (``tau=.inf``). Looks into lists and tuples."""
+    become 1.0), non-finite floats (``tau=.inf``), and integers beyond 64 bits (``seed=10**23``, which torch
+    cannot hold). Looks into lists and tuples."""
     import math
 
     if isinstance(value, bool):
@@ -141,6 +146,8 @@ def _strict_scalars(value: Any, tp: Any) -> str | None:
             "a number is expected, not true/false"
     if isinstance(value, float) and not math.isfinite(value):
         return "a finite number is expected"
+    if isinstance(value, int) and not INT64_MIN <= value <= UINT64_MAX:
+        return "out of range (integers are at most 64 bits)"
     if isinstance(value, (list, tuple)):
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         inner = args[0] if len(args) == 1 else Any
@@ -158,14 +165,14 @@ def _parse_scalar(value: Any) -> Any:
     """Strings are read as YAML scalars/flow sequences; other values pass through."""
     if not isinstance(value, str):
         return value
-    from netsurgeon.safeyaml import MAX_SCALAR_CHARS, expanded_size
+    from netsurgeon.safeyaml import MAX_SCALAR_CHARS, CoreLoader, core_load, expanded_size
 
     if len(value) > MAX_SCALAR_CHARS:
         raise ConfigError(f"a --set value of {len(value):,} characters is too long (at most {MAX_SCALAR_CHARS:,}).")
     try:
-        if "*" in value and expanded_size(yaml.compose(value, Loader=yaml.SafeLoader), 1000) > 1000:
+        if "*" in value and expanded_size(yaml.compose(value, Loader=CoreLoader), 1000) > 1000:
             raise ConfigError("a --set value expands to more than 1,000 items (YAML aliases?); write it out plainly.")
-        parsed = yaml.safe_load(value)
+        parsed = core_load(value)  # YAML 1.2 core scalars: 010 is ten, 1:04 a string
     except (yaml.YAMLError, RecursionError):
         return value
     if parsed is None or isinstance(parsed, dict):

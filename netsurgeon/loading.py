@@ -43,9 +43,9 @@ def load_model(
     """
     text = check_spec(spec)
     if is_artifact_path(text):
-        if checkpoint is not None or pretrained or input_size is not None:
-            raise ArtifactError("an artifact carries its own weights and input size; do not pass checkpoint, "
-                                "pretrained or input_size.")
+        if checkpoint is not None or pretrained or input_size is not None or num_classes is not None:
+            raise ArtifactError("an artifact carries its own weights, head and input size; do not pass checkpoint, "
+                                "pretrained, num_classes or input_size.")
         return load_artifact(text)
     return load_from_spec(text, checkpoint=checkpoint, num_classes=num_classes, pretrained=pretrained,
                           input_size=input_size, **kwargs)

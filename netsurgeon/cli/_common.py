@@ -90,6 +90,72 @@ def parse_input_size(text: str | None) -> tuple[int, ...] | None:
     return check_input_size(size, "--input-size")
 
 
+def out_path(value: str | Path | None, flag: str = "--out") -> Path | None:
+    """``--out`` as a path: ``~`` expanded, an empty value refused (it would silently mean the current
+    directory)."""
+    if value is None:
+        return None
+    from netsurgeon.export.atomic import expand_out
+
+    return expand_out(value, flag)
+
+
+def check_seed(seed: int, flag: str = "--seed") -> int:
+    """A seed torch can hold: 0 to 2**64 - 1."""
+    from netsurgeon.config import UINT64_MAX
+    from netsurgeon.errors import ConfigError
+
+    if not 0 <= seed <= UINT64_MAX:
+        raise ConfigError(f"{flag} {str(seed)[:30]} is out of range; give an integer from 0 to 2**64 - 1.")
+    return seed
+
+
+def check_num_classes(num_classes: int | None, model: str, flag: str = "--num-classes") -> None:
+    """A class count within what a model may be built with, and only for models built from a name (an
+    artifact's head is part of its recorded surgery)."""
+    from netsurgeon.errors import ConfigError
+    from netsurgeon.models.load import is_artifact_path
+    from netsurgeon.validate import MODEL_KWARGS
+
+    if num_classes is None:
+        return
+    _, low, high = MODEL_KWARGS["num_classes"]
+    if not low <= num_classes <= high:
+        raise ConfigError(f"{flag} {str(num_classes)[:30]} is out of range; give {int(low)} to {int(high):,}.")
+    if is_artifact_path(model):
+        raise ConfigError(f"{flag} does not apply to an artifact ({model}), which carries its own head; drop it, "
+                          "or change the class count with a pass: --set num_classes=N of spinal-head.")
+
+
+def check_out_outside_data(out: Path, data: object) -> None:
+    """Refuse an output directory inside a ``folder:`` data set: its subdirectories are read as splits and
+    classes, so the run's own folder would become one."""
+    from netsurgeon.errors import ConfigError
+
+    if getattr(data, "kind", None) != "folder":
+        return
+    root = Path(os.path.expanduser(data.path)).resolve()  # type: ignore[attr-defined]
+    target = out.resolve()
+    if target == root or root in target.parents:
+        raise ConfigError(f"--out {out} is inside the data folder {data.path} (whose folders are read as classes); "  # type: ignore[attr-defined]
+                          "choose an output directory outside it.")
+
+
+def check_inputs_kept(outputs: list[Path], model: str, checkpoint: Path | None) -> None:
+    """Refuse, before any work, outputs that are the run's own inputs (the artifact's files, the checkpoint),
+    whatever --overwrite says."""
+    from netsurgeon.export.atomic import check_not_inputs
+    from netsurgeon.models.load import is_artifact_path
+
+    inputs: list[str | Path] = []
+    if is_artifact_path(model):
+        p = Path(os.path.expanduser(model))
+        inputs.append(p / "model.safetensors" if p.is_dir() else p)
+    if checkpoint is not None:
+        inputs.append(Path(os.path.expanduser(os.fspath(checkpoint))))
+    check_not_inputs(outputs, inputs, overwrite=True)
+
+
 def load_from_options(model: str, checkpoint: Path | None, num_classes: int | None, *,
                       input_size: tuple[int, ...] | None = None, pretrained: bool = False):
     """Build the model the options describe (the input size recorded is the one given)."""
@@ -98,6 +164,9 @@ def load_from_options(model: str, checkpoint: Path | None, num_classes: int | No
 
     if pretrained and checkpoint is not None:
         raise ConfigError("give --checkpoint or --pretrained, not both.")
+    check_num_classes(num_classes, model)
+    if checkpoint is not None:
+        checkpoint = Path(os.path.expanduser(os.fspath(checkpoint)))
     status(f"loading {model}" + (f" with {checkpoint}" if checkpoint else " (pretrained)" if pretrained else ""))
     return load_model(model, checkpoint=checkpoint, num_classes=num_classes, input_size=input_size,
                       pretrained=pretrained)

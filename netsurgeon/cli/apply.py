@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,7 +15,12 @@ from netsurgeon.cli._common import (
     NumClassesOpt,
     PretrainedOpt,
     SkipUnreadableOpt,
+    check_inputs_kept,
+    check_num_classes,
+    check_out_outside_data,
+    check_seed,
     load_from_options,
+    out_path,
     parse_input_size,
     reports_errors,
     status,
@@ -33,7 +37,7 @@ def apply(
     num_classes: NumClassesOpt = None,
     set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="A pass parameter, key=value (repeat).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; build and write nothing.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory for the exported model.")] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Directory for the exported model.")] = None,
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: safetensors,onnx.")] = "safetensors,onnx",
     input_size: InputSizeOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
@@ -60,6 +64,9 @@ def apply(
 
     spec = get_pass(pass_name)
     config = spec.make_config(parse_set_options(set_))  # validate before loading anything
+    out_dir = out_path(out)
+    check_seed(seed)
+    check_num_classes(num_classes, model)
     size = parse_input_size(input_size)
     fmt_list = parse_formats(formats)  # before loading anything
     if batch_size < 1:
@@ -71,10 +78,16 @@ def apply(
         from netsurgeon.data import DataSpec
 
         data_spec = dataclasses.replace(DataSpec.parse(data), skip_unreadable=skip_unreadable)
-    owned = claim_output_dir(out) if out is not None and not dry_run else contextlib.nullcontext()
+        if out_dir is not None:
+            check_out_outside_data(out_dir, data_spec)
+    if out_dir is not None and not dry_run:
+        from netsurgeon.export import artifact_files
+
+        check_inputs_kept(list(artifact_files(out_dir).values()), model, checkpoint)
+    owned = claim_output_dir(out_dir) if out_dir is not None and not dry_run else contextlib.nullcontext()
     with owned:  # --out is checked writable and held by this run before any work
         _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, data_spec, batch_size, dry_run,
-             allow_reapply, allow_violation, out, fmt_list, overwrite, as_json)
+             allow_reapply, allow_violation, out_dir, fmt_list, overwrite, as_json)
 
 
 def _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, data_spec, batch_size,  # noqa: ANN001

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,8 +14,12 @@ from netsurgeon.cli._common import (
     NumClassesOpt,
     PretrainedOpt,
     SkipUnreadableOpt,
+    check_inputs_kept,
+    check_num_classes,
+    check_out_outside_data,
     is_main_process,
     load_from_options,
+    out_path,
     parse_input_size,
     reports_errors,
     status,
@@ -34,7 +37,7 @@ def finetune(
                                          help="timm:NAME, torchvision:NAME, NAME, or an artifact (out/ of apply).")],
     data: Annotated[str, typer.Option("--data", "-d", help="digits, fashion-mnist[:DIR], folder:DIR, or "
                                                            "torchvision:NAME:ROOT.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for checkpoints, metrics, plot and model.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Directory for checkpoints, metrics, plot and model.")],
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 3; same as --set epochs=N).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
     set_: Annotated[list[str] | None, typer.Option(
@@ -66,6 +69,7 @@ def finetune(
     from netsurgeon.export.atomic import claim_output_dir
     from netsurgeon.models.load import is_artifact_path
     from netsurgeon.train import finetune as run_finetune
+    from netsurgeon.train.loop import run_output_files
 
     values: dict = dict(parse_set_options(set_))
     if epochs is not None:
@@ -74,6 +78,10 @@ def finetune(
     spec = dataclasses.replace(DataSpec.parse(data), skip_unreadable=skip_unreadable)
     fmt_list = [] if formats.strip().lower() == "none" else parse_formats(formats)
     size = parse_input_size(input_size)
+    out = out_path(out)
+    check_num_classes(num_classes, model)
+    check_out_outside_data(out, spec)
+    check_inputs_kept(run_output_files(out), model, checkpoint)
     owned = claim_output_dir(out) if is_main_process() else contextlib.nullcontext()
     with owned:  # --out is checked writable and held by this run before any work
         if not is_artifact_path(model) and num_classes is None and checkpoint is None and not pretrained:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from netsurgeon.cli._common import JsonOpt, is_main_process, reports_errors, status
+from netsurgeon.cli._common import JsonOpt, check_out_outside_data, is_main_process, out_path, reports_errors, status
 
 
 @reports_errors
@@ -22,7 +22,7 @@ def run(
                             "(repeat).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the plan (sites per pass); "
                                                             "train and write nothing.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: export.dir).")] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Output directory (default: export.dir).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a recipe: model, surgery, fine-tuning and export, as written in YAML.
@@ -38,6 +38,13 @@ def run(
     if not paths:
         raise ConfigError("give a recipe file, for example: netsurgeon run recipes/digits-offline.yaml")
     resolved = Recipe.from_yaml(*paths, overrides=parse_set_options(set_))
+    from netsurgeon.recipe.run import check_outputs, output_dir
+
+    target = output_dir(resolved, out_path(out))
+    if resolved.data is not None:
+        from netsurgeon.data import DataSpec
+
+        check_out_outside_data(target, DataSpec.parse(resolved.data))
     if dry_run:
         status(f"validated {resolved.source} (sha256 {resolved.sha256[:12]}); planning")
         report = resolved.plan()
@@ -49,15 +56,15 @@ def run(
         typer.echo(report.format() if report else "(no surgery)")
         if resolved.finetune is not None:
             typer.echo(f"then: fine-tune {resolved.finetune.epochs} epochs on {resolved.data}")
-        typer.echo(f"(dry run: nothing trained or written; outputs would go to {out or resolved.export.dir})")
+        typer.echo(f"(dry run: nothing trained or written; outputs would go to {target})")
         return
     import contextlib
 
     from netsurgeon.export.atomic import claim_output_dir
 
-    target = out if out is not None else Path(resolved.export.dir)
+    check_outputs(resolved, target)  # before claiming (and creating) the directory
     with claim_output_dir(target) if is_main_process() else contextlib.nullcontext():
-        result = resolved.run(out_dir=out)
+        result = resolved.run(out_dir=target)
     if not is_main_process():
         return
     if as_json:

@@ -18,7 +18,7 @@ from netsurgeon.models.info import get_info, probe_input
 from netsurgeon.report import SurgeryReport
 from netsurgeon.validate import check_input_channels, check_input_size
 
-__all__ = ["FORMATS", "ExportResult", "VerifyResult", "export", "parse_formats", "verify_artifact"]
+__all__ = ["FORMATS", "ExportResult", "VerifyResult", "artifact_files", "export", "parse_formats", "verify_artifact"]
 
 FORMATS = ("safetensors", "onnx")
 
@@ -43,13 +43,36 @@ class VerifyResult:
 
 
 def parse_formats(formats: str | Sequence[str]) -> list[str]:
-    """``"safetensors,onnx"`` or a list of names -> validated format names."""
+    """``"safetensors,onnx"`` or a list of names -> validated format names, lower-cased, each once, in the
+    order given (``"onnx,ONNX"`` is ``["onnx"]``)."""
     items = formats.split(",") if isinstance(formats, str) else list(formats)
-    names = [f.strip().lower() for f in items if f.strip()]
+    if not all(isinstance(f, str) for f in items):
+        raise ConfigError(f"export formats are names ({', '.join(FORMATS)}), got {list(items)!r:.80}.")
+    names = list(dict.fromkeys(f.strip().lower() for f in items if f.strip()))
     unknown = [f for f in names if f not in FORMATS]
     if unknown or not names:
         raise ConfigError(f"unknown export format(s) {unknown or names} (--format); choose from {', '.join(FORMATS)}.")
     return names
+
+
+def artifact_files(out_dir: str | Path) -> dict[str, Path]:
+    """The file of each export format in ``out_dir``: an artifact directory holds only these, as one set."""
+    return {fmt: Path(out_dir) / f"model.{fmt}" for fmt in FORMATS}
+
+
+def _made_by_netsurgeon(path: Path) -> bool:
+    """Whether ``path`` is a regular file carrying a netsurgeon provenance header (safetensors or ONNX)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as fh:
+                return "netsurgeon" in (fh.metadata() or {})
+        return "netsurgeon" in _onnx_props(path)
+    except Exception:  # unreadable or damaged: not provably ours
+        return False
 
 
 def _example(model: nn.Module, input_size: Sequence[int] | None) -> torch.Tensor:
@@ -79,8 +102,16 @@ def export(
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} exists and is not a directory.")
     info = get_info(model)
-    finals = [out / f"model.{'safetensors' if f == 'safetensors' else 'onnx'}" for f in formats]
-    check_not_inputs(finals, info.sources if info else [], overwrite)
+    files = artifact_files(out)
+    finals = [files[f] for f in formats]
+    # another format's file from an earlier export would sit beside the new one as if it matched: it counts as
+    # an output (refused without overwrite; replaced, i.e. removed, with it), so the directory stays one set
+    others = [p for f, p in files.items() if f not in formats and (p.exists() or p.is_symlink())]
+    check_not_inputs(finals + others, info.sources if info else [], overwrite)
+    for other in others:
+        if not _made_by_netsurgeon(other):
+            raise ExportError(f"{other} is not a netsurgeon export and would be left beside a new model.* of another "
+                              "format; move it away or choose another --out.")
     record_extra = dict(extra or {})
     if report is not None and report.verification is not None:
         record_extra["verification"] = report.verification.__dict__
@@ -111,6 +142,8 @@ def export(
                     )
                 result.onnx_max_abs_diff, result.onnx_tolerance = parity.max_abs_diff, parity.tolerance
                 result.onnx_exporter = exporter
+    for stale in others:  # only reached with overwrite=True, after the new files are in place
+        stale.unlink(missing_ok=True)
     return result
 
 

@@ -1,9 +1,11 @@
 """Atomic output: files are written under temporary names and renamed only when all succeeded.
 
-* Temporaries are named ``.FINAL.PID-RANDOM.tmp`` beside their final file and created with the normal
-  mode (``0o666`` minus the umask), so the renamed file has the mode any other file would have.
-* A later writer of the same final file removes the temporaries that a killed run left (their PID is
-  no longer alive): ``kill -9`` never leaves litter for long.
+* Temporaries are named ``.FINAL.netsurgeon-PID-RANDOM.tmp`` beside their final file and created with the
+  normal mode (``0o666`` minus the umask), so the renamed file has the mode any other file would have.
+* A later writer of the same final file, when it is about to write it (every check passed), removes the
+  temporaries of that file which a killed run left: only names of exactly this form (the ``netsurgeon``
+  tag, a PID that is no longer alive, eight hex digits), only regular files. Any other file, a user's
+  ``.notes.20241201.tmp`` included, is never touched; a refused run removes nothing.
 * ``replace=False`` renames without clobbering (a hard link, then unlink): when another run created
   the final file in the meantime, this one fails and removes what it staged.
 * A full disk (``ENOSPC``/``EDQUOT``) becomes one :class:`~netsurgeon.errors.DiskFullError` line that
@@ -26,19 +28,43 @@ from pathlib import Path
 
 from netsurgeon.errors import DiskFullError, ExportError
 
-__all__ = ["check_not_inputs", "check_writable", "claim_output_dir", "clean_stale_temporaries", "staged_files"]
+__all__ = ["check_not_inputs", "check_writable", "claim_output_dir", "clean_stale_temporaries", "expand_out",
+           "input_files", "staged_files"]
 
-_TEMP = re.compile(r"^\.(?P<final>.+)\.(?P<pid>\d+)-[0-9a-f]+\.tmp$")
-_LEGACY_TEMP = re.compile(r"^\.(?P<final>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # mkstemp names of earlier versions
+_TAG = "netsurgeon"
+_TEMP = re.compile(rf"^\.(?P<final>.+)\.{_TAG}-(?P<pid>[1-9][0-9]{{0,9}})-[0-9a-f]{{8}}\.tmp$")
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
-def check_not_inputs(outputs: list[Path], inputs: list[str], overwrite: bool) -> None:
-    """Refuse to write over an input file, or over an existing output unless ``overwrite``."""
-    resolved_inputs = {str(Path(p).resolve()) for p in inputs}
+def expand_out(value: str | Path, flag: str = "--out") -> Path:
+    """A user's output (or input) path with ``~`` expanded; an empty one is refused (it would mean the
+    current directory without saying so)."""
+    text = os.fspath(value)
+    if not text.strip():
+        raise ExportError(f"{flag} is empty; give a directory (use {flag} . for the current one).")
+    return Path(os.path.expanduser(text))
+
+
+def input_files(inputs: list[str | Path]) -> set[str]:
+    """The resolved paths of a run's inputs; an artifact's ``model.safetensors`` brings its sibling
+    ``model.onnx`` (the pair is one input: replacing half of it would break the artifact)."""
+    out: set[str] = set()
+    for p in inputs:
+        path = Path(p).resolve()
+        out.add(str(path))
+        if path.name == "model.safetensors":
+            out.add(str(path.with_suffix(".onnx")))
+    return out
+
+
+def check_not_inputs(outputs: list[Path], inputs: list[str | Path], overwrite: bool) -> None:
+    """Refuse to write over an input file (``overwrite`` or not), or over an existing output unless
+    ``overwrite``."""
+    resolved_inputs = input_files(inputs)
     for out in outputs:
         if str(out.resolve()) in resolved_inputs:
-            raise ExportError(f"{out} is an input of this run; choose another output directory (--out).")
+            raise ExportError(f"{out} is an input of this run and is never overwritten (--overwrite or not); "
+                              "choose another output directory (--out).")
         if out.exists() and not overwrite:
             raise ExportError(f"{out} already exists; pass --overwrite (overwrite=True) or choose another --out.")
 
@@ -55,19 +81,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temporaries(directory: Path, final_name: str | None = None) -> list[Path]:
-    """Remove temporaries left in ``directory`` by writers that are no longer running (of ``final_name``
-    only, when given); returns what was removed."""
+def clean_stale_temporaries(directory: Path, final_name: str) -> list[Path]:
+    """Remove the temporaries of ``final_name`` that writers no longer running left in ``directory`` (names
+    of exactly the form this module makes, regular files only); returns what was removed."""
+    import stat
+
     removed: list[Path] = []
     if not directory.is_dir():
         return removed
     for entry in directory.iterdir():
         match = _TEMP.match(entry.name)
-        stale = match is not None and not _alive(int(match["pid"]))
-        if match is None:
-            match = _LEGACY_TEMP.match(entry.name)
-            stale = match is not None
-        if not stale or (final_name is not None and match["final"] != final_name) or not entry.is_file():
+        if match is None or match["final"] != final_name or _alive(int(match["pid"])):
+            continue
+        try:
+            if not stat.S_ISREG(entry.lstat().st_mode):
+                continue
+        except OSError:
             continue
         with contextlib.suppress(FileNotFoundError):
             entry.unlink()
@@ -77,7 +106,7 @@ def clean_stale_temporaries(directory: Path, final_name: str | None = None) -> l
 
 def _new_temp(final: Path) -> Path:
     for _ in range(100):
-        temp = final.parent / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        temp = final.parent / f".{final.name}.{_TAG}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the umask applies, as for any file
         except FileExistsError:
@@ -197,11 +226,16 @@ def claim_output_dir(out: str | Path, *, flag: str = "--out", lock: bool = True)
     written, and hold an exclusive lock on it so that a second run writing there fails at once.
 
     Directories created here are removed again when the block leaves them empty (a refused run leaves
-    nothing behind). Temporaries of killed runs are cleaned up.
+    nothing behind). Nothing already in ``out`` is touched here (temporaries of killed runs are removed by
+    :func:`staged_files`, when a run that passed its checks writes the same file).
     """
     out = Path(out)
     existing = out
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # mkdir would say "File exists"
+            where = "is" if existing == out else f"is under {existing}, which is"
+            raise ExportError(f"{flag} {out} {where} a symbolic link to {os.readlink(existing)}, which does not "
+                              "exist; create the link's target or choose another directory.")
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         where = "is a file" if existing == out else f"is under {existing}, which is a file"
@@ -228,7 +262,6 @@ def claim_output_dir(out: str | Path, *, flag: str = "--out", lock: bool = True)
     try:
         if lock:
             fd = _lock(out, flag)
-        clean_stale_temporaries(out)
         yield out
     finally:
         if fd is not None:

@@ -249,7 +249,9 @@ class ScopedEditor:
         read ``self.training`` while it was traced (then the graph froze a train-mode branch). The graph's
         ``get_attr``/``call_module`` targets resolve on ``module``."""
         tracer = _ChildrenAsLeaves(autowrap_functions=self.autowrap)
-        with in_mode(module, False), _watch_training(module) as reads:
+        from netsurgeon.graph.trace import TRACE_LOCK
+
+        with in_mode(module, False), _watch_training(module) as reads, TRACE_LOCK:
             graph = tracer.trace(module, concrete_args=concrete or None)
         return graph, bool(reads)
 

@@ -12,6 +12,11 @@ never traced, and no instance is traced twice):
 netsurgeon's own inserted modules are always leaves, so re-tracing a model never traces through a
 custom ``autograd.Function`` (which would silently drop its backward).
 
+fx patches ``nn.Module.__call__`` and ``__getattr__`` process-wide while it traces, so a second thread
+tracing (or running a forward) at the same moment sees the first one's patch. Every fx trace netsurgeon
+does holds :data:`TRACE_LOCK`, and ``apply``/``plan`` hold it for their whole run (their probe forwards
+too): calls from several threads are safe, one surgery at a time.
+
 Tracing happens in eval mode: graphs are specialised to inference control flow (for example
 GoogLeNet's auxiliary heads are not part of the graph). That is why a graph is only where passes
 *analyse*: edits are applied to the user's own model (``graph.scoped``), which keeps its train mode.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -138,8 +144,12 @@ def called_with_input_only(model: nn.Module) -> dict[str, Any]:
     return concrete_args(model, (fx.PH,), {})
 
 
+#: held by every fx trace (and by ``api.apply``/``plan`` throughout): fx's patching is process-wide
+TRACE_LOCK = threading.RLock()
+
+
 def _fx_trace(model: nn.Module, tracer: _Tracer) -> fx.GraphModule:
-    with in_mode(model, False):
+    with in_mode(model, False), TRACE_LOCK:
         graph = tracer.trace(model, concrete_args=called_with_input_only(model) or None)
     gm = fx.GraphModule(tracer.root, graph, model.__class__.__name__)
     _restore_untraced_state(model, gm)

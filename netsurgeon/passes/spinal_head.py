@@ -41,6 +41,10 @@ __all__ = ["SpinalHeadConfig"]
 
 
 
+#: bounds checked when the config is parsed (a dry run too), before anything is allocated
+MAX_CLASSES, MAX_WIDTH, MAX_LAYERS = 1_000_000, 65_536, 64
+
+
 @dataclass(frozen=True)
 class SpinalHeadConfig(PassConfig):
     """Replace the FC head with a (progressive) spinal head (ProgressiveSpinalNet, SpinalNet)."""
@@ -77,8 +81,11 @@ class SpinalHeadConfig(PassConfig):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 self.fail(f"{name} must be in [0, 1), got {value}.")
-        if self.num_classes is not None and self.num_classes < 1:
-            self.fail(f"num_classes must be at least 1, got {self.num_classes}.")
+        if self.num_classes is not None and not 1 <= self.num_classes <= MAX_CLASSES:
+            self.fail(f"num_classes must be from 1 to {MAX_CLASSES:,}, got {self.num_classes}.")
+        if self.width is not None and self.width > MAX_WIDTH or self.num_layers > MAX_LAYERS:
+            self.fail(f"width (at most {MAX_WIDTH:,}) or num_layers (at most {MAX_LAYERS}) is out of range: "
+                      f"{self.width}, {self.num_layers}.")
         if self.warm_start and self.variant == "spinal":
             self.fail("warm_start needs variant='progressive': the spinal output layer never sees the input.")
         if self.warm_start and self.replace == "classifier":
@@ -109,6 +116,9 @@ def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
     index = ws.index("spinal-head")
     out = PassOutcome()
     head = index.head()
+    if (head is None or not head.target) and any(isinstance(m, (SpinalHead, SpinalConvHead)) for m in ws.model.modules()):
+        raise SurgeryError("the model's head already is a spinal head (spinal-head was applied before); spinal-head "
+                           "replaces an nn.Linear or 1x1-convolution head, so it cannot be applied twice.")
     if head is None or not head.target:
         raise SurgeryError("no nn.Linear or 1x1 convolution after global pooling makes the logits (walking back "
                            "from the output through flatten, dropout and identity); spinal-head needs an FC "

@@ -7,6 +7,7 @@ artifact's provenance (``record["recipe"]``), so a model can be traced back to t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from netsurgeon.recipe.schema import RecipeSpec
 from netsurgeon.report import SurgeryReport
 from netsurgeon.train.distributed import is_main_process
 
-__all__ = ["RecipeResult", "plan_recipe", "run_recipe"]
+__all__ = ["RecipeResult", "check_outputs", "output_dir", "plan_recipe", "run_recipe"]
 
 
 @dataclass
@@ -34,10 +35,45 @@ class RecipeResult:
     sha256: str = ""
 
 
+def _expand(path: str | None) -> str | None:
+    return os.path.expanduser(path) if path else path
+
+
 def _load(recipe: RecipeSpec) -> nn.Module:
     m = recipe.model
-    return load_model(m.name, checkpoint=m.checkpoint, num_classes=m.num_classes, pretrained=m.pretrained,
-                      input_size=m.input_size)
+    return load_model(_expand(m.name), checkpoint=_expand(m.checkpoint), num_classes=m.num_classes,
+                      pretrained=m.pretrained, input_size=m.input_size)
+
+
+def output_dir(recipe: RecipeSpec, out_dir: str | Path | None = None) -> Path:
+    """Where the recipe's outputs go: ``out_dir`` or ``export.dir`` (``~`` expanded, never empty)."""
+    from netsurgeon.export.atomic import expand_out
+
+    return expand_out(out_dir, "--out") if out_dir is not None else expand_out(recipe.export.dir, "export.dir")
+
+
+def check_outputs(recipe: RecipeSpec, out: Path) -> None:
+    """Before any work: no output is one of the run's inputs (its recipe files, checkpoint or artifact),
+    whatever export.overwrite says; without it, none exists yet."""
+    from netsurgeon.errors import ExportError
+    from netsurgeon.export import artifact_files
+    from netsurgeon.export.atomic import check_not_inputs
+    from netsurgeon.models.load import is_artifact_path
+    from netsurgeon.train.loop import run_output_files
+
+    recipe_files = [out / "recipe.yaml", out / "recipe.sha256"]
+    outputs = recipe_files + (run_output_files(out) if recipe.finetune is not None else
+                              list(artifact_files(out).values()))
+    inputs: list[str | Path] = list(recipe.paths)
+    if recipe.model.checkpoint:
+        inputs.append(_expand(recipe.model.checkpoint))
+    name = _expand(recipe.model.name)
+    if is_artifact_path(name):
+        inputs.append(Path(name) / "model.safetensors" if Path(name).is_dir() else name)
+    check_not_inputs(outputs, inputs, overwrite=True)
+    if not recipe.export.overwrite and any(p.exists() for p in recipe_files):
+        raise ExportError(f"{out} already holds a recipe run; set export.overwrite: true (--set export.overwrite=true) "
+                          "or choose another --out.")
 
 
 def _surgery_data(recipe: RecipeSpec, model: nn.Module):
@@ -57,7 +93,7 @@ def plan_recipe(recipe: RecipeSpec) -> SurgeryReport | None:
     model = _load(recipe)
     if not recipe.surgery:
         return None
-    return plan(model, list(recipe.surgery), data=_surgery_data(recipe, model))
+    return plan(model, list(recipe.surgery), data=_surgery_data(recipe, model), allow_reapply=bool(recipe.reapply))
 
 
 def run_recipe(recipe: RecipeSpec, *, out_dir: str | Path | None = None, progress: bool = True) -> RecipeResult:
@@ -65,13 +101,9 @@ def run_recipe(recipe: RecipeSpec, *, out_dir: str | Path | None = None, progres
     from netsurgeon.export import export
     from netsurgeon.train import finetune
 
-    out = Path(out_dir) if out_dir is not None else Path(recipe.export.dir)
+    out = output_dir(recipe, out_dir)
     finals = [out / "recipe.yaml", out / "recipe.sha256"]
-    if not recipe.export.overwrite and any(p.exists() for p in finals):
-        from netsurgeon.errors import ExportError
-
-        raise ExportError(f"{out} already holds a recipe run; set export.overwrite: true (--set export.overwrite=true) "
-                          "or choose another --out.")
+    check_outputs(recipe, out)
     text, digest = recipe.to_yaml(), recipe.sha256
     provenance = {"recipe": {"sha256": digest, "yaml": text, "source": recipe.source}}
     torch.manual_seed(recipe.seed)
@@ -79,7 +111,8 @@ def run_recipe(recipe: RecipeSpec, *, out_dir: str | Path | None = None, progres
     report = None
     if recipe.surgery:
         status(f"applying {', '.join(c.pass_name for c in recipe.surgery)}", progress)
-        result = apply(model, list(recipe.surgery), data=_surgery_data(recipe, model))
+        result = apply(model, list(recipe.surgery), data=_surgery_data(recipe, model),
+                       allow_reapply=bool(recipe.reapply))  # validation refused unmarked repeats
         model, report = result.model, result.report
     metrics: list[dict[str, Any]] = []
     if recipe.finetune is not None:

@@ -3,7 +3,8 @@
 A recipe has five top-level keys::
 
     model:    {name, checkpoint, num_classes, input_size, pretrained}     required: name
-    surgery:  [{pass: NAME, PARAM: VALUE, ...}, ...]                     passes, in order
+    surgery:  [{pass: NAME, PARAM: VALUE, ...}, ...]                     passes, in order (a step repeating
+                                                                         a pass needs allow_reapply: true)
     finetune: {data: SPEC, epochs: N, ...every FinetuneConfig field}      optional
     export:   {dir: out, formats: [safetensors, onnx], overwrite: false}
     seed:     0                                                          seeds surgery and fine-tuning
@@ -52,8 +53,11 @@ class ModelSection(Config):
     def validate(self) -> None:
         if self.checkpoint and self.pretrained:
             self.fail("give checkpoint or pretrained: true, not both.")
-        if self.num_classes is not None and self.num_classes < 1:
-            self.fail(f"num_classes must be at least 1, got {self.num_classes}.")
+        from netsurgeon.validate import MODEL_KWARGS
+
+        _, low, high = MODEL_KWARGS["num_classes"]
+        if self.num_classes is not None and not low <= self.num_classes <= high:
+            self.fail(f"num_classes must be from {int(low)} to {int(high):,}, got {self.num_classes}.")
         if self.input_size is not None and min(self.input_size) < 1:
             self.fail(f"input_size must be three positive integers (C, H, W), got {list(self.input_size)}.")
 
@@ -67,6 +71,8 @@ class ExportSection(Config):
     overwrite: bool = False
 
     def validate(self) -> None:
+        if not self.dir.strip():
+            self.fail("dir is empty; give a directory (. for the one the run starts in).")
         if not self.formats or len(set(self.formats)) != len(self.formats):
             self.fail(f"formats must name safetensors and/or onnx once each, got {list(self.formats)}.")
 
@@ -129,6 +135,8 @@ class RecipeSpec:
     export: ExportSection = field(default_factory=ExportSection)
     seed: int = 0
     source: str = field(default="<recipe>", compare=False)
+    reapply: frozenset[int] = frozenset()  # surgery steps marked ``allow_reapply: true``
+    paths: tuple[str, ...] = field(default=(), compare=False)  # the recipe files read: inputs, never outputs
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -148,7 +156,8 @@ class RecipeSpec:
             positions.update(pos.shifted(("surgery",), len(steps) if isinstance(steps, list) else 0))
             raw = merge(raw, value)
         source = " + ".join(str(p) for p in paths)
-        return cls._build(raw, positions, problems, source, overrides)
+        built = cls._build(raw, positions, problems, source, overrides)
+        return dataclasses.replace(built, paths=tuple(str(p) for p in paths))
 
     @classmethod
     def from_text(cls, text: str, source: str = "<recipe>", overrides: dict[str, str] | None = None) -> RecipeSpec:
@@ -178,14 +187,16 @@ class RecipeSpec:
         if "model" not in raw:
             problems.append(Problem(("model",), "missing (required): the model to start from, e.g. "
                                     "model: {name: torchvision:resnet18}", Location(source, 1, 1)))
-        surgery = _check_surgery(raw.get("surgery", []), positions, problems)
+        surgery, reapply = _check_surgery(raw.get("surgery", []), positions, problems, raw.get("model"))
         finetune, data = _check_finetune(raw.get("finetune"), "finetune" in raw, positions, problems)
         export, found = check_fields(ExportSection, raw.get("export"), ("export",), positions)
         problems += found
         seed = raw.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            problems.append(Problem(("seed",), f"{_short(seed)} is invalid: a non-negative integer is expected.",
-                                    positions.value(("seed",))))
+        from netsurgeon.config import UINT64_MAX
+
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= UINT64_MAX:
+            problems.append(Problem(("seed",), f"{_short(seed)} is invalid: an integer from 0 to 2**64 - 1 is "
+                                    "expected.", positions.value(("seed",))))
             seed = 0
         if not surgery and finetune is None and not any(p.path[:1] in (("surgery",), ("finetune",))
                                                         for p in problems):
@@ -203,13 +214,15 @@ class RecipeSpec:
             raise RecipeError(source, sorted(problems, key=_order))
         if finetune is not None:
             finetune = dataclasses.replace(finetune, seed=seed)
-        return cls(model, tuple(surgery), finetune, data, export, seed, source)
+        return cls(model, tuple(surgery), finetune, data, export, seed, source, frozenset(reapply))
 
     # ------------------------------------------------------------------ writing
     def to_dict(self) -> dict[str, Any]:
         """Every value, defaults included (the resolved recipe)."""
         out: dict[str, Any] = {"model": self.model.to_dict(),
-                               "surgery": [{"pass": c.pass_name, **c.to_dict()} for c in self.surgery]}
+                               "surgery": [{"pass": c.pass_name, **c.to_dict(),
+                                            **({"allow_reapply": True} if i in self.reapply else {})}
+                                           for i, c in enumerate(self.surgery)]}
         if self.finetune is not None:
             settings = self.finetune.to_dict()
             settings.pop("seed")
@@ -220,7 +233,10 @@ class RecipeSpec:
 
     def to_yaml(self) -> str:
         """The resolved recipe as YAML; ``RecipeSpec.from_text(r.to_yaml()) == r``."""
-        return yaml.safe_dump(_plain(self.to_dict()), sort_keys=False, default_flow_style=None, width=100)
+        from netsurgeon.safeyaml import CoreDumper
+
+        return yaml.dump(_plain(self.to_dict()), Dumper=CoreDumper, sort_keys=False, default_flow_style=None,
+                         width=100)
 
     @property
     def sha256(self) -> str:
@@ -267,14 +283,37 @@ def _order(problem: Problem) -> tuple:
     return (loc.source if loc else "", loc.line if loc else 0, loc.column if loc else 0)
 
 
-def _check_surgery(steps: Any, positions: Positions, problems: list[Problem]) -> list[PassConfig]:
-    if steps is None:
+def _history(model: Any) -> list[str]:
+    """The passes an artifact named as the recipe's model already has (empty for a library model, or when the
+    artifact cannot be read: loading it reports that)."""
+    name = model.get("name") if isinstance(model, dict) else None
+    if not isinstance(name, str):
         return []
+    from netsurgeon.models.load import is_artifact_path
+
+    try:
+        if not is_artifact_path(name):
+            return []
+        from netsurgeon.export.artifact import read_provenance
+
+        return [str(step.get("pass")) for step in read_provenance(Path(name).expanduser())["passes"]]
+    except (NetsurgeonError, OSError, ValueError, TypeError, AttributeError):
+        return []
+
+
+def _check_surgery(steps: Any, positions: Positions, problems: list[Problem],
+                   model: Any = None) -> tuple[list[PassConfig], set[int]]:
+    """The steps' configs, and the indices of those marked ``allow_reapply: true``. A step that repeats a pass
+    (of an earlier step, or of the artifact's history) needs that mark, as ``apply`` needs ``--allow-reapply``."""
+    if steps is None:
+        return [], set()
     if not isinstance(steps, list):
         problems.append(Problem(("surgery",), f"expected a list of passes (- pass: erase-relu), got {_kind(steps)}",
                                 positions.value(("surgery",))))
-        return []
-    configs = []
+        return [], set()
+    configs: list[PassConfig] = []
+    reapply: set[int] = set()
+    earlier = {name: "the model's history (an artifact)" for name in _history(model)}
     for i, step in enumerate(steps):
         where = ("surgery", i)
         if not isinstance(step, dict) or "pass" not in step:
@@ -289,12 +328,26 @@ def _check_surgery(steps: Any, positions: Positions, problems: list[Problem]) ->
         except NetsurgeonError as err:
             problems.append(Problem((*where, "pass"), str(err), positions.value((*where, "pass"))))
             continue
-        params = {k: v for k, v in step.items() if k != "pass"}
+        params = {k: v for k, v in step.items() if k not in ("pass", "allow_reapply")}
+        again = step.get("allow_reapply", False)
+        if not isinstance(again, bool):
+            problems.append(Problem((*where, "allow_reapply"), f"{_short(again)} is invalid: true or false is "
+                                    "expected.", positions.value((*where, "allow_reapply"))))
+        elif spec.name in earlier and not again:
+            problems.append(Problem((*where, "pass"), f"{spec.name} is already applied by {earlier[spec.name]}; "
+                                    "applying it again acts on the result of the first application: add "
+                                    "allow_reapply: true to this step if you mean it.",
+                                    positions.value((*where, "pass"))))
+        if again is True:
+            reapply.add(len(configs))
+        earlier.setdefault(spec.name, f"step {i}")
         config, found = check_fields(spec.config_cls, params, where, positions)
         problems += found
         if config is not None:
             configs.append(config)
-    return configs
+        else:
+            reapply.discard(len(configs))
+    return configs, reapply
 
 
 def _check_finetune(values: Any, present: bool, positions: Positions,

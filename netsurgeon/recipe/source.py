@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from netsurgeon.errors import RecipeError
-from netsurgeon.safeyaml import MAX_NODES, expanded_size
+from netsurgeon.safeyaml import MAX_NODES, CoreLoader, expanded_size
 
 __all__ = ["Location", "Positions", "Problem", "apply_overrides", "merge", "parse_yaml"]
 
@@ -84,15 +84,20 @@ def _mark(node: yaml.Node, source: str) -> Location:
 def parse_yaml(text: str, source: str) -> tuple[Any, Positions, list[Problem]]:
     """The document's value, the positions of its keys and values, and problems (duplicate keys).
 
+    Scalars follow the YAML 1.2 core schema (:class:`netsurgeon.safeyaml.CoreLoader`). A merge key
+    (``<<: *common``) brings the anchor's keys in; keys written beside it override them.
     Raises RecipeError for text that is not YAML at all (with the parser's line and column).
     """
     loader = None
+    positions, problems = Positions(), []
     try:
-        loader = yaml.SafeLoader(text)
+        loader = CoreLoader(text)
         node = loader.get_single_node()
         if expanded_size(node) > MAX_NODES:
             raise RecipeError(source, [Problem((), f"expands to more than {MAX_NODES:,} values (YAML aliases "
                                                "repeating anchors?); write the recipe out plainly", Location(source))])
+        if node is not None:  # before constructing: that flattens merge keys into the nodes
+            _walk(node, (), source, positions, problems)
         value = loader.construct_document(node) if node is not None else None
     except RecipeError:
         raise
@@ -106,35 +111,58 @@ def parse_yaml(text: str, source: str) -> tuple[Any, Positions, list[Problem]]:
     finally:
         if loader is not None:
             loader.dispose()
-    positions, problems = Positions(), []
-    if node is not None:
-        _walk(node, (), source, positions, problems)
     return value, positions, problems
 
 
-def _walk(node: yaml.Node, path: Path_, source: str, positions: Positions, problems: list[Problem]) -> None:
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _merged(value_node: yaml.Node) -> list[yaml.MappingNode]:
+    """The mappings a merge key brings in (``<<: *a`` or ``<<: [*a, *b]``, earlier ones winning)."""
+    if isinstance(value_node, yaml.MappingNode):
+        return [value_node]
+    if isinstance(value_node, yaml.SequenceNode):
+        return [n for n in reversed(value_node.value) if isinstance(n, yaml.MappingNode)]
+    return []
+
+
+def _walk(node: yaml.Node, path: Path_, source: str, positions: Positions, problems: list[Problem],
+          depth: int = 0) -> None:
     positions.values[path] = _mark(node, source)
+    if depth > 200:  # deeper than any recipe (expanded_size refuses such documents anyway)
+        return
     if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:  # merged keys first: the keys written here override them
+            if key_node.tag == _MERGE:
+                for merged in _merged(value_node):
+                    for k_node, v_node in merged.value:
+                        if k_node.tag != _MERGE and isinstance(k_node, yaml.ScalarNode):
+                            positions.keys[(*path, k_node.value)] = _mark(k_node, source)
+                            _walk(v_node, (*path, k_node.value), source, positions, problems, depth + 1)
         seen: set[str] = set()
         for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                continue
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
             child = (*path, key)
             if key in seen:
                 problems.append(Problem(child, "given twice; keep one", _mark(key_node, source)))
             seen.add(key)
             positions.keys[child] = _mark(key_node, source)
-            _walk(value_node, child, source, positions, problems)
+            _walk(value_node, child, source, positions, problems, depth + 1)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             positions.keys[(*path, i)] = _mark(item, source)
-            _walk(item, (*path, i), source, positions, problems)
+            _walk(item, (*path, i), source, positions, problems, depth + 1)
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any], append: frozenset[str] = frozenset({"surgery"})) -> dict:
-    """``extra`` over ``base``: mappings merge key by key, lists under ``append`` keys are appended, and any
-    other value of ``extra`` wins."""
+    """``extra`` over ``base``: mappings merge key by key, lists under ``append`` keys are appended (an empty
+    one, ``surgery:`` with nothing, appends nothing), and any other value of ``extra`` wins."""
     out = copy.deepcopy(base)
     for key, value in extra.items():
+        if key in append and isinstance(out.get(key), list) and value is None:
+            continue  # an empty ``surgery:`` adds no steps; it never drops the earlier files' steps
         if key in append and isinstance(out.get(key), list) and isinstance(value, list):
             out[key] = out[key] + copy.deepcopy(value)
         elif isinstance(out.get(key), dict) and isinstance(value, dict):

@@ -240,17 +240,32 @@ def finetune(
         ctx.close()
 
 
+def run_output_files(out: Path) -> list[Path]:
+    """Every file a fine-tuning run may write into ``out`` (checked up front: none is replaced without
+    ``overwrite``/``resume``, and none may be an input). A new kind of output is one more line here."""
+    from netsurgeon.export import artifact_files
+
+    return [
+        out / CHECKPOINT,
+        out / "metrics.csv",
+        out / "metrics.jsonl",
+        out / "curves.png",
+        *artifact_files(out).values(),  # every format: the final export leaves only the ones asked for
+    ]
+
+
 def _check_out_dir(out: Path, model: nn.Module, *, resume: bool, overwrite: bool, formats: Sequence[str]) -> None:
     from netsurgeon.export.atomic import check_not_inputs
 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory.")
     info = get_info(model)
-    finals = [out / f"model.{fmt}" for fmt in formats] + [out / CHECKPOINT]
+    finals = run_output_files(out)
     check_not_inputs(finals, info.sources if info else [], overwrite=True)
-    if not resume and not overwrite and any(p.exists() for p in finals):
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it, --overwrite to start over, "
-                          "or choose another --out.")
+    present = [p.name for p in finals if p.exists() or p.is_symlink()]
+    if not resume and not overwrite and present:
+        raise ConfigError(f"{out} already holds a run's files ({', '.join(present)}); pass --resume to continue it, "
+                          "--overwrite to replace them, or choose another --out.")
 
 
 @dataclass
