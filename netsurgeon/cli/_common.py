@@ -121,7 +121,8 @@ def check_num_classes(num_classes: int | None, model: str, flag: str = "--num-cl
         return
     _, low, high = MODEL_KWARGS["num_classes"]
     if not low <= num_classes <= high:
-        raise ConfigError(f"{flag} {str(num_classes)[:30]} is out of range; give {int(low)} to {int(high):,}.")
+        raise ConfigError(f"{flag} {str(num_classes)[:30]} is out of range: num_classes must be a positive integer "
+                          f"of at most {int(high):,}.")
     if is_artifact_path(model):
         raise ConfigError(f"{flag} does not apply to an artifact ({model}), which carries its own head; drop it, "
                           "or change the class count with a pass: --set num_classes=N of spinal-head.")

@@ -852,6 +852,10 @@ def api_contract_violated(tmp, golden, mp):
     return lambda: ns.apply(model, "pd-relu")
 
 
+# ------------------------------------------------------------------ round 2 (issue 23): users' files, inputs, messages
+from tests.badinput import corpus_files  # noqa: E402, F401  (registers its cases here)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_is_refused_in_one_line_leaving_files_alone(name, golden, tmp_path, monkeypatch):
     fn, expected = CASES[name]

@@ -120,16 +120,18 @@ def _dead_pid() -> int:
 def test_7_stale_temporaries_are_removed_and_files_get_the_normal_mode(tmp_path):
     out = tmp_path / "o"
     out.mkdir()
-    stale = [out / f".model.safetensors.{_dead_pid()}-0a1b2c3d.tmp", out / ".model.onnx.k3j4h5g6.tmp"]
+    pid = _dead_pid()
+    stale = [out / f".model.safetensors.netsurgeon-{pid}-0a1b2c3d.tmp", out / f".model.onnx.netsurgeon-{pid}-0a1b2c3d.tmp"]
     for p in stale:
         p.write_bytes(b"x" * 1000)
+    (out / ".model.onnx.k3j4h5g6.tmp").write_bytes(b"a user's file, not provably netsurgeon's")  # kept (issue 23)
     old = os.umask(0o022)
     try:
         result = cli("apply", "erase-relu", "-m", TINY, "--out", out)
     finally:
         os.umask(old)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [".model.onnx.k3j4h5g6.tmp", "model.onnx", "model.safetensors"]
     assert all((out / n).stat().st_mode & 0o777 == 0o644 for n in ("model.onnx", "model.safetensors"))
 
 
