@@ -116,9 +116,10 @@ def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
     index = ws.index("spinal-head")
     out = PassOutcome()
     head = index.head()
-    if (head is None or not head.target) and any(isinstance(m, (SpinalHead, SpinalConvHead)) for m in ws.model.modules()):
-        raise SurgeryError("the model's head already is a spinal head (spinal-head was applied before); spinal-head "
-                           "replaces an nn.Linear or 1x1-convolution head, so it cannot be applied twice.")
+    spinal = (SpinalHead, SpinalConvHead)
+    if (head is None or not head.target) and any(isinstance(m, spinal) for m in ws.model.modules()):
+        raise SurgeryError("the model's head already is a spinal head (spinal-head was applied before); "
+                           "spinal-head replaces an nn.Linear or 1x1-convolution head, so it cannot be applied twice.")
     if head is None or not head.target:
         raise SurgeryError("no nn.Linear or 1x1 convolution after global pooling makes the logits (walking back "
                            "from the output through flatten, dropout and identity); spinal-head needs an FC "

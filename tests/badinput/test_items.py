@@ -121,7 +121,8 @@ def test_7_stale_temporaries_are_removed_and_files_get_the_normal_mode(tmp_path)
     out = tmp_path / "o"
     out.mkdir()
     pid = _dead_pid()
-    stale = [out / f".model.safetensors.netsurgeon-{pid}-0a1b2c3d.tmp", out / f".model.onnx.netsurgeon-{pid}-0a1b2c3d.tmp"]
+    stale = [out / f".model.safetensors.netsurgeon-{pid}-0a1b2c3d.tmp",
+             out / f".model.onnx.netsurgeon-{pid}-0a1b2c3d.tmp"]
     for p in stale:
         p.write_bytes(b"x" * 1000)
     (out / ".model.onnx.k3j4h5g6.tmp").write_bytes(b"a user's file, not provably netsurgeon's")  # kept (issue 23)

@@ -60,9 +60,8 @@ def test_every_command_that_writes_into_out_leaves_the_users_files_alone(tmp_pat
         assert result.exit_code == code, (args, result.output)
         assert _digests(d, mine) == before, args
     # a successful fine-tune (and its resume) and a successful recipe run beside hidden temporaries and a recipe
-    for sub, runs in (("t", [("finetune", TINY, "--data", "digits", "--out", tmp_path / "t", "--epochs", "1", *FAST),
-                             ("finetune", TINY, "--data", "digits", "--out", tmp_path / "t", "--epochs", "1", "--resume",
-                              *FAST)]),
+    tune = ("finetune", TINY, "--data", "digits", "--out", tmp_path / "t", "--epochs", "1", *FAST)
+    for sub, runs in (("t", [tune, (*tune, "--resume")]),
                       ("r", [("run", tmp_path / "recipe.yaml"), ("run", tmp_path / "recipe.yaml")])):
         out = tmp_path / sub
         mine = _user_files(out, [*hidden, "notes.txt", "my-recipe.yaml"])
@@ -204,8 +203,8 @@ def test_28_yaml_merge_keys_with_later_keys_overriding(tmp_path):
 def test_29_a_recipe_step_may_reapply_a_pass_when_it_says_so(tmp_path):
     from netsurgeon.recipe import Recipe
 
-    recipe = Recipe.from_text(f"model: {{name: '{TINY}'}}\n"
-                              "surgery: [{pass: erase-relu, proportion: 0.5}, {pass: erase-relu, allow_reapply: true}]\n")
+    recipe = Recipe.from_text(f"model: {{name: '{TINY}'}}\nsurgery: [{{pass: erase-relu, proportion: 0.5}}, "
+                              "{pass: erase-relu, allow_reapply: true}]\n")
     assert recipe.reapply == frozenset({1}) and Recipe.from_text(recipe.to_yaml()) == recipe
     report = recipe.plan()
     assert [p.name for p in report.passes] == ["erase-relu", "erase-relu"]
