@@ -71,9 +71,11 @@ def check_outputs(recipe: RecipeSpec, out: Path) -> None:
     if is_artifact_path(name):
         inputs.append(Path(name) / "model.safetensors" if Path(name).is_dir() else name)
     check_not_inputs(outputs, inputs, overwrite=True)
-    if not recipe.export.overwrite and any(p.exists() for p in recipe_files):
-        raise ExportError(f"{out} already holds a recipe run; set export.overwrite: true (--set export.overwrite=true) "
-                          "or choose another --out.")
+    present = [p.name for p in outputs if p.exists() or p.is_symlink()]
+    if not recipe.export.overwrite and present:
+        what = "a recipe run" if any(p.exists() for p in recipe_files) else "files this run would write"
+        raise ExportError(f"{out} already holds {what} ({', '.join(present)}); set export.overwrite: true "
+                          "(--set export.overwrite=true) or choose another --out.")
 
 
 def _surgery_data(recipe: RecipeSpec, model: nn.Module):
