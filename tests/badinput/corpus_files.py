@@ -89,7 +89,7 @@ def finetune_out_holds_users_curves(tmp, golden, mp):
 def recipe_with_finetune_into_users_metrics(tmp, golden, mp):
     _write(tmp / "o" / "metrics.csv", "epoch,mine\n")
     return ["run", _write(tmp / "r.yaml", f"model: {{name: '{TINY}', input_size: [3, 8, 8]}}\n"
-                                          "finetune: {data: digits, epochs: 1, limit_train_batches: 2, batch_size: 16}\n"
+                                          "finetune: {data: digits, epochs: 1, limit_train_batches: 2}\n"
                                           f"export: {{dir: '{tmp / 'o'}', formats: [safetensors]}}\n")]
 
 
