@@ -107,7 +107,12 @@ def export(
     # another format's file from an earlier export would sit beside the new one as if it matched: it counts as
     # an output (refused without overwrite; replaced, i.e. removed, with it), so the directory stays one set
     others = [p for f, p in files.items() if f not in formats and (p.exists() or p.is_symlink())]
-    check_not_inputs(finals + others, info.sources if info else [], overwrite)
+    check_not_inputs(finals + others, info.sources if info else [], overwrite=True)  # inputs: never
+    check_not_inputs(finals, [], overwrite)
+    if others and not overwrite:
+        names = ", ".join(p.name for p in others)
+        raise ExportError(f"{out} already exists and holds {names} of an earlier export, which would not match the "
+                          "new files: pass --overwrite (overwrite=True: it is removed) or choose another --out.")
     for other in others:
         if not _made_by_netsurgeon(other):
             raise ExportError(f"{other} is not a netsurgeon export and would be left beside a new model.* of another "
