@@ -202,10 +202,15 @@ def _needs_bn_recalibration(model: nn.Module, cfg: FinetuneConfig) -> bool:
     return False
 
 
-def run_identity(model: nn.Module, data_label: str, train: Dataset, test: Dataset | None) -> dict[str, Any]:
+def run_identity(model: nn.Module, data: DataArg, train: Dataset, test: Dataset | None) -> dict[str, Any]:
     """What determines a run besides its config: the model (base, constructor arguments, source weights,
-    input size, surgery history) and the data. Saved in each checkpoint; ``--resume`` must match it."""
+    input size, surgery history) and the data (its spec, sizes and class count; for Dataset objects the
+    sizes and class count only). Saved in each checkpoint; ``--resume`` must match it."""
     import json
+
+    spec = DataSpec.parse(data) if isinstance(data, str) else data
+    data_label = (f"{spec.kind}:{spec.name + ':' if spec.name else ''}{spec.path}" if isinstance(spec, DataSpec)
+                  else "(Dataset objects)")
 
     info = get_info(model)
     record = info.to_dict() if info else {}
@@ -347,7 +352,7 @@ class _Run:
         self.train_set, self.test_set, self.data_label = resolve_data(data, model)
         self.num_classes = getattr(self.train_set, "num_classes", None)
         self.info = get_info(model)
-        self.identity = run_identity(model, self.data_label, self.train_set, self.test_set)
+        self.identity = run_identity(model, data, self.train_set, self.test_set)
         self.model = copy_model(model).to(ctx.device)
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else ctx.device.type == "cuda"
         if self.channels_last:
