@@ -98,18 +98,6 @@ class ImageTransform:
         return (image - self.mean[:, None, None]) / self.std[:, None, None]
 
 
-class DataError(ConfigError):
-    """A data problem found while reading an item; its message stays one line when it comes out of a
-    DataLoader worker (which re-raises ``type(err)(message + original traceback)``)."""
-
-    def __init__(self, message: str) -> None:
-        if "Original Traceback" in message:  # DataLoader's re-raise: keep the original line only
-            last = [line for line in message.splitlines() if line.strip()][-1]
-            _, sep, original = last.partition(f"{type(self).__name__}: ")
-            message = original if sep else last
-        super().__init__(message)
-
-
 #: what PIL raises for an unreadable image: UnidentifiedImageError (an OSError), truncated files, bad
 #: chunks, and DecompressionBombError (a plain Exception) for absurd sizes declared in a tiny file
 def _unreadable_errors() -> tuple[type[BaseException], ...]:
@@ -118,8 +106,8 @@ def _unreadable_errors() -> tuple[type[BaseException], ...]:
     return OSError, ValueError, SyntaxError, Image.DecompressionBombError
 
 
-def _cannot_read(where: object, err: BaseException) -> DataError:
-    return DataError(f"image {where} cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:100]}); "
+def _cannot_read(where: object, err: BaseException) -> ConfigError:
+    return ConfigError(f"image {where} cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:100]}); "
                      "remove or replace it, or pass --skip-unreadable-images (Python: DataSpec(..., "
                      "skip_unreadable=True)) to leave unreadable images out.")
 
@@ -134,11 +122,7 @@ class _Mapped(Dataset):
     def __getitem__(self, i: int):
         try:
             image, label = self.base[i]
-        except DataError:
-            raise
-        except ConfigError as err:  # keep it one line out of a DataLoader worker too
-            raise DataError(str(err)) from None
-        except _unreadable_errors() as err:
+        except _unreadable_errors() as err:  # one line, also out of a DataLoader worker (NetsurgeonError)
             samples = getattr(self.base, "samples", None)
             where = samples[i][0] if samples is not None and 0 <= i < len(samples) else f"item {i}"
             raise _cannot_read(where, err) from None

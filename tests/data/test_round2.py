@@ -105,3 +105,21 @@ def test_20_skip_unreadable_images_leaves_a_decompression_bomb_out(tmp_path):
                  "--set", "batch_size=4", "--set", "limit_eval_batches=1")
     assert result.exit_code == 0, result.output
     assert "left out 1 unreadable image(s)" in result.stderr and "bomb.png" in result.stderr
+
+
+class _Refuses(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        from netsurgeon.errors import ConfigError
+
+        raise ConfigError(f"item {i} is bad; fix it.")
+
+
+def test_21_an_error_from_a_dataloader_worker_keeps_its_one_line():
+    from netsurgeon.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        next(iter(torch.utils.data.DataLoader(_Refuses(), batch_size=2, num_workers=1)))
+    assert str(info.value) == "item 0 is bad; fix it."
