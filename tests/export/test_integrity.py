@@ -48,3 +48,19 @@ def test_23_half_model_with_onnx_is_refused_before_writing(tmp_path):
     with pytest.raises(ExportError, match="needs a float32 model"):
         export(model, tmp_path / "o")
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_an_artifact_from_before_the_digest_still_loads_and_verify_says_it_is_unchecked(tmp_path):
+    from safetensors.torch import load_file
+
+    from tests.badinput.helpers import write_artifact
+
+    model = ns.load_model(TINY, input_size=(3, 8, 8))
+    export(model, tmp_path / "o", formats=["safetensors"])
+    record = read_record(tmp_path / "o" / "model.safetensors")
+    del record["tensors"]
+    old = write_artifact(tmp_path / "old" / "model.safetensors", record, load_file(str(tmp_path / "o" /
+                                                                                      "model.safetensors")))
+    assert all(torch.equal(a, b) for a, b in zip(ns.load_model(old).state_dict().values(),
+                                                   model.state_dict().values(), strict=True))
+    assert any("no tensor digest" in m for m in verify_artifact(old).messages)
