@@ -31,7 +31,17 @@ __all__ = [
 
 
 class NetsurgeonError(Exception):
-    """Base class of every error netsurgeon raises on purpose."""
+    """Base class of every error netsurgeon raises on purpose.
+
+    Raised in a DataLoader worker, it comes back as ``type(err)("Caught ... Original Traceback ...")``;
+    the constructor keeps only the original one-line message."""
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str) and "\nOriginal Traceback" in args[0]:
+            last = [line for line in args[0].splitlines() if line.strip()][-1]
+            _, sep, original = last.partition(f"{type(self).__name__}: ")
+            args = (original if sep else last,)
+        super().__init__(*args)
 
 
 class ConfigError(NetsurgeonError, ValueError):

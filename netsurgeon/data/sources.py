@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import inspect
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +98,20 @@ class ImageTransform:
         return (image - self.mean[:, None, None]) / self.std[:, None, None]
 
 
+#: what PIL raises for an unreadable image: UnidentifiedImageError (an OSError), truncated files, bad
+#: chunks, and DecompressionBombError (a plain Exception) for absurd sizes declared in a tiny file
+def _unreadable_errors() -> tuple[type[BaseException], ...]:
+    from PIL import Image
+
+    return OSError, ValueError, SyntaxError, Image.DecompressionBombError
+
+
+def _cannot_read(where: object, err: BaseException) -> ConfigError:
+    return ConfigError(f"image {where} cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:100]}); "
+                     "remove or replace it, or pass --skip-unreadable-images (Python: DataSpec(..., "
+                     "skip_unreadable=True)) to leave unreadable images out.")
+
+
 class _Mapped(Dataset):
     def __init__(self, base: Dataset, transform: ImageTransform, classes: int) -> None:
         self.base, self.transform, self.num_classes = base, transform, classes
@@ -106,12 +122,10 @@ class _Mapped(Dataset):
     def __getitem__(self, i: int):
         try:
             image, label = self.base[i]
-        except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, truncated files, ...
+        except _unreadable_errors() as err:  # one line, also out of a DataLoader worker (NetsurgeonError)
             samples = getattr(self.base, "samples", None)
             where = samples[i][0] if samples is not None and 0 <= i < len(samples) else f"item {i}"
-            raise ConfigError(f"image {where} cannot be read ({type(err).__name__}: {str(err)[:100]}); remove or "
-                              "replace it, or pass --skip-unreadable-images (Python: DataSpec(..., "
-                              "skip_unreadable=True)) to leave unreadable images out.") from None
+            raise _cannot_read(where, err) from None
         if not isinstance(image, torch.Tensor):  # PIL: float C,H,W in [0, 1]
             from torchvision.transforms.functional import to_tensor
 
@@ -131,15 +145,38 @@ def _digits(split: str) -> tuple[Dataset, int]:
     return TensorDataset(images[chosen], labels[chosen]), 10
 
 
+#: the largest IDX file read (Fashion-MNIST's training images are 47 MB unpacked)
+MAX_IDX_BYTES = 1 << 30
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (optionally gzipped) as a numpy array."""
+    """An IDX file (optionally gzipped) as a numpy array; a damaged file is one ConfigError naming it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        zero, dtype_code, ndim = struct.unpack(">HBB", fh.read(4))
-        if zero != 0 or dtype_code != 0x08:
-            raise ConfigError(f"{path} is not an unsigned-byte IDX file.")
-        shape = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
-        return np.frombuffer(fh.read(), dtype=np.uint8).reshape(shape)
+    redo = "; download it again (or reinstall dataset-fashion-mnist)."
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(4)
+            if len(head) < 4:
+                raise ConfigError(f"{path} is truncated (no IDX header){redo}")
+            zero, dtype_code, ndim = struct.unpack(">HBB", head)
+            if zero != 0 or dtype_code != 0x08 or not 1 <= ndim <= 4:
+                raise ConfigError(f"{path} is not an unsigned-byte IDX file{redo}")
+            dims = fh.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise ConfigError(f"{path} is truncated (its IDX header is incomplete){redo}")
+            shape = struct.unpack(f">{ndim}I", dims)
+            size = int(np.prod(shape, dtype=np.int64))
+            if size > MAX_IDX_BYTES:
+                raise ConfigError(f"{path} declares {size} bytes of data (shape {shape}), more than an IDX "
+                                  f"dataset holds{redo}")
+            data = fh.read(size + 1)
+    except (OSError, EOFError, zlib.error) as err:  # not gzip, a truncated gzip stream, unreadable
+        raise ConfigError(f"{path} cannot be read as {'gzipped ' if opener is gzip.open else ''}IDX "
+                          f"({type(err).__name__}: {' '.join(str(err).split())[:80]}){redo}") from None
+    if len(data) != size:
+        what = "is truncated" if len(data) < size else "has data past its declared end"
+        raise ConfigError(f"{path} {what} ({min(len(data), size)} of {size} bytes for shape {shape}){redo}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def _fashion(root: str, split: str) -> tuple[Dataset, int]:
@@ -148,8 +185,18 @@ def _fashion(root: str, split: str) -> tuple[Dataset, int]:
     for directory in candidates:
         found = [next(iter(sorted(directory.rglob(n))), None) if directory.is_dir() else None for n in names]
         if all(found):
-            images = torch.from_numpy(read_idx(found[0]).astype(np.float32) / 255.0)[:, None]
-            labels = torch.from_numpy(read_idx(found[1]).astype(np.int64))
+            pixels, targets = read_idx(found[0]), read_idx(found[1])
+            if pixels.ndim != 3 or targets.ndim != 1:
+                raise ConfigError(f"{found[0].parent}: expected images of shape (N, H, W) and labels of shape (N,), "
+                                  f"got {pixels.shape} and {targets.shape}; check the files are the right ones.")
+            if len(pixels) != len(targets):
+                raise ConfigError(f"{found[0].parent}: {found[0].name} holds {len(pixels)} images but "
+                                  f"{found[1].name} {len(targets)} labels; the files do not belong together.")
+            if targets.size and int(targets.max()) > 9:
+                raise ConfigError(f"{found[1]} holds label {int(targets.max())}, but Fashion-MNIST has 10 classes "
+                                  "(0-9); the file is damaged or from another dataset.")
+            images = torch.from_numpy(pixels.astype(np.float32) / 255.0)[:, None]
+            labels = torch.from_numpy(targets.astype(np.int64))
             return TensorDataset(images, labels), 10
     where = root or ", ".join(FASHION_DIRS)
     raise ConfigError(f"Fashion-MNIST IDX files ({', '.join(names)}) not found in {where}; install Debian's "
@@ -161,10 +208,11 @@ def _drop_unreadable(dataset) -> None:  # noqa: ANN001
     from netsurgeon.progress import status
 
     good, bad = [], []
+    unreadable = _unreadable_errors()
     for path, target in dataset.samples:
         try:
             dataset.loader(path)
-        except (OSError, ValueError, SyntaxError):
+        except unreadable:
             bad.append(path)
             continue
         good.append((path, target))
@@ -176,41 +224,126 @@ def _drop_unreadable(dataset) -> None:  # noqa: ANN001
         status(f"left out {len(bad)} unreadable image(s) under {dataset.root} (first: {bad[0]})")
 
 
+#: PIL modes of 16- and 32-bit integer greyscale images (16-bit PNGs open as one of these)
+_WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0}
+#: evaluation split folder names, in the order they are looked for
+EVAL_SPLITS = ("val", "test")
+
+
+def load_image(path: str) -> object:
+    """An image file as a PIL RGB image, or, for 16-bit greyscale (``I;16``), a float (1, H, W) tensor scaled
+    by 1/65535 (PIL's ``convert("RGB")`` clips such pixels to 255: nearly white)."""
+    from PIL import Image
+
+    with open(path, "rb") as fh:
+        image = Image.open(fh)
+        if image.mode in _WIDE_MODES:
+            pixels = np.asarray(image, dtype=np.float32) / _WIDE_MODES[image.mode]
+            return torch.from_numpy(np.clip(pixels, 0.0, 1.0))[None]
+        return image.convert("RGB")
+
+
+def _eval_dir(base: Path) -> Path:
+    for name in EVAL_SPLITS:
+        if (base / name).is_dir():
+            return base / name
+    raise ConfigError(f"image folder {base} has train/ but no val/ or test/; add one (CLASS/*.png inside, the class "
+                      "names of train/), or point folder: at a directory holding the class folders themselves.")
+
+
 def _folder(root: str, split: str, skip_unreadable: bool = False) -> tuple[Dataset, int]:
+    """``DIR/train`` + ``DIR/val`` (or ``DIR/test``), labels by class name from the training split; or
+    ``DIR/CLASS/`` for both splits. A class found only in the evaluation split is an error."""
     from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import find_classes
 
     base = Path(root).expanduser()
-    directory = base / ("train" if split == "train" else "val")
-    if not directory.is_dir():
-        directory = base
-    if not directory.is_dir():
+    if not base.is_dir():
         raise ConfigError(f"image folder {base} does not exist; expected {base}/train/CLASS/*.png (or {base}/CLASS/).")
+    split_layout = (base / "train").is_dir()
+    train_dir = base / "train" if split_layout else base
+    directory = train_dir if split == "train" or not split_layout else _eval_dir(base)
     try:
-        dataset = ImageFolder(str(directory))
+        classes, class_to_idx = find_classes(str(train_dir))
+        if directory != train_dir:
+            extra = sorted(set(find_classes(str(directory))[0]) - set(classes))
+            if extra:
+                raise ConfigError(f"image folder {directory} has class(es) {', '.join(extra[:5])} that "
+                                  f"{train_dir} lacks; every evaluation class must be a training class (labels are "
+                                  "matched by class name).")
+        dataset = ImageFolder(str(directory), loader=load_image, allow_empty=directory != train_dir)
     except (FileNotFoundError, RuntimeError) as err:
         raise ConfigError(f"image folder {directory}: {err}") from None
+    if dataset.classes != classes:  # an evaluation split with fewer classes: its labels are the training split's
+        own = dataset.classes
+        dataset.samples = dataset.imgs = [(path, class_to_idx[own[t]]) for path, t in dataset.samples]
+        dataset.targets = [t for _, t in dataset.samples]
+        dataset.classes, dataset.class_to_idx = classes, class_to_idx
     if skip_unreadable:
         _drop_unreadable(dataset)
-    return dataset, len(dataset.classes)
+    return dataset, len(classes)
+
+
+#: split= values tried, in order, for a torchvision dataset without ``train=`` (Flowers102: train/val/test,
+#: OxfordIIITPet: trainval/test, SVHN and STL10: train/test)
+TORCHVISION_SPLITS = {"train": ("train", "trainval"), "test": ("test", "val", "valid")}
 
 
 def _torchvision(name: str, root: str, split: str, download: bool) -> tuple[Dataset, int]:
+    """A torchvision dataset whose constructor takes ``train=`` (CIFAR10, MNIST, ...) or ``split=``
+    (SVHN, STL10, Flowers102, ...); anything else is refused, naming what to use instead."""
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, name, None)
-    if cls is None:
-        raise ConfigError(f"torchvision has no dataset {name!r} (e.g. CIFAR10, SVHN, STL10, FashionMNIST).")
-    train = split == "train"
-    kwargs = {"split": "train" if train else "test"} if name in ("SVHN", "STL10") else {"train": train}
-    if name == "EMNIST":
-        kwargs["split"] = "balanced"
+    if not (isinstance(cls, type) and issubclass(cls, Dataset)):
+        raise ConfigError(f"torchvision has no dataset {name!r} (e.g. CIFAR10, SVHN, STL10, FashionMNIST, "
+                          "Flowers102).")
     try:
-        dataset = cls(str(Path(root).expanduser()), download=download, **kwargs)
-    except (RuntimeError, FileNotFoundError) as err:
-        raise ConfigError(f"{name} not found under {root} ({str(err).splitlines()[0]}); download it there first "
-                          "(torchvision's download=True on a machine online) and copy the files over.") from None
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if issubclass(cls, tvd.DatasetFolder) and "split" not in params:
+        raise ConfigError(f"torchvision:{name} is a generic image folder; use --data folder:DIR instead "
+                          "(DIR/train/CLASS/*.png and DIR/val/CLASS/*.png).")
+    if "train" in params:
+        choices: list[dict[str, object]] = [{"train": split == "train"}]
+        if name == "EMNIST":
+            choices[0]["split"] = "balanced"
+    elif "split" in params:
+        choices = [{"split": value} for value in TORCHVISION_SPLITS[split]]
+    else:
+        raise ConfigError(f"torchvision:{name} has no train/test split (its constructor takes neither train= nor "
+                          "split=); arrange its images as --data folder:DIR with DIR/train/CLASS/ and DIR/val/CLASS/.")
+    common = {"download": download} if "download" in params else {}
+    refused: list[str] = []
+    for kwargs in choices:
+        try:
+            dataset = cls(str(Path(root).expanduser()), **common, **kwargs)
+            break
+        except ValueError as err:  # verify_str_arg: an unknown split value
+            refused.append(f"{kwargs}: {str(err).splitlines()[0][:120]}")
+        except (RuntimeError, FileNotFoundError, OSError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise ConfigError(f"{name} not found under {root} ({first}); download it there first (torchvision's "
+                              "download=True on a machine online) and copy the files over.") from None
+        except TypeError as err:  # a required argument netsurgeon does not know how to fill
+            raise ConfigError(f"torchvision:{name} cannot be built with (root, {', '.join(kwargs)}) "
+                              f"({str(err).splitlines()[0][:120]}); use --data folder:DIR instead.") from None
+    else:
+        raise ConfigError(f"torchvision:{name} has no {split} split netsurgeon knows ({'; '.join(refused)}); use "
+                          "--data folder:DIR instead.")
+    return dataset, _class_count(dataset)
+
+
+def _class_count(dataset: object) -> int:
     classes = getattr(dataset, "classes", None)
-    return dataset, len(classes) if classes else int(max(getattr(dataset, "labels", [9]))) + 1
+    if classes:
+        return len(classes)
+    for attr in ("labels", "targets", "_labels"):
+        labels = getattr(dataset, attr, None)
+        if labels is not None and len(labels):
+            return int(max(int(v) for v in labels)) + 1
+    return 10
 
 
 def load_dataset(spec: str | DataSpec, split: str, input_size: Sequence[int], *,

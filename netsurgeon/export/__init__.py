@@ -11,8 +11,16 @@ import torch
 from torch import nn
 
 from netsurgeon.errors import ArtifactError, ConfigError, ExportError
-from netsurgeon.export.artifact import load_artifact, provenance, read_provenance, write_safetensors
+from netsurgeon.export.artifact import (
+    file_tensors,
+    load_artifact,
+    provenance,
+    read_provenance,
+    tensor_record,
+    write_safetensors,
+)
 from netsurgeon.export.atomic import check_not_inputs, staged_files
+from netsurgeon.export.header import header_problems
 from netsurgeon.export.onnx import inference_copy, onnx_parity, provenance_props, to_onnx_proto, write_onnx
 from netsurgeon.models.info import get_info, probe_input
 from netsurgeon.report import SurgeryReport
@@ -96,6 +104,12 @@ def export(
     batch axis and must agree with the eager model in onnxruntime within 1e-4 * max(1, max |output|)
     (see ``export.onnx.PARITY_ATOL``), or nothing is written. An input file is never overwritten;
     existing outputs only with ``overwrite=True``.
+
+    The tensors keep their dtype (a float16 model exports, and reloads, as float16; the header records
+    the dtype and a sha256 digest of the tensor data). ONNX needs a float32 model: for any other dtype
+    the export is refused before anything is written (export ``formats=["safetensors"]``, or convert
+    with ``model.float()`` first). The header is checked with the reader's schema before anything is
+    written, so what export writes, ``load_model`` and ``verify`` accept.
     """
     formats = parse_formats(formats)
     out = Path(out_dir)
@@ -120,11 +134,15 @@ def export(
     record_extra = dict(extra or {})
     if report is not None and report.verification is not None:
         record_extra["verification"] = report.verification.__dict__
+    if "onnx" in formats:
+        _check_onnx_dtype(model)
     record = provenance(model, seed=seed, extra=record_extra)
     if input_size is not None:  # the size the ONNX file is exported and checked at is the one recorded
         input_size = check_input_size(tuple(input_size))
         check_input_channels(model, input_size)
         record["model"]["input_size"] = list(input_size)
+    record["tensors"] = tensor_record(file_tensors(model))
+    _check_header(record)
     size_hint = sum(t.numel() * t.element_size() for t in model.state_dict().values()) * len(formats)
     result = ExportResult(files=[str(f) for f in finals])
     with staged_files(finals, replace=overwrite, size_hint=size_hint) as temps:
@@ -152,6 +170,28 @@ def export(
     return result
 
 
+def _check_onnx_dtype(model: nn.Module) -> None:
+    other = sorted({str(t.dtype).removeprefix("torch.") for t in model.state_dict().values()
+                    if t.is_floating_point() and t.dtype != torch.float32})
+    if other:
+        raise ExportError(f"ONNX export needs a float32 model, this one holds {', '.join(other)} tensors; export "
+                          "only safetensors (--format safetensors, formats=['safetensors']: it keeps the dtype), or "
+                          "convert with model.float() first.")
+
+
+def _check_header(record: dict) -> None:
+    """Refuse to write a header the reader would refuse (so export never writes what load rejects)."""
+    try:
+        problems = header_problems(json.loads(json.dumps(record, sort_keys=True)))
+    except (TypeError, ValueError) as err:
+        raise ExportError(f"the provenance cannot be written as JSON ({str(err)[:120]}); nothing was "
+                          "written.") from None
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; ... ({len(problems) - 3} more)" if len(problems) > 3 else "")
+        raise ExportError(f"this model cannot be exported: its provenance header would be refused on reload "
+                          f"({shown}); nothing was written.")
+
+
 def _onnx_props(path: Path) -> dict[str, str]:
     import onnx
 
@@ -173,10 +213,16 @@ def verify_artifact(path: str | Path) -> VerifyResult:
     record = read_provenance(st)
     if not st.is_file():
         raise ArtifactError(f"{st} not found; give an export directory or its model.safetensors.")
+    onnx_path = st.with_suffix(".onnx")
+    if onnx_path.exists() and not onnx_path.is_file():  # a FIFO would block the reader forever
+        raise ArtifactError(f"{onnx_path} is not a regular file; remove it to verify {st.name} alone.")
     model = load_artifact(st, record)
     result = VerifyResult(str(st), None, None, None, [s["pass"] for s in record["passes"]], ok=True)
     result.messages.append(f"rebuilt {record['model']['spec']} + {len(record['passes'])} pass(es) from {st.name}")
-    onnx_path = st.with_suffix(".onnx")
+    tensors = record.get("tensors")
+    result.messages.append(f"tensor data matches the header's sha256 ({tensors['sha256'][:16]}), dtype "
+                           f"{tensors['dtype'] if isinstance(tensors['dtype'], str) else 'per tensor'}" if tensors
+                           else "no tensor digest in the header (exported by an older netsurgeon): weights unchecked")
     if onnx_path.exists():
         props = _onnx_props(onnx_path)
         try:

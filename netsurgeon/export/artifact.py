@@ -9,8 +9,10 @@ the weights strictly: no side file, no pickle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ from netsurgeon.errors import ArtifactError, CheckpointError, NetsurgeonError, N
 from netsurgeon.export.header import validate_record
 from netsurgeon.models.info import ModelInfo, get_info, set_info
 
-__all__ = ["FORMAT", "load_artifact", "provenance", "read_provenance", "versions", "write_safetensors"]
+__all__ = ["FORMAT", "file_tensors", "load_artifact", "provenance", "read_provenance", "tensor_digest", "tensor_record",
+           "versions", "write_safetensors"]
 
 FORMAT = "netsurgeon.artifact.v1"
 _KEY = "netsurgeon"
@@ -53,9 +56,8 @@ def provenance(model: nn.Module, *, seed: int | None = None, extra: dict[str, An
     return record
 
 
-def write_safetensors(model: nn.Module, path: Path, record: dict) -> None:
-    from safetensors.torch import save_file
-
+def file_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors ``model.safetensors`` holds: the state dict on the CPU, contiguous, tied ones copied."""
     tensors: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
     for name, tensor in model.state_dict().items():
@@ -64,7 +66,37 @@ def write_safetensors(model: nn.Module, path: Path, record: dict) -> None:
             t = t.clone()
         seen.add(t.untyped_storage().data_ptr())
         tensors[name] = t
-    save_file(tensors, str(path), metadata={"format": "pt", _KEY: json.dumps(record, sort_keys=True)})
+    return tensors
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order (independent of the file
+    layout, so it can be checked on the tensors a reader got back)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        digest.update(json.dumps([name, _dtype_name(t), list(t.shape)]).encode() + b"\0")
+        digest.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return digest.hexdigest()
+
+
+def tensor_record(tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The header's ``tensors`` entry: the floating-point dtype (one name, or a name per tensor when they
+    differ), the tensor count and the sha256 digest of the tensor data."""
+    floats = {k: _dtype_name(v) for k, v in tensors.items() if v.is_floating_point()}
+    kinds = set(floats.values())
+    dtype: str | dict[str, str] = kinds.pop() if len(kinds) == 1 else floats
+    return {"dtype": dtype, "count": len(tensors), "sha256": tensor_digest(tensors)}
+
+
+def write_safetensors(model: nn.Module, path: Path, record: dict) -> None:
+    from safetensors.torch import save_file
+
+    save_file(file_tensors(model), str(path), metadata={"format": "pt", _KEY: json.dumps(record, sort_keys=True)})
 
 
 def read_provenance(path: str | Path) -> dict:
@@ -76,6 +108,8 @@ def read_provenance(path: str | Path) -> dict:
         p = p / "model.safetensors"
     if not p.exists():
         raise ArtifactError(f"{p} not found.")
+    if not p.is_file():  # a FIFO would block the reader forever, a device could be endless
+        raise ArtifactError(f"{p} is not a regular file; give an export directory or its model.safetensors.")
     try:
         with safe_open(str(p), framework="pt") as fh:
             meta = fh.metadata() or {}
@@ -155,9 +189,35 @@ def _rebuild(p: Path, record: dict, overrides: dict[str, dict[str, Any]] | None)
                 )
         model = result.model
     try:
-        load_state_strict(model, read_checkpoint(p), f"artifact {p.name}")
+        state = read_checkpoint(p)
+        expected = record.get("tensors")
+        if expected is not None:
+            _match_dtypes(model, state, expected["dtype"], p)
+        load_state_strict(model, state, f"artifact {p.name}")
     except CheckpointError as err:
         raise ArtifactError(str(err)) from None
+    if expected is not None and tensor_digest(state) != expected["sha256"]:
+        raise ArtifactError(f"{p.name}: the tensor data does not match the sha256 digest in its header (the weights "
+                            "were changed after export, or the file is damaged); re-export the model.")
     info.sources = [str(p.resolve())]
     set_info(model, info)
     return model.eval()
+
+
+def _match_dtypes(model: nn.Module, state: dict[str, torch.Tensor], recorded: str | dict[str, str], p: Path) -> None:
+    """Check the file's floating tensors have the recorded dtypes, and give the rebuilt model those dtypes
+    (a float16 model reloads as float16)."""
+    floats = [k for k, v in state.items() if v.is_floating_point()]
+    wanted = {k: recorded for k in floats} if isinstance(recorded, str) else dict(recorded)
+    wrong = [f"{k} is {_dtype_name(state[k])}, the header says {wanted.get(k, 'not floating-point')}"
+             for k in floats if _dtype_name(state[k]) != wanted.get(k)]
+    if wrong:
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise ArtifactError(f"{p.name}: {wrong[0]}{more}; the tensors were re-saved in another dtype after export: "
+                            "re-export the model.")
+    own = dict(model.named_parameters()) | dict(model.named_buffers())
+    for key, name in wanted.items():
+        tensor = own.get(key)
+        dtype = getattr(torch, name)
+        if tensor is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+            tensor.data = tensor.data.to(dtype)

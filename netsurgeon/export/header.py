@@ -16,7 +16,7 @@ from typing import Any
 from netsurgeon.errors import ArtifactError, ConfigError, NetsurgeonError
 from netsurgeon.validate import check_input_size, check_model_kwargs
 
-__all__ = ["MODEL_KEYS", "STEP_KEYS", "validate_record"]
+__all__ = ["MODEL_KEYS", "STEP_KEYS", "TENSOR_DTYPES", "header_problems", "validate_record"]
 
 FORMAT = "netsurgeon.artifact.v1"
 MAX_PASSES = 64
@@ -26,6 +26,9 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MODEL_KEYS = ("spec", "kwargs", "checkpoint", "checkpoint_sha256", "input_size", "history", "reinitialized")
 STEP_KEYS = ("pass", "version", "config", "sites", "resolved", "contract", "new_params")
 _CONTRACTS = ("exact", "changes-function")
+#: floating-point dtypes an artifact's tensors may be stored in (``tensors.dtype``)
+TENSOR_DTYPES = ("float16", "bfloat16", "float32", "float64")
+TENSOR_KEYS = ("dtype", "count", "sha256")
 
 
 def _kind(value: Any) -> str:
@@ -102,14 +105,27 @@ def _check_model(model: Any, problems: list[str]) -> None:
         problems.append("model.reinitialized must be a list of state_dict keys")
 
 
-def validate_record(record: Any, name: str) -> dict:
-    """``record`` when it is a well-formed provenance header; otherwise an ArtifactError naming every problem."""
-    if not isinstance(record, dict):
-        raise ArtifactError(f"{name}: the netsurgeon header must be a JSON object, got {_kind(record)}; the file is "
-                            "damaged or was not written by netsurgeon.")
-    if record.get("format") != FORMAT:
-        raise ArtifactError(f"{name}: unsupported artifact format {str(record.get('format'))[:60]!r} "
-                            f"(expected {FORMAT}).")
+def _check_tensors(tensors: Any, problems: list[str]) -> None:
+    """``tensors``: the stored dtype (one name, or one per floating-point tensor), the count and the digest."""
+    if not isinstance(tensors, dict):
+        problems.append(f"tensors must be a mapping, got {_kind(tensors)}")
+        return
+    for key in tensors:
+        if key not in TENSOR_KEYS:
+            problems.append(f"tensors: unknown key {str(key)[:40]!r}")
+    dtype = tensors.get("dtype")
+    per_tensor = isinstance(dtype, dict) and all(isinstance(k, str) and v in TENSOR_DTYPES for k, v in dtype.items())
+    if dtype not in TENSOR_DTYPES and not per_tensor:
+        problems.append(f"tensors.dtype must be one of {', '.join(TENSOR_DTYPES)} (or a mapping of tensor names "
+                        "to them)")
+    if not _int(tensors.get("count")) or tensors.get("count", -1) < 0:
+        problems.append(f"tensors.count must be a non-negative integer, got {_kind(tensors.get('count'))}")
+    if not isinstance(tensors.get("sha256"), str) or not _SHA256.match(tensors["sha256"]):
+        problems.append("tensors.sha256 must be 64 lowercase hex digits")
+
+
+def header_problems(record: dict) -> list[str]:
+    """Every problem of a provenance record (a dict with the right ``format``); empty when it is valid."""
     problems: list[str] = []
     _check_model(record.get("model"), problems)
     passes = record.get("passes")
@@ -131,6 +147,20 @@ def validate_record(record: Any, name: str) -> dict:
     for key in ("verification", "finetune", "recipe", "weights"):
         if key in record and not isinstance(record[key], dict):
             problems.append(f"{key} must be a mapping, got {_kind(record[key])}")
+    if "tensors" in record:
+        _check_tensors(record["tensors"], problems)
+    return problems
+
+
+def validate_record(record: Any, name: str) -> dict:
+    """``record`` when it is a well-formed provenance header; otherwise an ArtifactError naming every problem."""
+    if not isinstance(record, dict):
+        raise ArtifactError(f"{name}: the netsurgeon header must be a JSON object, got {_kind(record)}; the file is "
+                            "damaged or was not written by netsurgeon.")
+    if record.get("format") != FORMAT:
+        raise ArtifactError(f"{name}: unsupported artifact format {str(record.get('format'))[:60]!r} "
+                            f"(expected {FORMAT}).")
+    problems = header_problems(record)
     if problems:
         shown = "; ".join(problems[:6]) + (f"; ... ({len(problems) - 6} more)" if len(problems) > 6 else "")
         raise ArtifactError(f"{name}: damaged or crafted netsurgeon header: {shown}. Re-export the model with "

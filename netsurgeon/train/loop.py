@@ -12,8 +12,10 @@ One process or many (torchrun + DistributedDataParallel), CPU or GPU. What it do
    training hooks of the passes in the model's history (``netsurgeon.hooks``) run at their events.
    After every epoch (rank 0 only): an atomic
    checkpoint, the metrics as CSV and JSON lines, and a PNG of the curves.
-4. Ctrl-C stops after the running batch, saves a checkpoint and raises ``TrainingInterrupted``
-   (resuming from it gives bit-identical weights on the CPU; a second Ctrl-C aborts at once).
+4. Ctrl-C or SIGTERM (what SLURM, Kubernetes and torchrun send before killing) stops after the running
+   batch, on every rank at the same batch, saves a checkpoint and raises ``TrainingInterrupted``
+   (resuming from it gives bit-identical weights on the CPU; a second Ctrl-C aborts at once, a repeated
+   SIGTERM does not: a scheduler and torchrun may both deliver one).
 5. Exports the final model like ``apply`` does: safetensors with the provenance (now also the training
    config, data and metrics) and ONNX with its parity check.
 """
@@ -114,18 +116,31 @@ def resolve_data(data: DataArg, model: nn.Module) -> tuple[Dataset, Dataset | No
 
 
 class _StopRequest:
-    """SIGINT sets a flag the loop checks between batches; a second SIGINT aborts at once."""
+    """SIGINT or SIGTERM sets a flag the loop checks between batches; a second SIGINT aborts at once.
+
+    SIGTERM is what SLURM, Kubernetes and torchrun's agent send before killing (torchrun forwards it to
+    every rank and waits 30 s): it is never an abort, since a job's ranks may get it twice (once from the
+    scheduler, once forwarded by torchrun)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGTERM:
+            if not self.requested:
+                print("\nterminated (SIGTERM): stopping after this batch and saving a checkpoint", file=sys.stderr,
+                      flush=True)
+            self.requested = True
+            return
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -133,8 +148,10 @@ class _StopRequest:
               file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(sig, previous)
+        self._previous = {}
 
 
 def _param_groups(model: nn.Module, cfg: FinetuneConfig, new_params: set[str]) -> list[dict[str, Any]]:
@@ -185,13 +202,63 @@ def _needs_bn_recalibration(model: nn.Module, cfg: FinetuneConfig) -> bool:
     return False
 
 
-def _check_resumable(stored: dict[str, Any], cfg: FinetuneConfig, path: Path) -> None:
+def run_identity(model: nn.Module, data: DataArg, train: Dataset, test: Dataset | None) -> dict[str, Any]:
+    """What determines a run besides its config: the model (base, constructor arguments, source weights,
+    input size, surgery history) and the data (its spec, sizes and class count; for Dataset objects the
+    sizes and class count only). Saved in each checkpoint; ``--resume`` must match it."""
+    import json
+
+    spec = DataSpec.parse(data) if isinstance(data, str) else data
+    data_label = (f"{spec.kind}:{spec.name + ':' if spec.name else ''}{spec.path}" if isinstance(spec, DataSpec)
+                  else "(Dataset objects)")
+
+    info = get_info(model)
+    record = info.to_dict() if info else {}
+
+    def sized(dataset: Dataset | None) -> int | None:
+        try:
+            return len(dataset) if dataset is not None else None  # type: ignore[arg-type]
+        except TypeError:
+            return None
+
+    identity = {
+        "model": record.get("spec"),
+        "model arguments": record.get("kwargs"),
+        "source weights": record.get("checkpoint_sha256") or record.get("checkpoint"),
+        "input size": record.get("input_size", list(model_input_size(model))),
+        "surgery": [{"pass": step.get("pass"), "config": step.get("config")} for step in record.get("history", [])],
+        "data": data_label,
+        "training images": sized(train),
+        "test images": sized(test),
+        "classes": getattr(train, "num_classes", None),
+    }
+    return json.loads(json.dumps(identity, default=repr))  # plain values only (checkpoints load weights_only)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "pass" in v for v in value):
+        value = [v["pass"] for v in value]
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_resumable(stored: dict[str, Any], cfg: FinetuneConfig, path: Path,
+                     identity: dict[str, Any] | None = None, stored_identity: dict[str, Any] | None = None) -> None:
+    """Refuse a resume whose config, model or data differs from the checkpoint's, naming every difference."""
     current = cfg.to_dict()
-    differ = sorted(k for k in current if k not in RESUMABLE_DIFFERENCES and stored.get(k) != current[k])
+    differ = [f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in sorted(current)
+              if k not in RESUMABLE_DIFFERENCES and stored.get(k) != current[k]]
     if differ:
-        detail = ", ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in differ)
-        raise CheckpointError(f"{path} was made with a different config ({detail}); resume with the same "
+        raise CheckpointError(f"{path} was made with a different config ({', '.join(differ)}); resume with the same "
                               "settings, or start a new run in another --out directory.")
+    if identity is None or not isinstance(stored_identity, dict) or not stored_identity:  # an older checkpoint
+        return
+    differ = [f"{k}: {_short(stored_identity.get(k))} -> {_short(identity[k])}" for k in identity
+              if stored_identity.get(k) != identity[k]]
+    if differ:
+        raise CheckpointError(f"{path} belongs to a different run ({'; '.join(differ)}); resume with the same "
+                              "model, checkpoint, --input-size and --data, or start a new run in another --out "
+                              "directory.")
 
 
 def _loader(dataset: Dataset, indices: Sequence[int], cfg: FinetuneConfig, ctx: Context) -> DataLoader:
@@ -300,6 +367,7 @@ class _Run:
         self.train_set, self.test_set, self.data_label = resolve_data(data, model)
         self.num_classes = getattr(self.train_set, "num_classes", None)
         self.info = get_info(model)
+        self.identity = run_identity(model, data, self.train_set, self.test_set)
         self.model = copy_model(model).to(ctx.device)
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else ctx.device.type == "cuda"
         if self.channels_last:
@@ -343,7 +411,7 @@ class _Run:
         if self.out is not None and self.ctx.is_main:
             save_state(self.out / CHECKPOINT, self.state, model=self.model, optimizer=self.optimizer,
                        scaler=self.scaler, config=self.cfg.to_dict(),
-                       hooks=[hook.state_dict() for hook in self.hooks])
+                       hooks=[hook.state_dict() for hook in self.hooks], run=self.identity)
 
     def _write_curves(self) -> None:
         if self.out is None or not self.ctx.is_main:
@@ -380,7 +448,7 @@ class _Run:
 
     def restore(self) -> None:
         payload = load_state(self.out / CHECKPOINT)
-        _check_resumable(payload["config"], self.cfg, self.out / CHECKPOINT)
+        _check_resumable(payload["config"], self.cfg, self.out / CHECKPOINT, self.identity, payload.get("run"))
         try:
             self.model.load_state_dict(payload["model"], strict=True)
             self.optimizer.load_state_dict(payload["optimizer"])

@@ -7,6 +7,15 @@ Points (the Nth call is given as POINT:N, default 1):
 * ``between-renames``: after the first output file was renamed, before the second;
 * ``checkpoint``: halfway through writing checkpoint.pt (its temporary);
 * ``after-checkpoint``: right after checkpoint.pt was renamed into place.
+
+SIGTERM points (the process is not killed: it is sent SIGTERM, as SLURM, Kubernetes and torchrun do):
+
+* ``sigterm-train``: after the Nth training step;
+* ``sigterm-checkpoint``: while the Nth checkpoint.pt is being written;
+* ``sigterm-parent-train``: after the Nth training step, to the parent process (under torchrun: the agent,
+  which forwards SIGTERM to every rank).
+
+Under torchrun a point fires on one rank only: the one in the ``FAULT_RANK`` variable (default 1).
 """
 
 from __future__ import annotations
@@ -20,8 +29,49 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def arm_sigterm(point: str, nth: int) -> None:
+    import importlib
+
+    if "RANK" in os.environ and os.environ["RANK"] != os.environ.get("FAULT_RANK", "1"):
+        return
+    loop = importlib.import_module("netsurgeon.train.loop")
+    state = importlib.import_module("netsurgeon.train.state")
+    calls = {"n": 0}
+    target = os.getppid() if point == "sigterm-parent-train" else os.getpid()
+
+    def due() -> bool:
+        calls["n"] += 1
+        return calls["n"] == nth
+
+    if point in ("sigterm-train", "sigterm-parent-train"):
+        original_step = loop._Run._train_step
+
+        def step(self, *args, **kwargs):
+            lr = original_step(self, *args, **kwargs)
+            if due():
+                os.kill(target, signal.SIGTERM)
+            return lr
+
+        loop._Run._train_step = step
+    elif point == "sigterm-checkpoint":
+        original_save = state.torch.save
+
+        def save(payload, path, *args, **kwargs):
+            if due():
+                os.kill(target, signal.SIGTERM)  # arrives while this checkpoint is being written
+            original_save(payload, path, *args, **kwargs)
+
+        state.torch.save = save
+    else:
+        raise SystemExit(f"unknown point {point}")
+
+
 def arm(point: str, nth: int) -> None:
     import importlib
+
+    if point.startswith("sigterm"):
+        arm_sigterm(point, nth)
+        return
 
     export_pkg = importlib.import_module("netsurgeon.export")  # the package (netsurgeon.export is also a function)
     atomic = importlib.import_module("netsurgeon.export.atomic")
