@@ -135,8 +135,9 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
 def _markdown(summary: dict[str, Any]) -> str:
     spec = summary["spec"]
     tune = spec["finetune"]
-    budget = (f"{tune['epochs']} epochs of batch {tune['batch_size']}"
-              + (f", at most {tune['limit_train_batches']} batches per epoch" if tune.get("limit_train_batches") else ""))
+    limit = tune.get("limit_train_batches")
+    budget = f"{tune['epochs']} epochs of batch {tune['batch_size']}" + (
+        f", at most {limit} batches per epoch" if limit else "")
     seeds = summary["complete_seeds"]
     missing = [s for s in spec["seeds"] if s not in seeds]
     lines = [f"# netsurgeon compare: {spec['model']} on {spec['data']}", "",
@@ -185,6 +186,7 @@ def _plot(summary: dict[str, Any], temp: Path) -> None:
             ax_forest.plot(pt["mean"], y, "o", color=color)
         ax_forest.plot(pt["differences"], [y] * len(pt["differences"]), "x", color=color, alpha=0.5)
     ax_forest.axvline(0, color="black", lw=0.8)
+    ax_forest.set_ylim(-0.7, max(len(others), 1) - 0.3)
     ax_forest.set_yticks(range(len(others)), [a["name"] for a in reversed(others)])
     ax_forest.set(xlabel="top-1 difference vs control (points; x: one seed)", title="paired difference, 95% CI")
     ax_forest.grid(alpha=0.3, axis="x")

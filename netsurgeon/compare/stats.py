@@ -63,8 +63,6 @@ class McNemar:
 
 def mcnemar(control_correct: Sequence[bool], arm_correct: Sequence[bool]) -> McNemar:
     """The exact (binomial) McNemar test on paired per-image outcomes."""
-    from scipy import stats
-
     if len(control_correct) != len(arm_correct):
         raise ValueError("McNemar needs the same test images for both")
     b = sum(bool(c) and not bool(a) for c, a in zip(control_correct, arm_correct, strict=True))
