@@ -97,6 +97,7 @@ class CompareSpec:
     input_size: tuple[int, ...] | None = None
     formats: tuple[str, ...] = ("safetensors",)
     alpha: float = 0.05
+    weights_sha256: str | None = None  # of the checkpoint or the artifact's weights: a file replaced in place differs
 
     @classmethod
     def build(cls, model: str, data: str, arms: Sequence[str | Sequence[PassConfig] | Arm], seeds: int | Sequence[int],
@@ -132,10 +133,13 @@ class CompareSpec:
             num_classes = count_classes(data)
         fmts = tuple(parse_formats(",".join(formats))) if formats else ()
         ckpt = str(Path(checkpoint).expanduser().resolve()) if checkpoint is not None else None
+        weights = ckpt
         if is_artifact_path(model):
             model = str(Path(model).expanduser().resolve())
+            weights = model if model.endswith(".safetensors") else str(Path(model) / "model.safetensors")
+        digest = _sha256(Path(weights)) if weights is not None and Path(weights).is_file() else None
         return cls(model, data, tuple(resolved), seeds, cfg, ckpt, pretrained, num_classes,
-                   tuple(input_size) if input_size is not None else None, fmts, alpha)
+                   tuple(input_size) if input_size is not None else None, fmts, alpha, digest)
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
@@ -143,7 +147,8 @@ class CompareSpec:
         return {"model": self.model, "checkpoint": self.checkpoint, "pretrained": self.pretrained,
                 "num_classes": self.num_classes, "input_size": list(self.input_size) if self.input_size else None,
                 "data": self.data, "finetune": tune, "arms": [a.to_dict() for a in self.arms],
-                "seeds": list(self.seeds), "formats": list(self.formats), "alpha": self.alpha}
+                "seeds": list(self.seeds), "formats": list(self.formats), "alpha": self.alpha,
+                "weights_sha256": self.weights_sha256}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], finetune_extra: dict[str, Any] | None = None) -> CompareSpec:
@@ -151,7 +156,8 @@ class CompareSpec:
         size = tuple(values["input_size"]) if values.get("input_size") else None
         return cls(values["model"], values["data"], tuple(Arm.from_dict(a) for a in values["arms"]),
                    tuple(values["seeds"]), cfg, values.get("checkpoint"), values.get("pretrained", False),
-                   values.get("num_classes"), size, tuple(values.get("formats", ())), values.get("alpha", 0.05))
+                   values.get("num_classes"), size, tuple(values.get("formats", ())), values.get("alpha", 0.05),
+                   values.get("weights_sha256"))
 
     @classmethod
     def read(cls, out: Path) -> CompareSpec:
@@ -187,6 +193,16 @@ def describe_differences(stored: dict[str, Any], current: dict[str, Any], prefix
                     a, b = "(same names, other parameters)", "(changed)"
             out.append(f"{prefix}{key}: {_short(a)} -> {_short(b)}")
     return out
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _short(value: Any) -> str:
