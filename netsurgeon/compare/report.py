@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from netsurgeon.compare import stats
+import netsurgeon.compare.stats as stats
 from netsurgeon.compare.job import read_job, read_predictions
 from netsurgeon.compare.spec import CompareSpec
 
