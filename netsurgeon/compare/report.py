@@ -132,6 +132,11 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
     return out
 
 
+def _model_label(model: str) -> str:
+    """A model name as given; an artifact by its directory's name (its full path is in compare.json)."""
+    return f"the artifact {Path(model).name}" if model.startswith("/") else model
+
+
 def _markdown(summary: dict[str, Any]) -> str:
     spec = summary["spec"]
     tune = spec["finetune"]
@@ -140,7 +145,7 @@ def _markdown(summary: dict[str, Any]) -> str:
         f", at most {limit} batches per epoch" if limit else "")
     seeds = summary["complete_seeds"]
     missing = [s for s in spec["seeds"] if s not in seeds]
-    lines = [f"# netsurgeon compare: {spec['model']} on {spec['data']}", "",
+    lines = [f"# netsurgeon compare: {_model_label(spec['model'])} on {spec['data']}", "",
              f"Every arm fine-tuned from the same start for {budget}; seeds {seeds}"
              + (f" (not finished: {missing})" if missing else "")
              + f"; {summary['test_images']} test images; mean ± standard deviation over seeds; Δ is paired by seed; "
@@ -190,19 +195,24 @@ def _plot(summary: dict[str, Any], temp: Path) -> None:
     ax_forest.set_yticks(range(len(others)), [a["name"] for a in reversed(others)])
     ax_forest.set(xlabel="top-1 difference vs control (points; x: one seed)", title="paired difference, 95% CI")
     ax_forest.grid(alpha=0.3, axis="x")
-    for arm in arms:
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+    for i, arm in enumerate(arms):
         curve = summary["curves"].get(arm["slug"])
         if not curve:
             continue
         mean, std = curve["mean"], curve["std"]
-        (line,) = ax_curves.plot(curve["epoch"], mean, marker="o", label=arm["name"])
+        style, marker = styles[i % len(styles)]
+        (line,) = ax_curves.plot(curve["epoch"], mean, linestyle=style, marker=marker, label=arm["name"])
         ax_curves.fill_between(curve["epoch"], [m - s for m, s in zip(mean, std, strict=True)],
                                [m + s for m, s in zip(mean, std, strict=True)], color=line.get_color(), alpha=0.2)
     ax_curves.set(xlabel="epoch (0: before fine-tuning)", ylabel="test top-1 (%)",
                   title=f"test accuracy, mean ± sd over {len(summary['complete_seeds'])} seeds")
     ax_curves.grid(alpha=0.3)
     ax_curves.legend(fontsize=8)
-    fig.suptitle(f"{summary['spec']['model']} on {summary['spec']['data']}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax_curves.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"{_model_label(summary['spec']['model'])} on {summary['spec']['data']}")
     fig.tight_layout()
     fig.savefig(temp, format="png", dpi=100)
     plt.close(fig)

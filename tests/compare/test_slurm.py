@@ -55,7 +55,9 @@ def test_real_slurm_with_a_preempted_and_a_requeued_job_gives_the_local_table(sl
     def interfere(job_ids: list[str]) -> None:
         def run() -> None:  # jobs in grid order: control seed 0, erase-relu seed 0, control seed 1, ...
             _wait_for(out / "jobs" / "control" / "seed-0" / "checkpoint.pt")
-            subprocess.run(["scancel", "--signal=USR2", job_ids[0]], check=True)  # preemption: submitit requeues
+            # preemption as SLURM does it (submitit checkpoints and requeues); scancel may report an error for the
+            # batch step that has no handler, the job step still gets the signal
+            subprocess.run(["scancel", "--signal=USR2", job_ids[0]], capture_output=True)
             actions.append(f"USR2 {job_ids[0]}")
             _wait_for(out / "jobs" / "erase-relu" / "seed-0" / "checkpoint.pt")
             subprocess.run(["scontrol", "requeue", job_ids[1]], check=True)  # cancelled and requeued by hand
