@@ -274,3 +274,20 @@ def test_killed_mid_grid_the_same_command_skips_finished_jobs_and_resumes_the_in
     for name in ("compare.md", "compare.csv", "compare.json"):
         assert (out / name).read_text() == (reference / name).read_text(), name
     assert temporaries(out) == []
+
+
+def test_a_recipe_compare_section_runs_the_same_comparison(grid, tmp_path):
+    out, _, _ = grid
+    recipe = tmp_path / "cmp.yaml"
+    recipe.write_text(f"""
+model: {{name: "netsurgeon:tiny_resnet", input_size: [3, 8, 8]}}
+finetune: {{data: digits, epochs: 2, batch_size: 32, limit_train_batches: 3, limit_eval_batches: 4, lr: 0.05,
+            progress: false}}
+export: {{dir: {tmp_path / "r"}, formats: [safetensors]}}
+compare: {{arms: [erase-relu, pd-relu], seeds: 3}}
+""")
+    result = cli("compare", "--recipe", recipe)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "compare.md").read_text() == (out / "compare.md").read_text()
+    refused = cli("run", recipe)
+    assert refused.exit_code == 1 and "compare --recipe" in error_lines(refused)[0]

@@ -45,6 +45,7 @@ def test_an_unwritable_out_is_found_before_training(tmp_path, no_training):
     assert (tmp_path / "file").read_text() == "not a directory"
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_an_earlier_demos_comparison(tmp_path):
     first = demo.run_demo("digits", tmp_path, **QUICK)
     again = demo.run_demo("digits", tmp_path, overwrite=True, **QUICK)
