@@ -129,6 +129,8 @@ class SubmititJob:
 def run_slurm(out: Path, jobs: Sequence[Job], options: SlurmOptions,
               on_submit: Any = None) -> Iterator[tuple[Job, dict[str, Any] | Exception]]:
     """One submitit job array; yields the jobs as they finish."""
+    if not jobs:
+        return
     try:
         import submitit
     except ImportError:

@@ -134,8 +134,15 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str = "local", job
         status(f"compare: {len(spec.arms)} arms x {len(spec.seeds)} seeds = {len(grid)} jobs into {out}"
                + (f"; {skipped} already finished" if skipped else ""), progress)
         if executor == "slurm":
-            results = run_slurm(out, pending, slurm or SlurmOptions(), on_submit=on_submit)
+            def submitted(ids: list[str]) -> None:
+                status(f"submitted {len(ids)} jobs to SLURM ({ids[0].split('_')[0] if ids else '-'}); their logs are "
+                       f"in {out / 'slurm'}", progress)
+                if on_submit is not None:
+                    on_submit(ids)
+
+            results = run_slurm(out, pending, slurm or SlurmOptions(), on_submit=submitted)
         elif jobs > 1:
+            status(f"running {len(pending)} jobs, {jobs} at a time (each job's output in its job.log)", progress)
             results = run_parallel(out, pending, jobs, lambda arm, seed: spec.job_dir(out, arm, seed))
         else:
             results = _announced(run_local(out, pending), pending, skipped, len(grid), progress, started)

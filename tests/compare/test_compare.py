@@ -291,3 +291,12 @@ compare: {{arms: [erase-relu, pd-relu], seeds: 3}}
     assert (tmp_path / "r" / "compare.md").read_text() == (out / "compare.md").read_text()
     refused = cli("run", recipe)
     assert refused.exit_code == 1 and "compare --recipe" in error_lines(refused)[0]
+
+
+@pytest.mark.slow
+def test_local_jobs_in_parallel_give_the_same_table(grid, tmp_path):
+    out, _, _ = grid
+    result = run_api(tmp_path / "p", jobs=2)
+    assert result.ran == 9
+    assert (tmp_path / "p" / "compare.md").read_text() == (out / "compare.md").read_text()
+    assert (tmp_path / "p" / "jobs" / "control" / "seed-0" / "job.log").exists()
