@@ -13,10 +13,13 @@ host="$(hostname -s)"
 cpus="$(nproc)"
 mem_mb="$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)"
 
-stop() {
+stop() {  # the daemons this script started (their pid files), waiting until each has exited
     for name in slurmd slurmctld munged; do
         pid="$(cat "/run/$name.pid" 2>/dev/null || true)"
-        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+        if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
+            for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+            kill -9 "$pid" 2>/dev/null || true
+        fi
         rm -f "/run/$name.pid"
     done
 }
@@ -74,12 +77,13 @@ CONF
 
 stop
 runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
-cp /run/munge/munged.pid /run/munged.pid 2>/dev/null || true
-/usr/sbin/slurmctld -i
+cp /run/munge/munged.pid /run/munged.pid
+/usr/sbin/slurmctld -c  # a clean state: no jobs left from an earlier start
 /usr/sbin/slurmd
 for _ in $(seq 1 60); do
     state="$(sinfo -h -n "$host" -o %T 2>/dev/null || true)"
     case "$state" in
+    drain*|down*) scontrol update NodeName="$host" State=RESUME 2>/dev/null || true ;;
     idle*|mixed*|allocated*) echo "slurm: node $host $state ($cpus CPUs)"; exit 0 ;;
     esac
     sleep 1
