@@ -5,6 +5,7 @@ and the table equals the local executor's."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from netsurgeon.compare import SlurmOptions, compare
 
 ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "scripts" / "slurm-single-node.sh"
-TUNE = {"epochs": 4, "batch_size": 32, "limit_eval_batches": 4, "lr": 0.05, "progress": False}
+TUNE = {"epochs": 5, "batch_size": 32, "limit_eval_batches": 4, "lr": 0.05, "progress": False}
 
 
 def grid(out: Path, **kwargs):
@@ -52,18 +53,22 @@ def test_real_slurm_with_a_preempted_and_a_requeued_job_gives_the_local_table(sl
     out = tmp_path / "slurm"
     actions: list[str] = []
 
-    def interfere(job_ids: list[str]) -> None:
-        def run() -> None:  # jobs in grid order: control seed 0, erase-relu seed 0, control seed 1, ...
+    def interfere(job_ids: list[str]) -> None:  # job ids in grid order: control seed 0, erase-relu seed 0, ...
+        def preempt() -> None:
             _wait_for(out / "jobs" / "control" / "seed-0" / "checkpoint.pt")
-            # preemption as SLURM does it (submitit checkpoints and requeues); scancel may report an error for the
-            # batch step that has no handler, the job step still gets the signal
-            subprocess.run(["scancel", "--signal=USR2", job_ids[0]], capture_output=True)
+            # preemption as SLURM does it (what submitit's own Job._interrupt sends): submitit checkpoints and
+            # requeues. scancel keeps retrying once the job is requeued ("can not be altered now"): don't wait
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run(["scancel", "--signal=USR2", job_ids[0]], capture_output=True, timeout=5)
             actions.append(f"USR2 {job_ids[0]}")
+
+        def requeue() -> None:  # cancelled and requeued by hand: SIGTERM (submitit ignores it), then SIGKILL
             _wait_for(out / "jobs" / "erase-relu" / "seed-0" / "checkpoint.pt")
-            subprocess.run(["scontrol", "requeue", job_ids[1]], check=True)  # cancelled and requeued by hand
+            subprocess.run(["scontrol", "requeue", job_ids[1]], check=True)
             actions.append(f"requeue {job_ids[1]}")
 
-        threading.Thread(target=run, daemon=True).start()
+        for target in (preempt, requeue):
+            threading.Thread(target=target, daemon=True).start()
 
     from netsurgeon.compare.run import run_spec
     from netsurgeon.compare.spec import CompareSpec
