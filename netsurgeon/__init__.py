@@ -11,6 +11,7 @@ verify, and export it with its provenance::
 """
 
 from netsurgeon.api import SurgeryResult, apply, plan
+from netsurgeon.compare import compare
 from netsurgeon.errors import NetsurgeonError, NoEffectWarning
 from netsurgeon.export import export, verify_artifact
 from netsurgeon.graph.inspect import inspect_model
@@ -33,6 +34,7 @@ __all__ = [
     "SpinalHeadConfig",
     "SurgeryResult",
     "apply",
+    "compare",
     "export",
     "get_pass",
     "inspect_model",

@@ -2,7 +2,8 @@
 
 1. Train a baseline: torchvision ``resnet18`` adapted to small grey images (10 classes, the 8x8 grey
    digits resized to 32x32 and repeated to 3 channels, the weights' own normalisation).
-2. For the control and each of the five passes: apply it to a copy of the baseline, evaluate right
+2. For the control and each of the five passes (one ``netsurgeon.compare`` run, one seed: the same
+   start, sample order and test images for every variant): apply it to the baseline, evaluate right
    after surgery, fine-tune for the same short budget, export (safetensors + ONNX with its parity
    check), reload the artifact from disk and check it computes the same logits.
 3. Print one comparison table and save it (``results.md``, ``results.json``) with a plot of the curves.
@@ -15,29 +16,26 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from netsurgeon.api import apply, probe_input
+from netsurgeon.compare import CONTROL, CompareSpec, run_spec
 from netsurgeon.config import PassConfig
-from netsurgeon.data import count_classes, make_loader
-from netsurgeon.errors import ConfigError, NoEffectWarning
+from netsurgeon.data import count_classes
+from netsurgeon.errors import ConfigError
 from netsurgeon.loading import load_model
 from netsurgeon.passes import EraseReLU, GradientRectifiedFC, ProportionalReLU, PseudoDerivativeReLU, SpinalHeadConfig
 from netsurgeon.progress import status
-from netsurgeon.train import FinetuneConfig, evaluate, finetune, resolve_data
-from netsurgeon.train.distributed import Context, IndexSampler
+from netsurgeon.train import FinetuneConfig, finetune, resolve_data
 from netsurgeon.train.metrics import plot_curves
 
 __all__ = ["DEFAULT_PASSES", "DemoResult", "DemoRow", "format_table", "run_demo"]
 
 DEFAULT_PASSES: tuple[PassConfig, ...] = (EraseReLU(), ProportionalReLU(), PseudoDerivativeReLU(),
                                           SpinalHeadConfig(), GradientRectifiedFC())
-CONTROL = "fine-tune only"
 
 
 @dataclass
@@ -78,58 +76,54 @@ def run_demo(
     overwrite: bool = False,
     progress: bool = True,
 ) -> DemoResult:
-    """Run the demo (see the module docstring); every output goes under ``out_dir``."""
+    """Run the demo (see the module docstring); every output goes under ``out_dir``.
+
+    ``out_dir`` is claimed first (checked writable and locked, so a second demo into it is refused at
+    once); the baseline goes to ``out_dir/baseline``, the variants are one ``compare`` run with a single
+    seed in ``out_dir/compare`` (``jobs/ARM/seed-S/``: each variant's checkpoint, metrics and artifact).
+    """
+    from netsurgeon.export.atomic import claim_output_dir
+
     started = time.perf_counter()
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"{out} is not empty; pass --overwrite (overwrite=True) or choose another --out.")
-    torch.manual_seed(seed)
-    common = {"batch_size": batch_size, "seed": seed, "progress": progress, "limit_train_batches": limit_train_batches,
-              "limit_eval_batches": limit_eval_batches}
-    base = load_model(model, num_classes=count_classes(data), input_size=input_size)
-    train, test, _ = resolve_data(data, base)
-    status(f"training the baseline {model} on {data} ({len(train)} images) for {baseline_epochs} epochs", progress)
-    baseline = finetune(base, (train, test), FinetuneConfig(epochs=baseline_epochs, lr=0.05, warmup_epochs=0.5,
-                                                            **common),
-                        out_dir=out / "baseline", overwrite=overwrite, formats=("safetensors",))
-    trained = baseline.model
-    base_top1 = baseline.final["test_top1"]
-    tune = FinetuneConfig(epochs=epochs, lr=0.01, **common)
-    test_loader = make_loader(test, batch_size, shuffle=False, seed=seed)
-    probe = probe_input(trained)
-    rows, series = [], {"baseline": baseline.metrics}
-    for config in (None, *passes):
-        name = CONTROL if config is None else config.pass_name
-        t0 = time.perf_counter()
-        if config is None:
-            candidate, sites = trained, 0
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NoEffectWarning)
-                surgery = apply(trained, config, data=_loader_for(train, batch_size, limit_train_batches))
-            candidate, sites = surgery.model, len(surgery.report.passes[0].changes)
-        after = evaluate(candidate, test_loader, ctx=Context(), num_classes=train.num_classes,
-                         limit=limit_eval_batches).top1
-        status(f"{name}: {sites} sites changed, test top-1 {after:.2f}% right after surgery; fine-tuning", progress)
-        variant_dir = out / name.replace(" ", "-")
-        tuned = finetune(candidate, (train, test), tune, out_dir=variant_dir, overwrite=overwrite)
-        reloaded = load_model(variant_dir)
-        with torch.no_grad():
-            reload_diff = float((reloaded(probe) - tuned.model.eval()(probe)).abs().max())
-        params = sum(p.numel() for p in tuned.model.parameters())
-        rows.append(DemoRow(name, sites, params, params - sum(p.numel() for p in trained.parameters()), base_top1,
-                            after, tuned.metrics[0]["test_top1"], tuned.final["test_top1"],
-                            tuned.export.onnx_max_abs_diff if tuned.export else None, reload_diff,
-                            round(time.perf_counter() - t0, 1)))
-        series[name] = [dict(r, epoch=r["epoch"] + baseline_epochs) for r in tuned.metrics]
-    files = _write_results(rows, series, out, f"{model} on {data}")
+    out = Path(out_dir).expanduser()
+    with claim_output_dir(out):
+        if any(out.iterdir()) and not overwrite:
+            raise ConfigError(f"{out} is not empty; pass --overwrite (overwrite=True) or choose another --out.")
+        if overwrite:
+            _remove_previous_comparison(out / "compare")
+        common = {"batch_size": batch_size, "seed": seed, "progress": progress,
+                  "limit_train_batches": limit_train_batches, "limit_eval_batches": limit_eval_batches}
+        torch.manual_seed(seed)
+        base = load_model(model, num_classes=count_classes(data), input_size=input_size)
+        train, test, _ = resolve_data(data, base)
+        status(f"training the baseline {model} on {data} ({len(train)} images) for {baseline_epochs} epochs", progress)
+        baseline = finetune(base, (train, test), FinetuneConfig(epochs=baseline_epochs, lr=0.05, warmup_epochs=0.5,
+                                                                **common),
+                            out_dir=out / "baseline", overwrite=overwrite, formats=("safetensors",))
+        base_top1 = baseline.final["test_top1"]
+        spec = CompareSpec.build(str(out / "baseline"), data, [[p] for p in passes], [seed],
+                                 FinetuneConfig(epochs=epochs, lr=0.01, **common), formats=("safetensors", "onnx"))
+        compared = run_spec(spec, out / "compare", progress=progress)
+        rows, series = [], {"baseline": baseline.metrics}
+        for arm in spec.arms:
+            job = json.loads((spec.job_dir(out / "compare", arm, seed) / "job.json").read_text())
+            name = CONTROL if not arm.passes else arm.passes[0].pass_name
+            rows.append(DemoRow(name, job["sites_changed"], job["params"], job["params_delta"], base_top1,
+                                job["top1_after_surgery"], job["metrics"][0]["test_top1"], job["final"]["test_top1"],
+                                job["onnx_max_abs_diff"], job["reload_max_abs_diff"], job["seconds"]))
+            series[name] = [dict(r, epoch=r["epoch"] + baseline_epochs) for r in job["metrics"]]
+        files = _write_results(rows, series, out, f"{model} on {data}") + compared.files
     return DemoResult(rows, files, round(time.perf_counter() - started, 1))
 
 
-def _loader_for(train: torch.utils.data.Dataset, batch_size: int, limit: int | None):
-    """A few training batches for data-driven passes (gru-fc GRU-FC-2L)."""
-    count = len(train) if limit is None else min(len(train), limit * batch_size)
-    return make_loader(train, batch_size, shuffle=False, sampler=IndexSampler(range(count)))
+def _remove_previous_comparison(path: Path) -> None:
+    """--overwrite: an earlier demo's comparison is removed (only one this program wrote: it has its config)."""
+    import shutil
+
+    from netsurgeon.compare.spec import CONFIG_FILE
+
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        shutil.rmtree(path)
 
 
 def format_table(rows: Sequence[DemoRow]) -> str:

@@ -20,4 +20,9 @@ class Recipe(RecipeSpec):
 
     def run(self, *, out_dir: str | Path | None = None, progress: bool = True) -> RecipeResult:
         """Surgery, fine-tuning and export as written."""
+        if self.compare is not None:
+            from netsurgeon.errors import ConfigError
+
+            raise ConfigError(f"{self.source} has a compare section: run it with netsurgeon compare --recipe "
+                              f"{self.source.split(' + ')[0]}.")
         return run_recipe(self, out_dir=out_dir, progress=progress)

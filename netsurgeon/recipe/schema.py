@@ -8,6 +8,7 @@ A recipe has five top-level keys::
     finetune: {data: SPEC, epochs: N, ...every FinetuneConfig field}      optional
     export:   {dir: out, formats: [safetensors, onnx], overwrite: false}
     seed:     0                                                          seeds surgery and fine-tuning
+    compare:  {arms: [erase-relu, "pd-relu:alpha=0.2"], seeds: 3}         optional: netsurgeon compare --recipe
 
 Each section is a frozen :class:`~netsurgeon.config.Config` dataclass (pass configs are the passes' own),
 so a recipe accepts exactly what the Python API and the CLI accept, with the same defaults. Field types
@@ -35,9 +36,9 @@ from netsurgeon.recipe.source import Location, Positions, Problem, apply_overrid
 from netsurgeon.registry import get_pass, suggest
 from netsurgeon.train.config import FinetuneConfig
 
-__all__ = ["ExportSection", "ModelSection", "RecipeSpec", "check_fields"]
+__all__ = ["CompareSection", "ExportSection", "ModelSection", "RecipeSpec", "check_fields"]
 
-TOP_KEYS = ("model", "surgery", "finetune", "export", "seed")
+TOP_KEYS = ("model", "surgery", "finetune", "export", "seed", "compare")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,20 @@ class ExportSection(Config):
             self.fail("dir is empty; give a directory (. for the one the run starts in).")
         if not self.formats or len(set(self.formats)) != len(self.formats):
             self.fail(f"formats must name safetensors and/or onnx once each, got {list(self.formats)}.")
+
+
+@dataclass(frozen=True)
+class CompareSection(Config):
+    """``netsurgeon compare --recipe``: the arms (each passes in order, as ``--arm`` takes them) and the seeds;
+    the model, the finetune section (data and settings) and export (dir, formats) are the recipe's."""
+
+    arms: tuple[str, ...] = ()
+    seeds: int | tuple[int, ...] = 3
+    alpha: float = 0.05
+
+    def validate(self) -> None:
+        if not self.arms:
+            self.fail("arms must list at least one arm, e.g. arms: [erase-relu, 'pd-relu:alpha=0.2'].")
 
 
 def check_fields(cls: type[Config], values: Any, path: tuple, positions: Positions,
@@ -137,6 +152,7 @@ class RecipeSpec:
     source: str = field(default="<recipe>", compare=False)
     reapply: frozenset[int] = frozenset()  # surgery steps marked ``allow_reapply: true``
     paths: tuple[str, ...] = field(default=(), compare=False)  # the recipe files read: inputs, never outputs
+    compare: CompareSection | None = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -210,11 +226,16 @@ class RecipeSpec:
                     problems.append(Problem(("surgery", i, field_name), f"{field_name}={value} needs data: add a "
                                             "finetune section with its data.",
                                             positions.value(("surgery", i, field_name))))
+        compare = None
+        if raw.get("compare") is not None:
+            compare, found = check_fields(CompareSection, raw["compare"], ("compare",), positions)
+            problems += found
         if problems:
             raise RecipeError(source, sorted(problems, key=_order))
         if finetune is not None:
             finetune = dataclasses.replace(finetune, seed=seed)
-        return cls(model, tuple(surgery), finetune, data, export, seed, source, frozenset(reapply))
+        return cls(model, tuple(surgery), finetune, data, export, seed, source, frozenset(reapply),
+                   compare=compare)
 
     # ------------------------------------------------------------------ writing
     def to_dict(self) -> dict[str, Any]:
@@ -229,6 +250,8 @@ class RecipeSpec:
             out["finetune"] = {"data": self.data, **settings}
         out["export"] = self.export.to_dict()
         out["seed"] = self.seed
+        if self.compare is not None:
+            out["compare"] = self.compare.to_dict()
         return out
 
     def to_yaml(self) -> str:

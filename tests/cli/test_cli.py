@@ -182,5 +182,7 @@ def test_demo_shortened_prints_the_table(tmp_path):
     assert rows["spinal-head"]["params_delta"] > 0 and rows["erase-relu"]["sites_changed"] > 0
     assert all(r["reload_max_abs_diff"] == 0 and r["onnx_max_abs_diff"] < 1e-4 for r in rows.values())
     written = {p.name for p in tmp_path.iterdir()}
-    assert {"results.md", "results.json", "curves.png", "baseline", "erase-relu"} <= written
+    assert {"results.md", "results.json", "curves.png", "baseline", "compare"} <= written
+    assert (tmp_path / "compare" / "jobs" / "erase-relu" / "seed-0" / "model.onnx").exists()  # one compare job each
+    assert "| erase-relu |" in (tmp_path / "compare" / "compare.md").read_text()
     assert "| gru-fc |" in (tmp_path / "results.md").read_text()

@@ -1,0 +1,302 @@
+"""``netsurgeon compare`` on a tiny model and the embedded digits: control + two arms over three seeds.
+
+The statistics are recomputed here from what the run left on disk (each job's metrics.jsonl and
+predictions.csv) with scipy, the pairing is checked, and the run is refused, locked, resumed and
+executed through submitit's debug executor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from netsurgeon.compare import SlurmOptions, compare
+from netsurgeon.compare.job import read_predictions
+from netsurgeon.errors import ConfigError, ExportError
+from tests.badinput.helpers import cli, error_lines, snapshot
+
+ARMS = ["erase-relu", "pd-relu"]
+SLUGS = ["control", "erase-relu", "pd-relu"]
+SEEDS = [0, 1, 2]
+TUNE = {"epochs": 2, "batch_size": 32, "limit_train_batches": 3, "limit_eval_batches": 4, "lr": 0.05,
+        "progress": False}
+#: the same comparison on the command line
+ARGS = ("compare", "netsurgeon:tiny_resnet", "--data", "digits", "--arm", "erase-relu", "--arm", "pd-relu",
+        "--seeds", "3", "--input-size", "3,8,8", "--epochs", "2", "--set", "batch_size=32",
+        "--set", "limit_train_batches=3", "--set", "limit_eval_batches=4", "--set", "lr=0.05",
+        "--set", "progress=false")
+
+
+def run_api(out: Path, **kwargs):
+    return compare("netsurgeon:tiny_resnet", "digits", ARMS, 3, TUNE, out=out, input_size=(3, 8, 8), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """One uninterrupted grid through the CLI, with every job's training order recorded (the pairing)."""
+    from netsurgeon.train import loop
+
+    out = tmp_path_factory.mktemp("grid") / "out"
+    orders: dict[tuple[str, int], list[list[int]]] = {}
+    original = loop._Run._train_indices
+
+    def recording(self, epoch):
+        indices = original(self, epoch)
+        job = Path(self.out)
+        orders.setdefault((job.parent.name, int(job.name.removeprefix("seed-"))), []).append(list(indices))
+        return indices
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop._Run, "_train_indices", recording)
+        result = cli(*ARGS, "--out", out)
+    assert result.exit_code == 0, result.output
+    return out, orders, result
+
+
+def job_dir(out: Path, slug: str, seed: int) -> Path:
+    return out / "jobs" / slug / f"seed-{seed}"
+
+
+def final_metric(out: Path, slug: str, seed: int, key: str = "test_top1") -> float:
+    rows = [json.loads(line) for line in (job_dir(out, slug, seed) / "metrics.jsonl").read_text().splitlines()]
+    return rows[-1][key]
+
+
+def test_writes_table_json_csv_png_and_predictions(grid):
+    out, _, result = grid
+    for name in ("compare.md", "compare.json", "compare.csv", "compare.png", "compare-config.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    for slug in SLUGS:
+        for seed in SEEDS:
+            d = job_dir(out, slug, seed)
+            assert {"checkpoint.pt", "metrics.jsonl", "curves.png", "model.safetensors", "predictions.csv",
+                    "job.json"} <= {p.name for p in d.iterdir()}
+    md = (out / "compare.md").read_text()
+    assert "| fine-tune only |" in md and "| erase-relu |" in md and "| pd-relu |" in md
+    assert md.count("- **") == 2  # one verdict line per arm
+    assert "| erase-relu |" in result.stdout
+    rows = (out / "compare.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(SLUGS) * len(SEEDS)
+
+
+def test_predictions_agree_with_the_jobs_metrics(grid):
+    out, _, _ = grid
+    for slug in SLUGS:
+        for seed in SEEDS:
+            p = read_predictions(job_dir(out, slug, seed))
+            assert len(p["label"]) == 4 * 32
+            top1 = 100 * np.mean(np.array(p["label"]) == np.array(p["prediction"]))
+            assert top1 == pytest.approx(final_metric(out, slug, seed))
+            assert 100 * np.mean(p["top5"]) == pytest.approx(final_metric(out, slug, seed, "test_top5"))
+
+
+def test_paired_differences_and_intervals_equal_a_recomputation(grid):
+    out, _, _ = grid
+    summary = json.loads((out / "compare.json").read_text())
+    arms = {a["slug"]: a for a in summary["arms"]}
+    control = [final_metric(out, "control", s) for s in SEEDS]
+    for slug in ("erase-relu", "pd-relu"):
+        tuned = [final_metric(out, slug, s) for s in SEEDS]
+        diffs = np.array(tuned) - np.array(control)
+        got = arms[slug]["paired_top1"]
+        assert got["differences"] == pytest.approx(list(diffs))
+        assert got["mean"] == pytest.approx(diffs.mean())
+        assert arms[slug]["mean"]["test_top1"] == pytest.approx(np.mean(tuned))
+        assert arms[slug]["std"]["test_top1"] == pytest.approx(np.std(tuned, ddof=1))
+        if diffs.std() == 0:
+            assert got["ci95"] == pytest.approx([diffs.mean(), diffs.mean()])
+        else:
+            low, high = stats.t.interval(0.95, len(diffs) - 1, loc=diffs.mean(), scale=stats.sem(diffs))
+            assert got["ci95"] == pytest.approx([low, high])
+    assert arms["control"]["mean"]["test_top1"] == pytest.approx(np.mean(control))
+
+
+def test_mcnemar_p_values_equal_scipy_on_the_saved_predictions(grid):
+    out, _, _ = grid
+    summary = json.loads((out / "compare.json").read_text())
+    arms = {a["slug"]: a for a in summary["arms"]}
+    pooled = {}
+    for slug in ("erase-relu", "pd-relu"):
+        b_total = c_total = 0
+        for i, seed in enumerate(SEEDS):
+            ctrl, arm = read_predictions(job_dir(out, "control", seed)), read_predictions(job_dir(out, slug, seed))
+            assert ctrl["index"] == arm["index"] and ctrl["label"] == arm["label"]  # the same test images
+            ok_c = np.array(ctrl["prediction"]) == np.array(ctrl["label"])
+            ok_a = np.array(arm["prediction"]) == np.array(arm["label"])
+            b, c = int((ok_c & ~ok_a).sum()), int((~ok_c & ok_a).sum())
+            expected = stats.binomtest(c, b + c, 0.5).pvalue if b + c else 1.0
+            got = arms[slug]["mcnemar"]["per_seed"][i]
+            assert (got["control_only"], got["arm_only"]) == (b, c)
+            assert got["p_value"] == pytest.approx(expected)
+            b_total, c_total = b_total + b, c_total + c
+        expected = stats.binomtest(c_total, b_total + c_total, 0.5).pvalue if b_total + c_total else 1.0
+        assert arms[slug]["mcnemar"]["pooled"]["p_value"] == pytest.approx(expected)
+        pooled[slug] = expected
+    # Holm with two arms: the smaller p doubled; the larger max(itself, the smaller adjusted)
+    small, large = sorted(pooled, key=pooled.get)
+    holm_small = min(1.0, 2 * pooled[small])
+    assert arms[small]["mcnemar"]["pooled"]["p_holm"] == pytest.approx(holm_small)
+    assert arms[large]["mcnemar"]["pooled"]["p_holm"] == pytest.approx(max(holm_small, pooled[large]))
+    for slug in pooled:  # the verdict follows from the adjusted p and the interval
+        a = arms[slug]
+        low, high = a["paired_top1"]["ci95"]
+        significant = a["mcnemar"]["pooled"]["p_holm"] < 0.05
+        expected = ("better" if significant and low > 0 else "worse" if significant and high < 0
+                    else "no difference detected at this budget")
+        assert a["verdict"] == expected
+
+
+def pairing_evidence(out: Path, orders: dict, slug: str, seed: int) -> dict:
+    """What must be identical across the arms of one seed. (Augmentation draws join this once fine-tuning
+    has them: add their record here.)"""
+    job = json.loads((job_dir(out, slug, seed) / "job.json").read_text())
+    return {"digests": job["start_digests"], "sample_order": orders[(slug, seed)],
+            "test_images": read_predictions(job_dir(out, slug, seed))["index"]}
+
+
+def test_pairing_same_start_same_order_same_test_images(grid):
+    out, orders, _ = grid
+    seed = 1
+    control = pairing_evidence(out, orders, "control", seed)
+    assert len(control["sample_order"]) == 2 and len(control["sample_order"][0]) == 3 * 32
+    for slug in ("erase-relu", "pd-relu"):
+        arm = pairing_evidence(out, orders, slug, seed)
+        common = set(arm["digests"]) & set(control["digests"])
+        assert len(common) >= 0.9 * len(control["digests"])  # the surgery left the weights' names
+        assert all(arm["digests"][k] == control["digests"][k] for k in common)  # same starting weights
+        assert arm["sample_order"] == control["sample_order"]
+        assert arm["test_images"] == control["test_images"]
+    other = pairing_evidence(out, orders, "control", 0)
+    assert other["sample_order"] != control["sample_order"]  # seeds do differ
+    assert other["digests"] != control["digests"]  # a random start differs per seed, not per arm
+
+
+def test_changed_configuration_is_refused_in_one_line_and_nothing_is_touched(grid):
+    out, _, _ = grid
+    before = snapshot(out)
+    args = [a if a != "lr=0.05" else "lr=0.1" for a in ARGS]
+    result = cli(*args, "--out", out)
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    assert len(lines) == 1 and "another configuration" in lines[0] and "finetune.lr: 0.05 -> 0.1" in lines[0]
+    result = cli(*[a if a != "3" else "0,1" for a in ARGS], "--out", out)
+    assert result.exit_code == 1 and "seeds: [0, 1, 2] -> [0, 1]" in error_lines(result)[0]
+    assert snapshot(out) == before
+
+
+def test_rerun_skips_every_finished_job_and_rebuilds_the_same_table(grid):
+    out, _, _ = grid
+    table = (out / "compare.md").read_text()
+    jobs = {p: p.read_bytes() for p in out.glob("jobs/*/*/job.json")}
+    result = run_api(out)
+    assert (result.ran, result.skipped) == (0, 9)
+    assert (out / "compare.md").read_text() == table
+    assert all(p.read_bytes() == data for p, data in jobs.items())
+
+
+def test_two_runs_cannot_write_the_same_out(grid, tmp_path):
+    from netsurgeon.export.atomic import claim_output_dir
+
+    out = tmp_path / "busy"
+    with claim_output_dir(out):  # another run holds it
+        with pytest.raises(ExportError, match="being written by another netsurgeon run"):
+            run_api(out)
+    assert not any(out.iterdir()) if out.exists() else True
+
+
+def test_a_foreign_non_empty_out_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="holds no comparison"):
+        run_api(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_submitit_debug_executor_gives_the_same_table(grid, tmp_path):
+    out, _, _ = grid
+    result = run_api(tmp_path / "s", executor="slurm", slurm=SlurmOptions(cluster="debug", poll_s=0.05))
+    assert result.ran == 9
+    assert (tmp_path / "s" / "compare.md").read_text() == (out / "compare.md").read_text()
+    assert (tmp_path / "s" / "compare.csv").read_text() == (out / "compare.csv").read_text()
+
+
+def test_bad_arms_and_seeds_are_one_line_errors(tmp_path):
+    for args, message in [(("--arm", "no-such-pass"), "no-such-pass"), (("--arm", "erase-relu,"), "empty step"),
+                          (("--arm", "erase-relu", "--arm", "erase-relu"), "the same"),
+                          (("--arm", "erase-relu", "--seeds", "x"), "--seeds"),
+                          (("--arm", "erase-relu", "--seeds", "0,0"), "distinct"),
+                          (("--arm", "erase-relu:nope=1"), "nope")]:
+        result = cli("compare", "netsurgeon:tiny_resnet", "--data", "digits", "--out", tmp_path / "x", *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert len(error_lines(result)) == 1 and message in error_lines(result)[0], (args, result.stderr)
+    assert not (tmp_path / "x").exists()
+
+
+def test_statistics_helpers_against_scipy():
+    from netsurgeon.compare import stats as cs
+
+    assert cs.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert cs.holm([0.5]) == [0.5]
+    t = cs.mcnemar([True] * 10 + [False] * 3, [False] * 8 + [True] * 5)
+    assert (t.control_only, t.arm_only) == (8, 3)
+    assert t.p_value == pytest.approx(stats.binomtest(3, 11, 0.5).pvalue)
+    paired = cs.paired_difference([4.0, 5.0, 7.0], [1.0, 1.0, 2.0])  # differences 3, 4, 5
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
+    assert (paired.low, paired.high) == pytest.approx((4 - half, 4 + half))
+    assert cs.verdict(paired, 0.01) == "better" and cs.verdict(paired, 0.2).startswith("no difference")
+
+
+def test_killed_mid_grid_the_same_command_skips_finished_jobs_and_resumes_the_interrupted_one(grid, tmp_path):
+    """kill -9 right after the second job's first epoch checkpoint (the third checkpoint of the grid)."""
+    from tests.faults.test_kill import killed, temporaries, weights
+
+    reference, _, _ = grid
+    out = tmp_path / "o"
+    killed("after-checkpoint:3", *ARGS, "--out", out)
+    first, second = job_dir(out, "control", 0), job_dir(out, "erase-relu", 0)
+    assert (first / "job.json").exists() and not (second / "job.json").exists()
+    assert (second / "checkpoint.pt").exists()
+    finished = (first / "job.json").read_bytes()
+    result = cli(*ARGS, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "8 job(s) run, 1 already finished" in result.stdout
+    assert (first / "job.json").read_bytes() == finished  # not rerun
+    assert json.loads((second / "job.json").read_text())["resumed"] is True
+    assert not any(json.loads(p.read_text())["resumed"] for p in out.glob("jobs/*/*/job.json")
+                   if p.parent != second)
+    got, want = weights(second), weights(job_dir(reference, "erase-relu", 0))
+    assert all(np.array_equal(got[k].numpy(), want[k].numpy()) for k in want)  # bit-identical on the CPU
+    for name in ("compare.md", "compare.csv", "compare.json"):
+        assert (out / name).read_text() == (reference / name).read_text(), name
+    assert temporaries(out) == []
+
+
+def test_a_recipe_compare_section_runs_the_same_comparison(grid, tmp_path):
+    out, _, _ = grid
+    recipe = tmp_path / "cmp.yaml"
+    recipe.write_text(f"""
+model: {{name: "netsurgeon:tiny_resnet", input_size: [3, 8, 8]}}
+finetune: {{data: digits, epochs: 2, batch_size: 32, limit_train_batches: 3, limit_eval_batches: 4, lr: 0.05,
+            progress: false}}
+export: {{dir: {tmp_path / "r"}, formats: [safetensors]}}
+compare: {{arms: [erase-relu, pd-relu], seeds: 3}}
+""")
+    result = cli("compare", "--recipe", recipe)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "compare.md").read_text() == (out / "compare.md").read_text()
+    refused = cli("run", recipe)
+    assert refused.exit_code == 1 and "compare --recipe" in error_lines(refused)[0]
+
+
+@pytest.mark.slow
+def test_local_jobs_in_parallel_give_the_same_table(grid, tmp_path):
+    out, _, _ = grid
+    result = run_api(tmp_path / "p", jobs=2)
+    assert result.ran == 9
+    assert (tmp_path / "p" / "compare.md").read_text() == (out / "compare.md").read_text()
+    assert (tmp_path / "p" / "jobs" / "control" / "seed-0" / "job.log").exists()
