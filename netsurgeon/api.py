@@ -197,7 +197,15 @@ def _surgery_report(info: ModelInfo, ws: Workspace, reports: list[PassReport], m
         keys_removed=[k for k in before_state if k not in after_state],
         dry_run=dry_run,
         reinitialized=list(info.reinitialized),
+        weights=_weights_line(info),
     )
+
+
+def _weights_line(info: ModelInfo) -> str:
+    """The checkpoint (and its entry: raw or EMA) the input's weights came from; '' when none."""
+    from netsurgeon.models.load import describe_weights
+
+    return describe_weights(info) if info.checkpoint else ""
 
 
 def _copy_modes(original: nn.Module, result: nn.Module) -> None:

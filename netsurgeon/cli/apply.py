@@ -16,6 +16,7 @@ from netsurgeon.cli._common import (
     NumClassesOpt,
     PretrainedOpt,
     SkipUnreadableOpt,
+    WeightsOpt,
     load_from_options,
     parse_input_size,
     reports_errors,
@@ -48,6 +49,7 @@ def apply(
         "--allow-violation", help="Keep (and export) the result even when its contract check fails.")] = False,
     skip_unreadable: SkipUnreadableOpt = False,
     as_json: JsonOpt = False,
+    weights_choice: WeightsOpt = None,
 ) -> None:
     """Apply one pass to a model, print what changed, and export it with --out."""
     import contextlib
@@ -74,11 +76,11 @@ def apply(
     owned = claim_output_dir(out) if out is not None and not dry_run else contextlib.nullcontext()
     with owned:  # --out is checked writable and held by this run before any work
         _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, data_spec, batch_size, dry_run,
-             allow_reapply, allow_violation, out, fmt_list, overwrite, as_json)
+             allow_reapply, allow_violation, out, fmt_list, overwrite, as_json, weights_choice)
 
 
 def _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, data_spec, batch_size,  # noqa: ANN001
-         dry_run, allow_reapply, allow_violation, out, fmt_list, overwrite, as_json) -> None:
+         dry_run, allow_reapply, allow_violation, out, fmt_list, overwrite, as_json, weights_choice=None) -> None:
     import torch
 
     from netsurgeon.api import apply as apply_passes
@@ -86,7 +88,8 @@ def _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, d
     from netsurgeon.export import export
 
     torch.manual_seed(seed)
-    loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained)
+    loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained,
+                               weights=weights_choice)
     weights, random = weights_line(model, loaded)
     status(f"applying {spec.name}" + (" (dry run)" if dry_run else ""))
     loader = None

@@ -15,6 +15,7 @@ from netsurgeon.cli._common import (
     NumClassesOpt,
     PretrainedOpt,
     SkipUnreadableOpt,
+    WeightsOpt,
     is_main_process,
     load_from_options,
     parse_input_size,
@@ -48,6 +49,7 @@ def finetune(
     pretrained: PretrainedOpt = False,
     skip_unreadable: SkipUnreadableOpt = False,
     as_json: JsonOpt = False,
+    weights_choice: WeightsOpt = None,
 ) -> None:
     """Fine-tune a model (typically an artifact written by 'apply') and export the result.
 
@@ -80,7 +82,8 @@ def finetune(
             num_classes = count_classes(spec)
             status(f"building {model} with {num_classes} classes (the data's)")
         torch.manual_seed(config.seed)  # the same command and seed build the same initial weights
-        loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained)
+        loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained,
+                                   weights=weights_choice)
         weights, random = weights_line(model, loaded)
         status(f"weights: {weights}")
         status(f"fine-tuning on {data} for {config.epochs} epochs" + (" (resuming)" if resume else ""))
