@@ -54,11 +54,54 @@ def base_class(module: nn.Module) -> type:
     return getattr(type(module), _BASE_ATTR, type(module))
 
 
-def rewritten_class(base: type, forward: Callable[..., Any]) -> type:
-    """A subclass of ``base`` whose ``forward`` is ``forward`` (generated code); same name and module."""
-    return type(base.__name__, (base,), {"forward": forward, _BASE_ATTR: base, "__module__": base.__module__,
-                                         "__qualname__": base.__qualname__,
-                                         "__doc__": base.__doc__})
+def rewritten_class(base: type, forward: Callable[..., Any], src: str | None = None) -> type:
+    """A subclass of ``base`` whose ``forward`` is ``forward`` (generated code); same name and module.
+
+    ``src`` is the forward's source with its imports (as ``GraphModule`` keeps it): instances then pickle
+    (``torch.save(model)``, ``copy.deepcopy``) by rebuilding the class from it, as ``GraphModule`` does,
+    since a class made at run time cannot be found by its name.
+    """
+    attrs = {"forward": forward, _BASE_ATTR: base, "__module__": base.__module__, "__qualname__": base.__qualname__,
+             "__doc__": base.__doc__}
+    if src is not None:
+        attrs[_SRC_ATTR] = src
+        attrs["__reduce_ex__"] = _reduce_rewritten
+    cls = type(base.__name__, (base,), attrs)
+    if src is not None:
+        _REBUILT[(base, src)] = cls
+    return cls
+
+
+_SRC_ATTR = "_netsurgeon_forward_src"
+_REBUILT: dict[tuple[type, str], type] = {}
+
+
+def _reduce_rewritten(self: nn.Module, protocol: int) -> tuple:
+    cls = type(self)
+    return _rebuild_rewritten, (getattr(cls, _BASE_ATTR), getattr(cls, _SRC_ATTR)), self.__dict__
+
+
+def _rebuild_rewritten(base: type, src: str) -> nn.Module:
+    """An empty instance of the rewritten subclass of ``base`` whose forward is ``src`` (its state follows)."""
+    cls = _REBUILT.get((base, src))
+    if cls is None:
+        from torch.fx.graph_module import _forward_from_src
+
+        cls = rewritten_class(base, _forward_from_src(src, {}), src)
+    return cls.__new__(cls)
+
+
+def _forward_source(local: fx.GraphModule) -> str | None:
+    """The generated forward of ``local`` with the imports it needs, or None when a global it reads
+    cannot be imported by name (then instances do not pickle, like such a GraphModule)."""
+    from torch.fx.graph_module import _format_import_block
+    from torch.package import sys_importer
+
+    try:
+        code = local.graph.python_code(root_module="self")
+        return _format_import_block(code.globals, sys_importer) + "\n" + code.src
+    except Exception:  # an unimportable global (a local function, a lambda)  # noqa: BLE001
+        return None
 
 
 @dataclass
@@ -369,7 +412,7 @@ def _install(owner: nn.Module, local: fx.GraphModule, dropped: set[str]) -> None
     for name in ("_in_spec", "_out_spec"):  # pytree specs the generated code reads (list arguments)
         if name in local.__dict__:
             object.__setattr__(owner, name, local.__dict__[name])
-    owner.__class__ = rewritten_class(base_class(owner), type(local).forward)
+    owner.__class__ = rewritten_class(base_class(owner), type(local).forward, _forward_source(local))
 
 
 def is_impure(node: fx.Node, modules: dict[str, Any] | None = None) -> bool:
