@@ -508,6 +508,7 @@ def _strip_concrete(local: fx.GraphModule, params: list[inspect.Parameter],
             tensors.append(param.name)
             if getattr(node.type, "__origin__", None) is typing.Union or isinstance(node.type, types.UnionType):
                 node.type = None  # Optional[Tensor] here is a tensor: the dispatching forward checked it
+            node.args = ()  # no default (None) for a tensor: TorchScript would save it as an undefined tensor
     graph.lint()
     local.recompile()
     return tensors
@@ -568,15 +569,18 @@ def _install_dispatch(owner: nn.Module, params: list[inspect.Parameter],
                  f"{p.name} is None" if concrete[p.name] is None else f"{p.name} == {concrete[p.name]!r}"
                  for p in params[1:]]
         call_args = ", ".join(tensors)  # the input first
-        branches.append(f"    if {' and '.join(conds) or 'True'}:\n        return self.{name}({call_args})")
+        branches.append((" and ".join(conds) or "True", f"{name}({call_args})"))
         patterns.append(", ".join(f"{p.name}={'tensor' if p.name not in concrete else repr(concrete[p.name])}"
                                   for p in params[1:]))
     signature, modules = _signature_source(base, params)
     message = (f"{where} was rewritten by netsurgeon for the calls traced ({'; '.join(patterns)}); this call passes "
                "other arguments: call it as the model does, or leave its sites out of the pass.")
     imports = "".join(f"import {m}\n" for m in sorted(modules) if importlib.util.find_spec(m) is not None)
-    src = (f"{imports}\n\ndef forward({signature}):\n" + "\n".join(branches)
-           + f"\n    raise RuntimeError({message!r})\n")
+    # the last variant after the refusal, not an ``if`` ending in ``raise``: TorchScript cannot save that form
+    last_cond, last_call = branches[-1]
+    body = "".join(f"    if {cond}:\n        return self.{call}\n" for cond, call in branches[:-1])
+    body += f"    if not ({last_cond}):\n        raise RuntimeError({message!r})\n    return self.{last_call}\n"
+    src = f"{imports}\n\ndef forward({signature}):\n{body}"
     try:
         methods["forward"], sources["forward"] = _method("forward", src), src
     except Exception:  # noqa: BLE001  # an annotation that does not compile: fall back
