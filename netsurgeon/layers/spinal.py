@@ -126,4 +126,4 @@ class SpinalConvHead(SpinalHead):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self._logits(x)
-        return logits.reshape(list(logits.shape) + [1] * (x.dim() - 2))
+        return logits.reshape(logits.shape + x.shape[2:])  # (B, C, 1, 1); traceable by fx and TorchScript
