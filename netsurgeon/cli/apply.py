@@ -35,7 +35,7 @@ def apply(
     set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="A pass parameter, key=value (repeat).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; build and write nothing.")] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory for the exported model.")] = None,
-    formats: Annotated[str, typer.Option("--format", help="Comma-separated: safetensors,onnx,pt2.")] = "safetensors,onnx",
+    formats: Annotated[str, typer.Option("--format", help="Any of safetensors,onnx,pt2.")] = "safetensors,onnx",
     input_size: InputSizeOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
     allow_reapply: Annotated[bool, typer.Option(help="Apply a pass the model's history already has.")] = False,

@@ -124,8 +124,8 @@ def _hub_weights(folder: Path) -> Path:
     for name in HUB_WEIGHT_FILES:
         if (folder / name).is_file():
             return folder / name
-    raise CheckpointError(f"checkpoint directory {folder} holds none of {', '.join(HUB_WEIGHT_FILES)} "
-                          "(the timm / Hugging Face hub layout); give the weights file itself.")
+    raise CheckpointError(f"checkpoint {folder} is not a file, nor a hub directory (one holding "
+                          f"{' or '.join(HUB_WEIGHT_FILES)}); give the weights file itself.")
 
 
 def _read_safetensors(p: Path) -> dict:
@@ -187,10 +187,13 @@ def _pick(obj: dict, p: Path, weights: str | None) -> tuple[object, str | None, 
     ema = [k for k in EMA_ENTRIES if k in entries]
     wanted = ema if weights == "ema" else raw if weights == "raw" else raw or ema
     if not wanted:
-        what = "EMA" if weights == "ema" else "raw" if weights == "raw" else "weight"
         keys = ", ".join(map(str, list(obj)[:8]))
-        raise CheckpointError(f"checkpoint {p.name} holds no {what} entry (top-level keys: {keys}); "
-                              f"expected one of {', '.join(EMA_ENTRIES if weights == 'ema' else RAW_ENTRIES)}.")
+        if weights is None:
+            raise CheckpointError(f"checkpoint {p.name} holds no tensors (top-level keys: {keys}); expected a state "
+                                  f"dict or one under {', '.join(RAW_ENTRIES + EMA_ENTRIES[:2])}.")
+        raise CheckpointError(f"checkpoint {p.name} holds no {'EMA' if weights == 'ema' else 'raw'} entry "
+                              f"(top-level keys: {keys}); expected one of "
+                              f"{', '.join(EMA_ENTRIES if weights == 'ema' else RAW_ENTRIES)}.")
     entry = wanted[0]
     return entries[entry], entry, [k for k in entries if k != entry]
 
