@@ -218,7 +218,30 @@ def _surgery_report(info: ModelInfo, ws: Workspace, reports: list[PassReport], m
         keys_removed=[k for k in before_state if k not in after_state],
         dry_run=dry_run,
         reinitialized=list(info.reinitialized),
+        weights=_weights_line(info),
     )
+
+
+def _output_pairs(a: Any, b: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """The matching tensors of two outputs of the same structure (a tensor, or lists/tuples/dicts of them);
+    None when the structures or shapes differ."""
+    from torch.utils._pytree import tree_flatten
+
+    leaves_a, spec_a = tree_flatten(a)
+    leaves_b, spec_b = tree_flatten(b)
+    if spec_a != spec_b:
+        return None
+    pairs = [(x, y) for x, y in zip(leaves_a, leaves_b, strict=True) if isinstance(x, torch.Tensor)]
+    if any(not isinstance(y, torch.Tensor) or x.shape != y.shape for x, y in pairs):
+        return None
+    return pairs
+
+
+def _weights_line(info: ModelInfo) -> str:
+    """The checkpoint (and its entry: raw or EMA) the input's weights came from; '' when none."""
+    from netsurgeon.models.load import describe_weights
+
+    return describe_weights(info) if info.checkpoint else ""
 
 
 def _copy_modes(original: nn.Module, result: nn.Module) -> None:
@@ -263,18 +286,23 @@ def _verify(
 ) -> Verification:
     with in_mode(modified, False):
         b = modified(x)
-    a = reference
-    diff = (a.float() - b.float()).abs() if a.shape == b.shape else None
-    max_diff = float(diff.max()) if diff is not None else float("inf")
+    pairs = _output_pairs(reference, b)  # a tensor, or the leaves of a list/tuple/dict output (timm features_only)
+    if pairs is None:
+        diff = None
+    else:
+        diff = torch.cat([(a.float() - b.float()).abs().flatten() for a, b in pairs]) if pairs else torch.zeros(0)
+    max_diff = float(diff.max()) if diff is not None and diff.numel() else 0.0 if diff is not None else float("inf")
     state_unchanged = all(torch.equal(before_state[k], after_state[k]) for k in kept
                           if before_state[k].shape == after_state[k].shape)
-    bound = EXACT_ATOL * max(1.0, float(a.float().abs().max())) if a.numel() else EXACT_ATOL
+    largest = max((float(a.float().abs().max()) for a, _ in pairs or [] if a.numel()), default=0.0)
+    bound = EXACT_ATOL * max(1.0, largest)
     ok = max_diff <= bound if exact else state_unchanged
     return Verification(
         probe_shape=list(x.shape),
         max_abs_diff=max_diff,
-        mean_abs_diff=float(diff.mean()) if diff is not None else float("inf"),
-        outputs_equal=bool(diff is not None and torch.equal(a, b)),
+        mean_abs_diff=float(diff.mean()) if diff is not None and diff.numel() else 0.0 if diff is not None
+        else float("inf"),
+        outputs_equal=pairs is not None and all(torch.equal(a, b) for a, b in pairs),
         state_unchanged=state_unchanged,
         contract=Contract.EXACT.value if exact else Contract.CHANGES_FUNCTION.value,
         ok=ok,

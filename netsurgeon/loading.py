@@ -28,6 +28,7 @@ def load_model(
     num_classes: int | None = None,
     pretrained: bool = False,
     input_size: Sequence[int] | None = None,
+    weights: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a model and load its weights, or rebuild an artifact; returns an ``nn.Module`` in eval mode.
@@ -35,7 +36,7 @@ def load_model(
     Args:
         spec: ``timm:NAME``, ``torchvision:NAME``, a bare ``NAME``, ``netsurgeon:NAME``, or an artifact
             path (``out/model.safetensors`` or ``out/``).
-        checkpoint, num_classes, pretrained, input_size, kwargs: see
+        checkpoint, num_classes, pretrained, input_size, weights (``"raw"``/``"ema"``), kwargs: see
             :func:`netsurgeon.models.load.load_from_spec` (not for artifacts, which carry their own).
 
     Raises:
@@ -43,9 +44,10 @@ def load_model(
     """
     text = check_spec(spec)
     if is_artifact_path(text):
-        if checkpoint is not None or pretrained or input_size is not None or num_classes is not None:
+        if checkpoint is not None or pretrained or input_size is not None or num_classes is not None or \
+                weights is not None:
             raise ArtifactError("an artifact carries its own weights, head and input size; do not pass checkpoint, "
-                                "pretrained, num_classes or input_size.")
+                                "pretrained, num_classes, input_size or weights.")
         return load_artifact(text)
     return load_from_spec(text, checkpoint=checkpoint, num_classes=num_classes, pretrained=pretrained,
-                          input_size=input_size, **kwargs)
+                          input_size=input_size, weights=weights, **kwargs)

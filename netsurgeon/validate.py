@@ -139,18 +139,26 @@ def check_probe_runs(model: Any, x: Any) -> Any:
     """Run ``model`` once on the probe batch (eval mode, no grad) and return its output; a model that cannot
     take the batch is refused with what to do."""
     import torch
+    from torch.utils._pytree import tree_leaves
 
     from netsurgeon.modes import in_mode
 
     try:
         with torch.no_grad(), in_mode(model, False):
-            return model(x)
+            out = model(x)
     except Exception as err:  # any failure of the user's forward on our probe
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise SurgeryError(
             f"the model cannot run on the probe batch of shape {tuple(x.shape)} ({type(err).__name__}: {first}); "
             "pass input_size=(C, H, W) or example_input= with an input it accepts."
         ) from None
+    leaves = tree_leaves(out)
+    if not leaves or not all(isinstance(v, torch.Tensor) for v in leaves):
+        kinds = sorted({type(v).__name__ for v in leaves if not isinstance(v, torch.Tensor)}) or ["nothing"]
+        raise SurgeryError(f"the model returns a {type(out).__name__} holding {', '.join(kinds)}; netsurgeon checks "
+                           "outputs that are a tensor or a list, tuple or dict of tensors: wrap the model so that "
+                           "it returns one.")
+    return out
 
 
 def check_contract(result: Any, allow_violation: bool) -> None:

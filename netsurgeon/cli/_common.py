@@ -18,8 +18,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="timm:NAME, torchvision:NAME, NAME, or an artifact.")]
 CheckpointOpt = Annotated[
-    Path | None, typer.Option("--checkpoint", "-c", help="Weights: .safetensors or .pth/.pt/.bin (weights only).")
+    Path | None, typer.Option("--checkpoint", "-c", help="Weights: .safetensors, .pth/.pt/.bin/.ckpt/.pth.tar "
+                                                          "(timm train.py, torchvision, Lightning; weights only), "
+                                                          "or a hub directory.")
 ]
+WeightsOpt = Annotated[str | None, typer.Option(
+    "--weights", help="Which weights of a trainer's checkpoint: raw or ema (default: raw, the trainers' own; "
+                      "the weights line says when EMA weights are there too).")]
 NumClassesOpt = Annotated[int | None, typer.Option("--num-classes", help="Class count of the model to build.")]
 InputSizeOpt = Annotated[
     str | None, typer.Option("--input-size", help="Probe input C,H,W (default: the model's own, e.g. 3,224,224).")
@@ -158,7 +163,8 @@ def check_inputs_kept(outputs: list[Path], model: str, checkpoint: Path | None) 
 
 
 def load_from_options(model: str, checkpoint: Path | None, num_classes: int | None, *,
-                      input_size: tuple[int, ...] | None = None, pretrained: bool = False):
+                      input_size: tuple[int, ...] | None = None, pretrained: bool = False,
+                      weights: str | None = None):
     """Build the model the options describe (the input size recorded is the one given)."""
     from netsurgeon.errors import ConfigError
     from netsurgeon.loading import load_model
@@ -169,8 +175,10 @@ def load_from_options(model: str, checkpoint: Path | None, num_classes: int | No
     if checkpoint is not None:
         checkpoint = Path(os.path.expanduser(os.fspath(checkpoint)))
     status(f"loading {model}" + (f" with {checkpoint}" if checkpoint else " (pretrained)" if pretrained else ""))
+    if weights is not None and checkpoint is None:
+        raise ConfigError("--weights picks an entry of a checkpoint; give --checkpoint as well.")
     return load_model(model, checkpoint=checkpoint, num_classes=num_classes, input_size=input_size,
-                      pretrained=pretrained)
+                      pretrained=pretrained, weights=weights)
 
 
 def weights_line(spec: str, loaded: object) -> tuple[str, bool]:

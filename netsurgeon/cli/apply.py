@@ -15,6 +15,7 @@ from netsurgeon.cli._common import (
     NumClassesOpt,
     PretrainedOpt,
     SkipUnreadableOpt,
+    WeightsOpt,
     check_inputs_kept,
     check_num_classes,
     check_out_outside_data,
@@ -38,7 +39,7 @@ def apply(
     set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="A pass parameter, key=value (repeat).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; build and write nothing.")] = False,
     out: Annotated[str | None, typer.Option("--out", "-o", help="Directory for the exported model.")] = None,
-    formats: Annotated[str, typer.Option("--format", help="Comma-separated: safetensors,onnx.")] = "safetensors,onnx",
+    formats: Annotated[str, typer.Option("--format", help="Any of safetensors,onnx,pt2.")] = "safetensors,onnx",
     input_size: InputSizeOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
     allow_reapply: Annotated[bool, typer.Option(help="Apply a pass the model's history already has.")] = False,
@@ -52,6 +53,7 @@ def apply(
         "--allow-violation", help="Keep (and export) the result even when its contract check fails.")] = False,
     skip_unreadable: SkipUnreadableOpt = False,
     as_json: JsonOpt = False,
+    weights_choice: WeightsOpt = None,
 ) -> None:
     """Apply one pass to a model, print what changed, and export it with --out."""
     import contextlib
@@ -87,11 +89,11 @@ def apply(
     owned = claim_output_dir(out_dir) if out_dir is not None and not dry_run else contextlib.nullcontext()
     with owned:  # --out is checked writable and held by this run before any work
         _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, data_spec, batch_size, dry_run,
-             allow_reapply, allow_violation, out_dir, fmt_list, overwrite, as_json)
+             allow_reapply, allow_violation, out_dir, fmt_list, overwrite, as_json, weights_choice)
 
 
 def _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, data_spec, batch_size,  # noqa: ANN001
-         dry_run, allow_reapply, allow_violation, out, fmt_list, overwrite, as_json) -> None:
+         dry_run, allow_reapply, allow_violation, out, fmt_list, overwrite, as_json, weights_choice=None) -> None:
     import torch
 
     from netsurgeon.api import apply as apply_passes
@@ -99,7 +101,8 @@ def _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, d
     from netsurgeon.export import export
 
     torch.manual_seed(seed)
-    loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained)
+    loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained,
+                               weights=weights_choice)
     weights, random = weights_line(model, loaded)
     status(f"applying {spec.name}" + (" (dry run)" if dry_run else ""))
     loader = None

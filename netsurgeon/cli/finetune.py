@@ -14,6 +14,7 @@ from netsurgeon.cli._common import (
     NumClassesOpt,
     PretrainedOpt,
     SkipUnreadableOpt,
+    WeightsOpt,
     check_inputs_kept,
     check_num_classes,
     check_out_outside_data,
@@ -51,6 +52,7 @@ def finetune(
     pretrained: PretrainedOpt = False,
     skip_unreadable: SkipUnreadableOpt = False,
     as_json: JsonOpt = False,
+    weights_choice: WeightsOpt = None,
 ) -> None:
     """Fine-tune a model (typically an artifact written by 'apply') and export the result.
 
@@ -88,7 +90,8 @@ def finetune(
             num_classes = count_classes(spec)
             status(f"building {model} with {num_classes} classes (the data's)")
         torch.manual_seed(config.seed)  # the same command and seed build the same initial weights
-        loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained)
+        loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained,
+                                   weights=weights_choice)
         weights, random = weights_line(model, loaded)
         status(f"weights: {weights}")
         status(f"fine-tuning on {data} for {config.epochs} epochs" + (" (resuming)" if resume else ""))

@@ -12,6 +12,7 @@ from netsurgeon.cli._common import (
     ModelOpt,
     NumClassesOpt,
     PretrainedOpt,
+    WeightsOpt,
     load_from_options,
     reports_errors,
     weights_line,
@@ -20,11 +21,11 @@ from netsurgeon.cli._common import (
 
 @reports_errors
 def inspect(model: ModelOpt, checkpoint: CheckpointOpt = None, num_classes: NumClassesOpt = None,
-            pretrained: PretrainedOpt = False, as_json: JsonOpt = False) -> None:
+            pretrained: PretrainedOpt = False, as_json: JsonOpt = False, weights_choice: WeightsOpt = None) -> None:
     """List a model's ReLU sites, basic modules and head, and which tracing rung worked."""
     from netsurgeon.graph.inspect import inspect_model
 
-    loaded = load_from_options(model, checkpoint, num_classes, pretrained=pretrained)
+    loaded = load_from_options(model, checkpoint, num_classes, pretrained=pretrained, weights=weights_choice)
     weights, _ = weights_line(model, loaded)
     summary = inspect_model(loaded)
     if as_json:

@@ -22,13 +22,17 @@ from netsurgeon.export.artifact import (
 from netsurgeon.export.atomic import check_not_inputs, staged_files
 from netsurgeon.export.header import header_problems
 from netsurgeon.export.onnx import inference_copy, onnx_parity, provenance_props, to_onnx_proto, write_onnx
+from netsurgeon.export.pt2 import pt2_parity, read_pt2_provenance, to_exported_program, write_pt2
 from netsurgeon.models.info import get_info, probe_input
 from netsurgeon.report import SurgeryReport
 from netsurgeon.validate import check_input_channels, check_input_size
 
-__all__ = ["FORMATS", "ExportResult", "VerifyResult", "artifact_files", "export", "parse_formats", "verify_artifact"]
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "ExportResult", "VerifyResult", "artifact_files", "export", "parse_formats",
+           "verify_artifact"]
 
-FORMATS = ("safetensors", "onnx")
+#: every format, named by its file's extension (model.safetensors, model.onnx, model.pt2)
+FORMATS = ("safetensors", "onnx", "pt2")
+DEFAULT_FORMATS = ("safetensors", "onnx")
 
 
 @dataclass
@@ -37,6 +41,8 @@ class ExportResult:
     onnx_max_abs_diff: float | None = None
     onnx_tolerance: float | None = None
     onnx_exporter: str | None = None
+    pt2_max_abs_diff: float | None = None
+    pt2_dynamic_batch: bool | None = None
 
 
 @dataclass
@@ -69,7 +75,7 @@ def artifact_files(out_dir: str | Path) -> dict[str, Path]:
 
 
 def _made_by_netsurgeon(path: Path) -> bool:
-    """Whether ``path`` is a regular file carrying a netsurgeon provenance header (safetensors or ONNX)."""
+    """Whether ``path`` is a regular file carrying a netsurgeon provenance (safetensors, ONNX or pt2)."""
     if path.is_symlink() or not path.is_file():
         return False
     try:
@@ -78,6 +84,8 @@ def _made_by_netsurgeon(path: Path) -> bool:
 
             with safe_open(str(path), framework="pt") as fh:
                 return "netsurgeon" in (fh.metadata() or {})
+        if path.suffix == ".pt2":
+            return read_pt2_provenance(path) is not None
         return "netsurgeon" in _onnx_props(path)
     except Exception:  # unreadable or damaged: not provably ours
         return False
@@ -91,19 +99,20 @@ def export(
     model: nn.Module,
     out_dir: str | Path,
     *,
-    formats: Sequence[str] = FORMATS,
+    formats: Sequence[str] = DEFAULT_FORMATS,
     report: SurgeryReport | None = None,
     seed: int | None = None,
     input_size: Sequence[int] | None = None,
     overwrite: bool = False,
     extra: dict | None = None,
 ) -> ExportResult:
-    """Write ``model.safetensors`` and/or ``model.onnx`` into ``out_dir``, atomically.
+    """Write ``model.safetensors``, ``model.onnx`` and/or ``model.pt2`` into ``out_dir``, atomically.
 
-    Both carry the provenance (see :mod:`netsurgeon.export.artifact`). The ONNX model has a dynamic
+    All carry the provenance (see :mod:`netsurgeon.export.artifact`). The ONNX model has a dynamic
     batch axis and must agree with the eager model in onnxruntime within 1e-4 * max(1, max |output|)
-    (see ``export.onnx.PARITY_ATOL``), or nothing is written. An input file is never overwritten;
-    existing outputs only with ``overwrite=True``.
+    (see ``export.onnx.PARITY_ATOL``), or nothing is written; the ``torch.export`` program (``pt2``, a
+    dynamic batch axis where the model allows) must agree alike once reloaded with ``torch.export.load``.
+    An input file is never overwritten; existing outputs only with ``overwrite=True``.
 
     The tensors keep their dtype (a float16 model exports, and reloads, as float16; the header records
     the dtype and a sha256 digest of the tensor data). ONNX needs a float32 model: for any other dtype
@@ -149,6 +158,17 @@ def export(
         for fmt, temp in zip(formats, temps, strict=True):
             if fmt == "safetensors":
                 write_safetensors(model, temp, record)
+            elif fmt == "pt2":
+                example = _example(model, input_size)
+                plain = inference_copy(model)
+                program, dynamic = to_exported_program(plain, example)
+                write_pt2(program, temp, record)
+                parity = pt2_parity(plain, temp, example, dynamic)
+                if not parity.ok:
+                    raise ExportError(f"torch.export round trip failed: max |eager - reloaded .pt2| = "
+                                      f"{parity.max_abs_diff:.3g} > {parity.tolerance:.3g} (or non-finite outputs); "
+                                      "nothing was written.")
+                result.pt2_max_abs_diff, result.pt2_dynamic_batch = parity.max_abs_diff, dynamic
             else:
                 example = _example(model, input_size)
                 plain = inference_copy(model)
@@ -248,4 +268,10 @@ def verify_artifact(path: str | Path) -> VerifyResult:
         result.ok = parity.ok
         result.messages.append(f"ONNX parity max |diff| {parity.max_abs_diff:.3g} (tolerance {parity.tolerance:.3g}, "
                                f"outputs up to {parity.output_scale:.3g}): {'ok' if parity.ok else 'FAILED'}")
+    pt2_path = st.with_suffix(".pt2")
+    if pt2_path.exists():  # provenance only: torch.export.load is not weights-only (see export.pt2)
+        if read_pt2_provenance(pt2_path) != record:
+            raise ArtifactError(f"{pt2_path.name} does not carry the same provenance as {st.name}; re-export both.")
+        result.messages.append(f"{pt2_path.name}: same provenance (its program is not loaded: torch.export.load "
+                               "unpickles beyond weights; its round trip was checked at export)")
     return result

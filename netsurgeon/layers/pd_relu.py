@@ -17,6 +17,13 @@ Families of ``h`` (all keep ``0 <= h <= 1``):
 * ``callable``: a user function of ``x``, checked to return values in [0, 1] on a grid. Saves ``x``.
 
 The gradient is deliberately not the derivative of the forward: ``torch.autograd.gradcheck`` fails.
+
+Other tools: :func:`pd_relu` is ``torch.fx.wrap``-ped, so any fx tracer (``symbolic_trace``, timm's fx
+feature extraction, torchvision's ``create_feature_extractor``) records a call of it instead of tracing
+into it, and the traced model keeps the pseudo derivative. ``torch.jit.trace``, ``torch.export`` and
+``torch.compile`` run the same autograd function. TorchScript cannot carry a custom backward: a
+*scripted* PDReLU computes the bit-identical forward (``torch.relu``/``hardtanh``) and refuses to run in
+train mode on an input that requires grad, so scripted training is never mistaken for pd-relu training.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from torch.autograd.function import once_differentiable
 from netsurgeon.errors import ConfigError
 from netsurgeon.graph.trace import register_leaf
 
-__all__ = ["FAMILIES", "PDReLU", "check_callable", "pseudo_derivative"]
+__all__ = ["FAMILIES", "PDReLU", "check_callable", "pd_relu", "pseudo_derivative"]
 
 #: family -> default alpha
 FAMILIES: dict[str, float | None] = {"leaky": 0.1, "exp": 1.0, "sigmoid": 0.5, "ramp": 1.0, "callable": None}
@@ -122,6 +129,17 @@ class _GenericPD(torch.autograd.Function):
         return _times(grad, g), None, None, None, None, None, None
 
 
+@torch.jit.unused
+@torch.fx.wrap
+def pd_relu(x: torch.Tensor, family: str = "leaky", alpha: float = 0.1, tau: float = 1.0, width: float = 1.0,
+            relu6: bool = False) -> torch.Tensor:
+    """PD-ReLU as a function (the built-in families). fx tracers record a call of it and never trace into
+    it, so a model traced by any of them keeps the pseudo derivative."""
+    if family == "leaky":
+        return _LeakyPD.apply(x, alpha, relu6)
+    return _GenericPD.apply(x, family, alpha, tau, width, None, relu6)
+
+
 @register_leaf
 class PDReLU(nn.Module):
     """ReLU (or ReLU6) whose backward uses a pseudo derivative for non-positive inputs. No state, never in place."""
@@ -140,9 +158,22 @@ class PDReLU(nn.Module):
         self.tau, self.width, self.fn, self.relu6 = float(tau), float(width), fn, relu6
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.family == "leaky":
-            return _LeakyPD.apply(x, self.alpha, self.relu6)
-        return _GenericPD.apply(x, self.family, self.alpha, self.tau, self.width, self.fn, self.relu6)
+        if torch.jit.is_scripting():  # the forward only: refuse what would be plain-ReLU training
+            if self.training and x.requires_grad:
+                raise RuntimeError("PDReLU under TorchScript: TorchScript cannot carry the pseudo-derivative "
+                                   "backward, so a scripted pd-relu model is for inference only (eval mode or no "
+                                   "grad); train the eager model")
+            return F.hardtanh(x, 0.0, 6.0) if self.relu6 else torch.relu(x)
+        return self._pseudo(x)
+
+    @torch.jit.unused
+    def _pseudo(self, x: torch.Tensor) -> torch.Tensor:
+        if self.family == "callable":
+            if isinstance(x, torch.fx.Proxy):
+                raise ConfigError("pd-relu with family='callable' cannot be traced by torch.fx (the tracer would "
+                                  "drop its backward); use a built-in family to trace the model.")
+            return _GenericPD.apply(x, self.family, self.alpha, self.tau, self.width, self.fn, self.relu6)
+        return pd_relu(x, self.family, self.alpha, self.tau, self.width, self.relu6)
 
     def netsurgeon_export_module(self) -> nn.Module:
         """Inference is plain ReLU: export that (ONNX ``Relu``/``Clip``)."""

@@ -91,8 +91,14 @@ class SpinalHead(nn.Module):
         self.out.bias.copy_(bias if bias is not None else torch.zeros_like(self.out.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        # written for TorchScript too: no star-unpacking, no super(), no custom exception class when scripted
         x = x.flatten(1)
         if self.training and self.batchnorm and x.shape[0] == 1:
+            if torch.jit.is_scripting():
+                raise RuntimeError("the spinal head has BatchNorm1d, which cannot train on a batch of 1")
             raise NetsurgeonError("the spinal head has BatchNorm1d, which cannot train on a batch of 1; "
                                   "use a batch of 2 or more (or drop_last=True), or batchnorm=false.")
         dropped = self.input_dropout(x)
@@ -100,8 +106,8 @@ class SpinalHead(nn.Module):
         if self.variant == "progressive":
             first = x if self.first_layer_input == "raw" else dropped
             for k, layer in enumerate(self.hidden):
-                hidden.append(layer(first if k == 0 else torch.cat([dropped, *hidden], 1)))
-            return self.out(torch.cat([dropped, *hidden], 1))
+                hidden.append(layer(first if k == 0 else torch.cat([dropped] + hidden, 1)))
+            return self.out(torch.cat([dropped] + hidden, 1))
         parts = torch.split(dropped, self.sizes, dim=1)
         for k, layer in enumerate(self.hidden):
             part = parts[k % len(parts)]
@@ -119,5 +125,5 @@ class SpinalConvHead(SpinalHead):
     flatten after the classifier still works. Same parameters and warm start as the plain head."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = super().forward(x)
-        return logits.reshape(*logits.shape, *([1] * (x.dim() - 2)))
+        logits = self._logits(x)
+        return logits.reshape(logits.shape + x.shape[2:])  # (B, C, 1, 1); traceable by fx and TorchScript

@@ -1,9 +1,14 @@
-"""Reading checkpoints safely: safetensors, or torch pickles with ``weights_only=True`` only."""
+"""Reading checkpoints safely: safetensors, or torch pickles with ``weights_only=True`` and an explicit
+allow-list of the metadata classes trainers write; the weight entry (raw or EMA) is chosen and named."""
 
 from __future__ import annotations
 
 import hashlib
 import pickle
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -11,12 +16,50 @@ from torch import nn
 
 from netsurgeon.errors import CheckpointError
 
-__all__ = ["CHECKPOINT_SUFFIXES", "check_finite", "describe_load_error", "load_state_strict", "read_checkpoint",
-           "sha256_file"]
+__all__ = ["CHECKPOINT_SUFFIXES", "EMA_ENTRIES", "RAW_ENTRIES", "WEIGHTS_CHOICES", "Checkpoint", "check_finite",
+           "check_weights_choice", "describe_load_error", "load_state_strict", "read_checkpoint",
+           "read_trainer_checkpoint", "sha256_file"]
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
-_NESTING_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "weights")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".pth.tar", ".tar")
+#: where trainers put the weights they train (timm train.py, torchvision references, Lightning, others)
+RAW_ENTRIES = ("state_dict", "model", "model_state_dict", "module", "net", "weights")
+#: where they put an exponential moving average of them (timm ``state_dict_ema``, torchvision ``model_ema``)
+EMA_ENTRIES = ("state_dict_ema", "model_ema", "ema_state_dict", "ema")
+WEIGHTS_CHOICES = ("raw", "ema")
 _PREFIXES = ("module.", "_orig_mod.")
+#: the files of a timm / Hugging Face hub directory (``config.json`` beside one of them), in timm's order
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _safe_globals() -> list:
+    """What trainers pickle besides tensors and plain containers: loaded by ``torch.load(weights_only=True)``
+    with only these extra classes allowed (as timm does for its own checkpoints); no code ever runs."""
+    import argparse
+    import pathlib
+
+    return [argparse.Namespace, pathlib.PosixPath, pathlib.PurePosixPath, pathlib.WindowsPath,
+            pathlib.PureWindowsPath]
+
+
+@dataclass
+class Checkpoint:
+    """A flat state dict read from a trainer's file, and which entry of it was used."""
+
+    state: dict[str, torch.Tensor]
+    entry: str | None = None  # "state_dict", "state_dict_ema", "model_ema", ...; None for a bare state dict
+    alternatives: list[str] = field(default_factory=list)  # other weight entries the file holds (unused)
+    prefix: str = ""  # the key prefix stripped (Lightning's attribute, DDP's ``module.``)
+    dropped: int = 0  # keys outside the prefix that matched the model (a Lightning loss's buffers...)
+
+    def describe(self) -> str:
+        """`` [entry state_dict_ema]``, with the EMA hint when EMA weights were there but not used."""
+        if self.entry is None:
+            return ""
+        text = f" [entry {self.entry}"
+        ema = [a for a in self.alternatives if a in EMA_ENTRIES]
+        if ema and self.entry not in EMA_ENTRIES:
+            text += f"; EMA weights also present ({ema[0]}): --weights ema (Python: weights='ema') uses them"
+        return text + "]"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -27,18 +70,44 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """A flat ``{name: tensor}`` state dict from ``path``.
+def check_weights_choice(weights: object) -> str | None:
+    if weights is None or weights in WEIGHTS_CHOICES:
+        return weights  # type: ignore[return-value]
+    raise CheckpointError(f"weights must be one of {', '.join(WEIGHTS_CHOICES)} (or None: the trainer's default), "
+                          f"got {str(weights)[:40]!r}.")
 
-    Nested ``state_dict``/``model``/... entries are unwrapped, and a prefix shared by every key
-    (``module.`` from DistributedDataParallel, ``_orig_mod.`` from torch.compile) is stripped.
+
+def read_checkpoint(path: str | Path, *, weights: str | None = None,
+                    model_keys: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+    """A flat ``{name: tensor}`` state dict from ``path`` (see :func:`read_trainer_checkpoint`)."""
+    return read_trainer_checkpoint(path, weights=weights, model_keys=model_keys).state
+
+
+def read_trainer_checkpoint(path: str | Path, *, weights: str | None = None,
+                            model_keys: Iterable[str] | None = None) -> Checkpoint:
+    """The weights of a checkpoint as users' trainers write it.
+
+    * a bare state dict (``.safetensors``, ``.pth``, ``.pt``, ``.bin``);
+    * timm ``train.py`` (``model_best.pth.tar``: ``state_dict``, ``state_dict_ema``, an ``args`` Namespace);
+    * torchvision's reference scripts (``model``, ``model_ema``, ``optimizer``, ``args``...);
+    * Lightning ``.ckpt`` (``state_dict`` whose keys carry the LightningModule's attribute prefix: the
+      prefix is the one under which ``model_keys`` are found, not a guessed name);
+    * a timm / Hugging Face hub directory (``config.json`` with ``model.safetensors`` or ``pytorch_model.bin``).
+
+    ``weights`` picks ``"raw"`` or ``"ema"``; None uses the trainer's own default (the raw weights) and the
+    result names the EMA entry it left. Pickles are read with ``weights_only=True`` and an explicit
+    allow-list (:func:`_safe_globals`). A prefix shared by every key (``module.``, ``_orig_mod.``) is stripped.
     """
+    weights = check_weights_choice(weights)
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint {p} not found; check the path.")
+    if p.is_dir():
+        p = _hub_weights(p)
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} is not a file.")
-    suffix = p.suffix.lower()
+    name = p.name.lower()
+    suffix = next((s for s in CHECKPOINT_SUFFIXES if name.endswith(s)), p.suffix.lower())
     if suffix == ".safetensors":
         raw = _read_safetensors(p)
     elif suffix in CHECKPOINT_SUFFIXES:
@@ -46,9 +115,17 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     else:
         raise CheckpointError(
             f"checkpoint {p.name}: unsupported file type {suffix or '(none)'}; "
-            f"use one of {', '.join(CHECKPOINT_SUFFIXES)}."
+            f"use one of {', '.join(CHECKPOINT_SUFFIXES)}, or a hub directory (config.json + model.safetensors)."
         )
-    return _unwrap(raw, p)
+    return _unwrap(raw, p, weights, model_keys)
+
+
+def _hub_weights(folder: Path) -> Path:
+    for name in HUB_WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"checkpoint {folder} is not a file, nor a hub directory (one holding "
+                          f"{' or '.join(HUB_WEIGHT_FILES)}); give the weights file itself.")
 
 
 def _read_safetensors(p: Path) -> dict:
@@ -68,14 +145,19 @@ def _is_unsafe(err: BaseException) -> bool:
         "weights only" in text.lower() or "weights_only" in text or "Unsupported global" in text)
 
 
+def _unsafe_global(err: BaseException) -> str:
+    found = re.search(r"(?:Unsupported global|GLOBAL) ?:? ?(?:GLOBAL )?([A-Za-z_][\w.]*)", str(err))
+    return f" (it names {found.group(1)})" if found else ""
+
+
 def describe_load_error(err: BaseException, name: str) -> str:
     """One line about a failed ``torch.load(weights_only=True)`` of ``name``. torch's own message advises
     retrying with ``weights_only=False`` or allow-listing globals, which would run the file's code: that
     advice is never passed on."""
     if _is_unsafe(err):
-        return (f"refused to load {name}: it pickles objects or code beyond plain tensors, and netsurgeon only "
-                "loads checkpoints with weights_only=True. Re-save the weights alone "
-                "(torch.save(model.state_dict(), path)) or as .safetensors.")
+        return (f"refused to load {name}: it pickles objects or code beyond plain tensors and the metadata "
+                f"trainers write{_unsafe_global(err)}, and netsurgeon only loads checkpoints with weights_only=True. "
+                "Re-save the weights alone (torch.save(model.state_dict(), path)) or as .safetensors.")
     lines = [line for line in str(err).strip().splitlines()
              if "weights_only" not in line and "safe_globals" not in line and line.strip()]
     detail = (lines[0] if lines else type(err).__name__)[:160]
@@ -84,30 +166,83 @@ def describe_load_error(err: BaseException, name: str) -> str:
 
 def _read_pickle(p: Path) -> object:
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # unsafe content, zip errors, EOFError, RuntimeError on truncated archives
         raise CheckpointError(describe_load_error(err, f"checkpoint {p.name}")) from None
 
 
-def _unwrap(obj: object, p: Path) -> dict[str, torch.Tensor]:
-    for _ in range(4):
-        if isinstance(obj, dict) and not _mostly_tensors(obj):
-            inner = next((obj[k] for k in _NESTING_KEYS if isinstance(obj.get(k), dict)), None)
-            if inner is None:
-                break
-            obj = inner
-    if isinstance(obj, nn.Module):  # not reachable with weights_only, kept for clarity
-        obj = obj.state_dict()
+def _weight_entries(obj: dict) -> dict[str, dict]:
+    return {k: v for k, v in obj.items() if k in RAW_ENTRIES + EMA_ENTRIES and isinstance(v, dict) and v}
+
+
+def _pick(obj: dict, p: Path, weights: str | None) -> tuple[object, str | None, list[str]]:
+    """The weight entry of a trainer's dict: ``(value, its name, the other weight entries)``."""
+    if _mostly_tensors(obj):
+        if weights == "ema":
+            raise CheckpointError(f"checkpoint {p.name} is a bare state dict with no EMA entry; drop --weights ema.")
+        return obj, None, []
+    entries = _weight_entries(obj)
+    raw = [k for k in RAW_ENTRIES if k in entries]
+    ema = [k for k in EMA_ENTRIES if k in entries]
+    wanted = ema if weights == "ema" else raw if weights == "raw" else raw or ema
+    if not wanted:
+        keys = ", ".join(map(str, list(obj)[:8]))
+        if weights is None:
+            raise CheckpointError(f"checkpoint {p.name} holds no tensors (top-level keys: {keys}); expected a state "
+                                  f"dict or one under {', '.join(RAW_ENTRIES + EMA_ENTRIES[:2])}.")
+        raise CheckpointError(f"checkpoint {p.name} holds no {'EMA' if weights == 'ema' else 'raw'} entry "
+                              f"(top-level keys: {keys}); expected one of "
+                              f"{', '.join(EMA_ENTRIES if weights == 'ema' else RAW_ENTRIES)}.")
+    entry = wanted[0]
+    return entries[entry], entry, [k for k in entries if k != entry]
+
+
+def _unwrap(obj: object, p: Path, weights: str | None = None,
+            model_keys: Iterable[str] | None = None) -> Checkpoint:
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {p.name} holds a {type(obj).__name__}, not a state dict.")
-    state = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    inner, entry, alternatives = _pick(obj, p, weights)
+    for _ in range(3):  # {"model": {"state_dict": {...}}}: nested once more
+        if isinstance(inner, dict) and not _mostly_tensors(inner):
+            nested = next((inner[k] for k in RAW_ENTRIES if isinstance(inner.get(k), dict)), None)
+            if nested is None:
+                break
+            inner = nested
+    if not isinstance(inner, dict):
+        raise CheckpointError(f"checkpoint {p.name} holds a {type(inner).__name__}, not a state dict.")
+    state = {k: v for k, v in inner.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not state:
-        keys = ", ".join(map(str, list(obj)[:6]))
+        keys = ", ".join(map(str, list(inner)[:6]))
         raise CheckpointError(f"checkpoint {p.name} holds no tensors (top-level keys: {keys}).")
+    if entry in EMA_ENTRIES:  # torchvision's AveragedModel: module.* and a counter
+        state.pop("n_averaged", None)
+    before = len(state)
+    state, prefix = _strip_prefix(state, set(model_keys) if model_keys is not None else None)
+    return Checkpoint(state, entry, alternatives, prefix, before - len(state))
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], model_keys: set[str] | None) -> tuple[dict[str, torch.Tensor], str]:
+    """Strip the prefix under which the model's keys are found (most matches wins; '' when they match as
+    they are); without the model's keys, strip ``module.``/``_orig_mod.`` shared by every key."""
+    if model_keys:
+        votes: Counter = Counter()
+        for key in state:
+            parts = key.split(".")
+            for i in range(len(parts)):
+                if ".".join(parts[i:]) in model_keys:
+                    votes["".join(f"{part}." for part in parts[:i])] += 1
+        if votes and votes.get("", 0) < max(votes.values()):
+            prefix = max(votes, key=lambda k: (votes[k], -len(k)))
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, prefix
+        if votes:
+            return state, ""
+    stripped = ""
     for prefix in _PREFIXES:
         if all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
+            stripped += prefix
+    return state, stripped
 
 
 def _mostly_tensors(d: dict) -> bool:

@@ -26,11 +26,16 @@ class ModelInfo:
     history: list[dict[str, Any]] = field(default_factory=list)  # passes applied so far, oldest first
     sources: list[str] = field(default_factory=list)  # absolute paths of input files (never exported)
     reinitialized: list[str] = field(default_factory=list)  # checkpoint keys left fresh (a new class count)
+    checkpoint_entry: str | None = None  # the trainer's entry the weights came from (state_dict_ema, ...)
+    checkpoint_alternatives: list[str] = field(default_factory=list)  # its other weight entries (not used)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         d.pop("sources")
+        # recorded under the provenance's "weights" (netsurgeon.models.load.weights_source), not here
+        d.pop("checkpoint_entry")
+        d.pop("checkpoint_alternatives")
         return d
 
     @classmethod

@@ -28,7 +28,13 @@ from netsurgeon.errors import (
     UnknownNameError,
     suggest,
 )
-from netsurgeon.models.checkpoint import load_state_strict, read_checkpoint, sha256_file
+from netsurgeon.models.checkpoint import (
+    Checkpoint,
+    check_weights_choice,
+    load_state_strict,
+    read_trainer_checkpoint,
+    sha256_file,
+)
 from netsurgeon.models.head import load_state_new_head
 from netsurgeon.models.info import DEFAULT_INPUT_SIZE, ModelInfo, set_info
 from netsurgeon.validate import check_input_channels, check_input_size, check_model_kwargs
@@ -156,6 +162,7 @@ def load_from_spec(
     num_classes: int | None = None,
     pretrained: bool = False,
     input_size: Sequence[int] | None = None,
+    weights: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a library model and load its weights; returns an ``nn.Module`` in eval mode.
@@ -165,9 +172,14 @@ def load_from_spec(
 
     Args:
         spec: ``timm:NAME``, ``torchvision:NAME``, a bare ``NAME`` or ``netsurgeon:NAME``.
-        checkpoint: weights to load strictly: ``.safetensors``, or ``.pth/.pt/.bin/.ckpt`` read with
-            ``torch.load(weights_only=True)``. Nested ``state_dict``/``model`` entries and ``module.``
-            prefixes are handled.
+        checkpoint: weights to load strictly: ``.safetensors``, ``.pth/.pt/.bin/.ckpt/.pth.tar`` read with
+            ``torch.load(weights_only=True)`` (and an allow-list of trainers' metadata: ``argparse.Namespace``,
+            paths), or a hub directory (``config.json`` + ``model.safetensors``/``pytorch_model.bin``). The
+            trainers' layouts are read: timm ``train.py`` (``state_dict``/``state_dict_ema``), torchvision
+            references (``model``/``model_ema``), Lightning (``state_dict`` under the prefix where the model's
+            keys are found), DDP ``module.`` and torch.compile ``_orig_mod.`` prefixes.
+        weights: ``"raw"`` or ``"ema"``: which of a trainer's weight entries to load (default: the raw
+            weights, the trainers' own default; the report then says when EMA weights were there too).
         num_classes: the class count of the model to build (its head is sized accordingly). When it
             differs from the checkpoint's, the checkpoint's classifier is left out and the new one keeps
             its fresh initialisation (transfer learning); every other weight still loads strictly, and
@@ -202,17 +214,31 @@ def load_from_spec(
         info.checkpoint = f"pretrained:{_pretrained_tag(library, name, model)}"
     if checkpoint is not None:
         path = Path(checkpoint)
-        state = read_checkpoint(path)
+        read = read_trainer_checkpoint(path, weights=weights, model_keys=model.state_dict().keys())
+        source = f"checkpoint {path.name}" + (f" ({read.entry})" if read.entry else "")
         if num_classes is None:
-            load_state_strict(model, state, f"checkpoint {path.name}")
+            load_state_strict(model, read.state, source)
         else:  # a new class count: the checkpoint's classifier may be sized for another one
-            info.reinitialized = load_state_new_head(model, state, f"checkpoint {path.name}")
+            info.reinitialized = load_state_new_head(model, read.state, source)
         info.checkpoint = str(path)
-        info.checkpoint_sha256 = sha256_file(path)
+        info.checkpoint_sha256 = _digest(path)
+        info.checkpoint_entry, info.checkpoint_alternatives = read.entry, list(read.alternatives)
         info.sources.append(str(path.resolve()))
+    elif weights is not None:
+        check_weights_choice(weights)
+        raise ConfigError(f"weights={weights!r} picks an entry of a checkpoint; give checkpoint= as well.")
     model.eval()
     set_info(model, info)
     return model
+
+
+def _digest(path: Path) -> str:
+    """The sha256 of a checkpoint file, or of a hub directory's weights file."""
+    if path.is_dir():
+        from netsurgeon.models.checkpoint import HUB_WEIGHT_FILES
+
+        path = next(path / n for n in HUB_WEIGHT_FILES if (path / n).is_file())
+    return sha256_file(path)
 
 
 def _pretrained_tag(library: str, name: str, model: nn.Module) -> str:
@@ -235,7 +261,10 @@ def weights_source(info: ModelInfo | None) -> dict[str, Any]:
     if checkpoint and checkpoint.startswith("pretrained"):
         return {"source": "pretrained", "tag": checkpoint.partition(":")[2] or None}
     if checkpoint:
-        return {"source": "checkpoint", "path": checkpoint, "sha256": info.checkpoint_sha256}
+        out = {"source": "checkpoint", "path": checkpoint, "sha256": info.checkpoint_sha256}
+        if info.checkpoint_entry:
+            out["entry"] = info.checkpoint_entry
+        return out
     return {"source": "random-init"}
 
 
@@ -251,5 +280,6 @@ def describe_weights(info: ModelInfo | None, artifact: str | None = None) -> str
     if w["source"] == "pretrained":
         return f"pretrained ({w['tag']})"
     if w["source"] == "checkpoint":
-        return f"checkpoint {w['path']} (sha256 {str(w['sha256'])[:16]})"
+        entry = Checkpoint({}, info.checkpoint_entry, info.checkpoint_alternatives).describe()
+        return f"checkpoint {w['path']}{entry} (sha256 {str(w['sha256'])[:16]})"
     return "RANDOM INITIALISATION (no checkpoint, not pretrained)"

@@ -168,6 +168,7 @@ def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
     added = sum(p.numel() for p in module.parameters())
     path, scope = _put_head(ws, index, chain, head.target, module)
     _follow_class_count(ws.model, path, out_features, classes)
+    _follow_classifier_name(ws.model, {p for p in paths if p} | {head.target}, f"{path}.out")
     out.note(f"D={features} (measured), C={classes}, w={width}, L={cfg.num_layers}: {added:,} parameters "
              f"replacing {replaced:,}" + ("; warm start: eval logits equal the original's" if warm else ""))
     if added > 20 * max(replaced, 1) and added > 5_000_000:
@@ -197,6 +198,25 @@ def _put_head(ws: Workspace, index: GraphIndex, chain: list[fx.Node], logits_pat
     return path, scope
 
 
+def _follow_classifier_name(model: nn.Module, replaced: set[str], logits: str) -> None:
+    """timm's ``pretrained_cfg["classifier"]`` (one name or several) names the layer making the logits, whose
+    ``.weight`` timm adapts when it loads pretrained weights: point the replaced entry at the new head's
+    output layer (``fc`` becomes ``fc.out``)."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if not isinstance(cfg, dict) or not cfg.get("classifier"):
+        return
+    names = cfg["classifier"]
+    update = [logits if n in replaced else n for n in ([names] if isinstance(names, str) else list(names))]
+    _set_cfg(model, cfg, {**cfg, "classifier": update[0] if isinstance(names, str) else type(names)(update)})
+
+
+def _set_cfg(model: nn.Module, old: dict, new: dict) -> None:
+    """Replace timm's ``pretrained_cfg`` (and ``default_cfg``, its alias, when it is the same dict)."""
+    if getattr(model, "default_cfg", None) is old:
+        model.default_cfg = new
+    model.pretrained_cfg = new
+
+
 def _follow_class_count(model: nn.Module, head_path: str, old: int, new: int) -> None:
     """Keep the model's own head metadata true: ``num_classes`` (the model's and the head's parent's)
     and timm's ``pretrained_cfg['num_classes']``."""
@@ -209,4 +229,4 @@ def _follow_class_count(model: nn.Module, head_path: str, old: int, new: int) ->
             owner.num_classes = new
     cfg = getattr(model, "pretrained_cfg", None)
     if isinstance(cfg, dict) and "num_classes" in cfg:
-        model.pretrained_cfg = {**cfg, "num_classes": new}
+        _set_cfg(model, cfg, {**cfg, "num_classes": new})
