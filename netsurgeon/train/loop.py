@@ -60,7 +60,8 @@ __all__ = ["CHECKPOINT", "FinetuneResult", "finetune", "resolve_data"]
 
 CHECKPOINT = "checkpoint.pt"
 #: config keys that may differ between a run and its resumption (they do not change the weights)
-RESUMABLE_DIFFERENCES = {"progress", "workers", "eval_every", "limit_eval_batches"}
+RESUMABLE_DIFFERENCES = {"progress", "workers", "eval_every", "limit_eval_batches", "log", "wandb_project",
+                         "ema_export"}
 DataArg = str | DataSpec | Dataset | tuple[Dataset, Dataset | None]
 
 
