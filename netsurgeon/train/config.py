@@ -95,7 +95,8 @@ class FinetuneConfig(Config):
     bn_batches: int = 50
     """Training batches used to re-estimate BatchNorm statistics."""
     limit_train_batches: int | None = None
-    """Train on at most this many batches per epoch, and recalibrate BN on at most as many (quick runs, tests)."""
+    """Train on at most this many batches per epoch (batches of batch_size, before accumulation), and recalibrate
+    BN on at most as many (quick runs, tests)."""
     limit_eval_batches: int | None = None
     progress: bool = True
     """Progress bars on stderr (only on a terminal, only on rank 0)."""
@@ -147,6 +148,13 @@ class FinetuneConfig(Config):
             self.fail(f"ema_decay must be between 0 and 1 (e.g. 0.999), got {self.ema_decay}.")
         if self.augment != "timm" and (self.auto_augment or self.re_prob or self.color_jitter):
             self.fail("auto_augment, re_prob and color_jitter belong to augment=timm; add --set augment=timm.")
+
+    def augmentation(self):  # noqa: ANN201 (netsurgeon.data.Augment, imported lazily)
+        """The training augmentation settings as ``netsurgeon.data.Augment``."""
+        from netsurgeon.data import Augment
+
+        return Augment(self.augment, tuple(self.scale), tuple(self.ratio), self.hflip, self.crop_padding,
+                       self.color_jitter, self.auto_augment, self.re_prob)
 
     @property
     def mixes(self) -> bool:

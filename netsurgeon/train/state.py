@@ -1,7 +1,7 @@
 """Training checkpoints: everything a resumed run needs to continue bit for bit, written atomically.
 
-A checkpoint holds the model and optimizer state, the AMP scaler, the position in the run (epoch
-and batch), the partial sums of the running epoch, the RNG states, the state of each pass's training
+A checkpoint holds the model and optimizer state, the weight EMA (when on), the AMP scaler, the position
+in the run (epoch and batch), the partial sums of the running epoch, the RNG states, the state of each pass's training
 hooks (``netsurgeon.hooks``: masks kept as non-persistent buffers, say) and the metrics so far. It is
 written with ``torch.save`` to a temporary file that is then renamed, and read back with
 ``torch.load(weights_only=True)`` only.
@@ -38,7 +38,8 @@ class TrainState:
 
 
 def save_state(path: Path, state: TrainState, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler | None, config: dict[str, Any], hooks: list[dict[str, Any]]) -> None:
+               scaler: torch.amp.GradScaler | None, config: dict[str, Any], hooks: list[dict[str, Any]],
+               ema: dict[str, Any] | None = None) -> None:
     payload = {
         "format": FORMAT,
         "state": asdict(state),
@@ -47,6 +48,7 @@ def save_state(path: Path, state: TrainState, *, model: torch.nn.Module, optimiz
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else {},
         "hooks": hooks,
+        "ema": ema or {},  # the weight EMA's state dict (empty without EMA)
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }

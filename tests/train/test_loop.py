@@ -17,13 +17,13 @@ from netsurgeon.train.loop import _param_groups
 from tests.conftest import state_equal
 
 SIZE = (3, 16, 16)
-QUICK = {"batch_size": 32, "lr": 0.05, "progress": False}
+QUICK = {"batch_size": 32, "lr": 0.05, "progress": False, "workers": 0}
 
 
 @pytest.fixture(scope="module")
 def digits():
     model = ns.load_model("netsurgeon:tiny_resnet", input_size=SIZE)
-    train, test, _ = resolve_data("digits", model)
+    train, test, _ = resolve_data("digits", model, FinetuneConfig(augment="none"))  # the tests' fixed tensors
     return train, test
 
 
@@ -97,7 +97,8 @@ def test_outputs_metrics_plot_checkpoint_and_artifact_with_training_provenance(m
     cfg = FinetuneConfig(epochs=2, limit_train_batches=4, **QUICK)
     result = finetune(model, digits, cfg, out_dir=tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["checkpoint.pt", "curves.png", "metrics.csv", "metrics.jsonl", "model.onnx", "model.safetensors"]
+    assert names == ["checkpoint.pt", "curves.png", "metrics.csv", "metrics.jsonl", "model.onnx", "model.safetensors",
+                     "tensorboard"]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2] and rows == result.metrics
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0].startswith("epoch,")
