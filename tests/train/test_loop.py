@@ -82,6 +82,40 @@ def test_interrupt_then_resume_is_bit_identical(model, digits, tmp_path, at_batc
                      for row in resumed.metrics]
 
 
+@pytest.mark.parametrize("at_batch", [5, 45 + 6])
+def test_interrupt_then_resume_is_bit_identical_with_augmentation_mixup_ema_and_workers(model, tmp_path, monkeypatch,
+                                                                                         at_batch):
+    """The training data is a spec, so the loop augments (basic: padded crop + flip), mixes (mixup and CutMix),
+    keeps an EMA, accumulates two batches per step, and reads through two worker processes. The Ctrl-C is sent
+    from the training process at the at_batch-th batch (a worker's own signal would not reach the loop)."""
+    from netsurgeon.train import loop
+
+    cfg = FinetuneConfig(epochs=2, augment="basic", mixup=0.4, cutmix=1.0, ema_decay=0.9, accumulate_steps=2,
+                         **{**QUICK, "workers": 2})
+    full = finetune(model, "digits", cfg, out_dir=tmp_path / "full", formats=())
+    original, calls = loop._Run._train_step, []
+
+    def step(self, *args):
+        calls.append(1)
+        if len(calls) == at_batch:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, *args)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(loop._Run, "_train_step", step)
+        with pytest.raises(TrainingInterrupted, match="--resume"):
+            finetune(model, "digits", cfg, out_dir=tmp_path / "cut", formats=())
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert cut["state"]["batch"] % 2 == 0  # stopped between optimizer steps, not inside an accumulation
+    resumed = finetune(model, "digits", cfg, out_dir=tmp_path / "cut", resume=True, formats=())
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True) for d in ("full", "cut"))
+    assert state_equal(a["model"], b["model"]) and state_equal(a["ema"], b["ema"])
+    assert state_equal(full.model.state_dict(), resumed.model.state_dict()) and full.weights == resumed.weights
+    strip = [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in full.metrics]
+    assert strip == [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")}
+                     for row in resumed.metrics]
+
+
 def test_resume_refuses_a_different_config_or_a_missing_checkpoint(model, digits, tmp_path):
     finetune(model, digits, FinetuneConfig(epochs=1, limit_train_batches=2, **QUICK), out_dir=tmp_path, formats=())
     with pytest.raises(CheckpointError, match=r"lr: 0.05 -> 0.1"):
