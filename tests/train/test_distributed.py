@@ -27,7 +27,7 @@ def test_two_gloo_processes_train_one_model(tmp_path):
     rank0, rank1 = ((digests / f"rank{r}.txt").read_text().split() for r in (0, 1))
     assert rank0 == rank1  # same weights and the same (all-reduced) test accuracy on both ranks
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "curves.png", "metrics.csv", "metrics.jsonl",
-                                                     "model.onnx", "model.safetensors"]  # no per-rank copies
+                                                     "model.onnx", "model.safetensors", "tensorboard"]  # none per rank
     saved = load_file(str(out / "model.safetensors"))
     digest = hashlib.sha256()
     for name, tensor in sorted(saved.items()):
