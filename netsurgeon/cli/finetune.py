@@ -105,6 +105,8 @@ def format_metrics(rows: list[dict]) -> str:
                ("train_top1", "train top-1", "{:.2f}"), ("test_loss", "test loss", "{:.4f}"),
                ("test_top1", "test top-1", "{:.2f}"), ("test_top5", "test top-5", "{:.2f}"),
                ("images_per_s", "images/s", "{:.0f}")]
+    if any("ema_test_top1" in row for row in rows):  # weight EMA on
+        columns.insert(7, ("ema_test_top1", "EMA top-1", "{:.2f}"))
     table = [[title for _, title, _ in columns]]
     for row in rows:
         table.append([fmt.format(row[key]) if row.get(key) is not None else "-" for key, _, fmt in columns])
