@@ -10,8 +10,8 @@ The augmented pipeline (``--pipeline augmented``, on by default) reads PNG photo
 tiles and written to a temporary image folder, so every image is decoded) through ``augment=basic``
 (random-resized-crop + flip above 64 px) with ``workers=auto``; the hand loop uses the same transform
 (``netsurgeon.data.train_transform``: torchvision v2 ops) in a torchvision ``ImageFolder`` with the same
-DataLoader settings (workers, pinned memory on a GPU, persistent workers). ``finetune`` also evaluates
-one 8-image validation batch before and after, which the hand loop does not.
+DataLoader settings (workers, pinned memory on a GPU, persistent workers). ``finetune`` reads the folder
+through ``load_dataset`` and its own loader (every sample under its seeded draw), with no test split.
 
     python benchmarks/finetune_throughput.py                         # CPU
     python benchmarks/finetune_throughput.py --device cuda --amp bf16 --batch 256 --size 64 --aug-size 160
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, interleaved_medians  # noqa: E402
 
 import netsurgeon as ns  # noqa: E402
-from netsurgeon.data import Augment, model_data_config, train_transform  # noqa: E402
+from netsurgeon.data import Augment, load_dataset, model_data_config, train_transform  # noqa: E402
 from netsurgeon.train import FinetuneConfig, finetune, resolve_data  # noqa: E402
 from netsurgeon.train.batches import resolve_workers  # noqa: E402
 
@@ -72,12 +72,12 @@ def hand_loop(model: torch.nn.Module, data: Digits, batch: int, device: torch.de
 
 
 def photo_folder(root: Path, images: int, tile: int = 192) -> Path:
-    """``root/train/CLASS/*.png``: tiles of scikit-image's photos (3 classes), and 8 validation images."""
+    """``root/train/CLASS/*.png``: tiles of scikit-image's photos (3 classes)."""
     from PIL import Image
     from skimage import data
 
     photos = {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "coffee": data.coffee()}
-    for split, count in (("train", images), ("val", 8)):
+    for split, count in (("train", images),):
         for n in range(count):
             name = list(photos)[n % 3]
             photo = photos[name]
@@ -130,7 +130,8 @@ def augmented(args: argparse.Namespace, device: torch.device, channels_last: boo
         variants = {
             "hand-written loop": lambda: hand_augmented_loop(ns.models.info.copy_model(base), root, transform,
                                                              args.batch, workers, device, args.amp, channels_last),
-            "netsurgeon.finetune": lambda: finetune(base, f"folder:{root}", cfg),
+            "netsurgeon.finetune": lambda: finetune(base, (load_dataset(f"folder:{root}", "train", size,
+                                                                        transform=transform), None), cfg),
         }
         medians = interleaved_medians(variants, device, args.runs)
     print(f"\n# augmented pipeline: resnet18 at {args.aug_size}x{args.aug_size}, augment=basic "
