@@ -123,3 +123,12 @@ def test_bf16_autocast_and_channels_last_on_the_cpu(model):
     assert torch.isfinite(torch.tensor(result.final["train_loss"])) and result.final["ema_test_top1"] >= 0
     assert result.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert result.model.conv1.weight.dtype == torch.float32  # autocast leaves the weights in float32
+
+
+@pytest.mark.parametrize("log", ["auto", "none"])
+def test_run_outputs_names_every_file_a_run_writes(model, tmp_path, log):
+    from netsurgeon.train.loop import run_outputs
+
+    cfg = FinetuneConfig(epochs=1, limit_train_batches=1, log=log, **QUICK)
+    finetune(model, "digits", cfg, out_dir=tmp_path, formats=("safetensors",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(run_outputs(cfg, ("safetensors",)))
