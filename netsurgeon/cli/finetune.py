@@ -51,6 +51,9 @@ def finetune(
 ) -> None:
     """Fine-tune a model (typically an artifact written by 'apply') and export the result.
 
+    Trains with augment=basic (padded crop + flip up to 64 px, random-resized-crop + flip above) and
+    evaluates with the model's own preprocessing; --set augment=timm, mixup=0.2, cutmix=1.0,
+    ema_decay=0.999, accumulate_steps=4, log=none (TensorBoard events go to --out/tensorboard).
     Runs on a GPU when there is one (AMP, channels_last). Under torchrun
     (torchrun --nproc_per_node=N -m netsurgeon finetune ...) every process trains one shard with
     DistributedDataParallel and only rank 0 writes. Ctrl-C saves a checkpoint; --resume continues it.
