@@ -85,6 +85,7 @@ def test_accumulating_four_batches_of_16_is_one_batch_of_64():
 
 
 def test_tensorboard_events_hold_the_scalars_and_the_base_learning_rate(model, tmp_path):
+    pytest.importorskip("tensorboard")  # an optional extra (in dev)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     headed = ns.apply(model, ns.SpinalHeadConfig(width=8)).model  # a new-parameter group at 10x the rate
