@@ -9,6 +9,7 @@ the keys of the batches to read next.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -63,8 +64,15 @@ class KeySampler(torch.utils.data.Sampler):
         return len(self.keys)
 
 
+def _ignore_sigint(worker_id: int) -> None:
+    """A terminal's Ctrl-C reaches every process of the group; a worker that died of it would fail the loader
+    before the training process could stop cleanly and save its checkpoint, so workers leave SIGINT to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _options(workers: int, device: torch.device) -> dict:
     return {"num_workers": workers, "pin_memory": device.type == "cuda", "persistent_workers": workers > 0,
+            "worker_init_fn": _ignore_sigint if workers > 0 else None,
             "generator": torch.Generator().manual_seed(0)}  # no draw from the global RNG when iterating
 
 

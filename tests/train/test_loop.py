@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,8 +90,8 @@ def test_interrupt_then_resume_is_bit_identical(model, digits, tmp_path, at_batc
 def test_interrupt_then_resume_is_bit_identical_with_augmentation_mixup_ema_and_workers(model, tmp_path, monkeypatch,
                                                                                          at_batch):
     """The training data is a spec, so the loop augments (basic: padded crop + flip), mixes (mixup and CutMix),
-    keeps an EMA, accumulates two batches per step, and reads through two worker processes. The Ctrl-C is sent
-    from the training process at the at_batch-th batch (a worker's own signal would not reach the loop)."""
+    keeps an EMA, accumulates two batches per step, and reads through two worker processes. At the at_batch-th
+    batch the training process and its DataLoader workers get SIGINT, as from a terminal's Ctrl-C."""
     from netsurgeon.train import loop
 
     cfg = FinetuneConfig(epochs=2, augment="basic", mixup=0.4, cutmix=1.0, ema_decay=0.9, accumulate_steps=2,
@@ -101,7 +102,11 @@ def test_interrupt_then_resume_is_bit_identical_with_augmentation_mixup_ema_and_
     def step(self, *args):
         calls.append(1)
         if len(calls) == at_batch:
-            os.kill(os.getpid(), signal.SIGINT)
+            workers = [int(pid) for task in Path("/proc/self/task").iterdir() if (task / "children").exists()
+                       for pid in (task / "children").read_text().split()]
+            assert workers or not Path("/proc/self/task").exists()  # the DataLoader's worker processes
+            for pid in [os.getpid(), *workers]:
+                os.kill(pid, signal.SIGINT)
         return original(self, *args)
 
     with monkeypatch.context() as patched:
