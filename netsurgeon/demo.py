@@ -91,11 +91,12 @@ def run_demo(
             raise ConfigError(f"{out} is not empty; pass --overwrite (overwrite=True) or choose another --out.")
         if overwrite:
             _remove_previous_comparison(out / "compare")
-        common = {"batch_size": batch_size, "seed": seed, "progress": progress,
-                  "limit_train_batches": limit_train_batches, "limit_eval_batches": limit_eval_batches}
+        common = {"batch_size": batch_size, "seed": seed, "progress": progress,  # augment=none: the README says why
+                  "limit_train_batches": limit_train_batches, "limit_eval_batches": limit_eval_batches,
+                  "augment": "none"}
         torch.manual_seed(seed)
         base = load_model(model, num_classes=count_classes(data), input_size=input_size)
-        train, test, _ = resolve_data(data, base)
+        train, test, _ = resolve_data(data, base, FinetuneConfig(**common))
         status(f"training the baseline {model} on {data} ({len(train)} images) for {baseline_epochs} epochs", progress)
         baseline = finetune(base, (train, test), FinetuneConfig(epochs=baseline_epochs, lr=0.05, warmup_epochs=0.5,
                                                                 **common),

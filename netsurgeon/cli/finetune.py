@@ -56,6 +56,9 @@ def finetune(
 ) -> None:
     """Fine-tune a model (typically an artifact written by 'apply') and export the result.
 
+    Trains with augment=basic (padded crop + flip up to 64 px, random-resized-crop + flip above) and
+    evaluates with the model's own preprocessing; --set augment=timm, mixup=0.2, cutmix=1.0,
+    ema_decay=0.999, accumulate_steps=4, log=none (TensorBoard events go to --out/tensorboard).
     Runs on a GPU when there is one (AMP, channels_last). Under torchrun
     (torchrun --nproc_per_node=N -m netsurgeon finetune ...) every process trains one shard with
     DistributedDataParallel and only rank 0 writes. Ctrl-C saves a checkpoint; --resume continues it.
@@ -83,7 +86,7 @@ def finetune(
     out = out_path(out)
     check_num_classes(num_classes, model)
     check_out_outside_data(out, spec)
-    check_inputs_kept(run_output_files(out), model, checkpoint)
+    check_inputs_kept(run_output_files(out, config), model, checkpoint)
     owned = claim_output_dir(out) if is_main_process() else contextlib.nullcontext()
     with owned:  # --out is checked writable and held by this run before any work
         if not is_artifact_path(model) and num_classes is None and checkpoint is None and not pretrained:
@@ -116,6 +119,8 @@ def format_metrics(rows: list[dict]) -> str:
                ("train_top1", "train top-1", "{:.2f}"), ("test_loss", "test loss", "{:.4f}"),
                ("test_top1", "test top-1", "{:.2f}"), ("test_top5", "test top-5", "{:.2f}"),
                ("images_per_s", "images/s", "{:.0f}")]
+    if any("ema_test_top1" in row for row in rows):  # weight EMA on
+        columns.insert(7, ("ema_test_top1", "EMA top-1", "{:.2f}"))
     table = [[title for _, title, _ in columns]]
     for row in rows:
         table.append([fmt.format(row[key]) if row.get(key) is not None else "-" for key, _, fmt in columns])

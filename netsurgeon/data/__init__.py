@@ -12,9 +12,12 @@ A data spec is one string:
 * ``torchvision:NAME:ROOT``: a torchvision dataset (CIFAR10, CIFAR100, SVHN, STL10, MNIST,
   FashionMNIST, KMNIST, EMNIST, ...) already downloaded under ROOT; ``download=True`` in Python.
 
-Every source yields ``(image, label)`` with the image as a float tensor resized to the model's input
-size, grey images repeated to the model's channel count, and normalised with the model's mean/std
-(``model_normalization``: timm's pretrained config, or the torchvision weights' transforms).
+Every source yields ``(image, label)`` with the image as a float tensor of the model's input size, grey
+images repeated to the model's channel count, normalised with the model's mean/std
+(``model_normalization``: timm's pretrained config, or the torchvision weights' transforms). By default
+the whole image is resized; ``netsurgeon.data.transforms`` builds the model's own evaluation
+preprocessing and the training augmentation presets that fine-tuning uses (``load_dataset(...,
+transform=...)``).
 """
 
 from netsurgeon.data.sources import (
@@ -26,6 +29,17 @@ from netsurgeon.data.sources import (
     make_loader,
     model_normalization,
 )
+from netsurgeon.data.transforms import (
+    Augment,
+    DataConfig,
+    SeededSamples,
+    draw_seed,
+    eval_transform,
+    model_data_config,
+    seeded,
+    train_transform,
+)
 
-__all__ = ["DataSpec", "ImageTransform", "check_label_range", "count_classes", "load_dataset", "make_loader",
-           "model_normalization"]
+__all__ = ["Augment", "DataConfig", "DataSpec", "ImageTransform", "SeededSamples", "check_label_range",
+           "count_classes", "draw_seed", "eval_transform", "load_dataset", "make_loader", "model_data_config",
+           "model_normalization", "seeded", "train_transform"]

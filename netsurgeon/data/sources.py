@@ -6,15 +6,16 @@ import gzip
 import inspect
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from netsurgeon.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, model_data_config
 from netsurgeon.errors import ConfigError
 
 __all__ = ["DataSpec", "ImageTransform", "check_label_range", "count_classes", "load_dataset", "make_loader",
@@ -24,7 +25,6 @@ FASHION_DIRS = ("/usr/share/fashion-mnist", "/usr/share/dataset-fashion-mnist", 
                 "/usr/share/doc/dataset-fashion-mnist")
 FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                  "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -55,47 +55,8 @@ class DataSpec:
 def model_normalization(model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The mean/std the model was trained with: timm's pretrained config, or the torchvision weights'
     transforms (both read locally, no download); ImageNet's for anything else."""
-    from netsurgeon.models.info import get_info
-
-    info = get_info(model)
-    library, _, name = (info.spec if info else "").partition(":")
-    try:
-        if library == "timm":
-            import timm
-            from timm.data import resolve_data_config
-
-            cfg = timm.get_pretrained_cfg(name)
-            resolved = resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg else {})
-            return tuple(resolved["mean"]), tuple(resolved["std"])
-        if library == "torchvision":
-            from torchvision.models import get_model_weights
-
-            preset = get_model_weights(name).DEFAULT.transforms()
-            return tuple(preset.mean), tuple(preset.std)
-    except (ValueError, AttributeError, KeyError, RuntimeError):
-        pass  # no pretrained config for this name
-    return IMAGENET_MEAN, IMAGENET_STD
-
-
-class ImageTransform:
-    """Float image tensor (C,H,W) -> resized, channel-adapted, normalised tensor for the model."""
-
-    def __init__(self, input_size: Sequence[int], mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD) -> None:
-        self.channels, self.height, self.width = (int(v) for v in input_size)
-        self.mean = torch.tensor(mean[: self.channels] if len(mean) >= self.channels else mean[:1] * self.channels)
-        self.std = torch.tensor(std[: self.channels] if len(std) >= self.channels else std[:1] * self.channels)
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        if image.shape[-2:] != (self.height, self.width):
-            image = F.interpolate(image[None], size=(self.height, self.width), mode="bilinear",
-                                  align_corners=False, antialias=True)[0]
-        if image.shape[0] == 1 and self.channels != 1:
-            image = image.expand(self.channels, -1, -1)
-        elif image.shape[0] != self.channels:
-            raise ConfigError(f"the data has {image.shape[0]}-channel images but the model takes {self.channels}; "
-                              "build the model with a matching in_chans.")
-        return (image - self.mean[:, None, None]) / self.std[:, None, None]
+    config = model_data_config(model)
+    return config.mean, config.std
 
 
 #: what PIL raises for an unreadable image: UnidentifiedImageError (an OSError), truncated files, bad
@@ -113,7 +74,7 @@ def _cannot_read(where: object, err: BaseException) -> ConfigError:
 
 
 class _Mapped(Dataset):
-    def __init__(self, base: Dataset, transform: ImageTransform, classes: int) -> None:
+    def __init__(self, base: Dataset, transform: Callable[[Any], torch.Tensor], classes: int) -> None:
         self.base, self.transform, self.num_classes = base, transform, classes
 
     def __len__(self) -> int:
@@ -126,11 +87,7 @@ class _Mapped(Dataset):
             samples = getattr(self.base, "samples", None)
             where = samples[i][0] if samples is not None and 0 <= i < len(samples) else f"item {i}"
             raise _cannot_read(where, err) from None
-        if not isinstance(image, torch.Tensor):  # PIL: float C,H,W in [0, 1]
-            from torchvision.transforms.functional import to_tensor
-
-            image = to_tensor(image)
-        return self.transform(image), int(label)
+        return self.transform(image), int(label)  # a PIL image or a float C,H,W tensor in [0, 1]
 
 
 def _digits(split: str) -> tuple[Dataset, int]:
@@ -348,8 +305,12 @@ def _class_count(dataset: object) -> int:
 
 def load_dataset(spec: str | DataSpec, split: str, input_size: Sequence[int], *,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 download: bool = False) -> Dataset:
-    """The ``split`` ('train' or 'test') of a data spec, transformed for a model taking ``input_size``."""
+                 download: bool = False, transform: Callable[[Any], torch.Tensor] | None = None) -> Dataset:
+    """The ``split`` ('train' or 'test') of a data spec, transformed for a model taking ``input_size``.
+
+    ``transform`` (PIL image or float C,H,W tensor in [0, 1] -> model input) replaces the default
+    resize-and-normalise :class:`ImageTransform` (``netsurgeon.data.transforms`` builds the model's own
+    evaluation transform and the training presets)."""
     spec = spec if isinstance(spec, DataSpec) else DataSpec.parse(spec)
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}.")
@@ -361,7 +322,7 @@ def load_dataset(spec: str | DataSpec, split: str, input_size: Sequence[int], *,
         base, classes = _folder(spec.path, split, spec.skip_unreadable)
     else:
         base, classes = _torchvision(spec.name, spec.path, split, download)
-    return _Mapped(base, ImageTransform(input_size, mean, std), classes)
+    return _Mapped(base, transform or ImageTransform(input_size, mean, std), classes)
 
 
 def check_label_range(model: torch.nn.Module, dataset: Dataset, input_size: Sequence[int]) -> None:

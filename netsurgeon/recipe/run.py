@@ -62,7 +62,7 @@ def check_outputs(recipe: RecipeSpec, out: Path) -> None:
     from netsurgeon.train.loop import run_output_files
 
     recipe_files = [out / "recipe.yaml", out / "recipe.sha256"]
-    outputs = recipe_files + (run_output_files(out) if recipe.finetune is not None else
+    outputs = recipe_files + (run_output_files(out, recipe.finetune) if recipe.finetune is not None else
                               list(artifact_files(out).values()))
     inputs: list[str | Path] = list(recipe.paths)
     if recipe.model.checkpoint:
@@ -83,9 +83,9 @@ def _surgery_data(recipe: RecipeSpec, model: nn.Module):
     if recipe.data is None or not any(c.uses_data() for c in recipe.surgery):
         return None
     from netsurgeon.data import make_loader
-    from netsurgeon.train import resolve_data
+    from netsurgeon.train import FinetuneConfig, resolve_data
 
-    train, _, _ = resolve_data(recipe.data, model)
+    train, _, _ = resolve_data(recipe.data, model, FinetuneConfig(augment="none"))  # a pass measures, unaugmented
     return make_loader(train, recipe.finetune.batch_size if recipe.finetune else 64, shuffle=False, seed=recipe.seed)
 
 

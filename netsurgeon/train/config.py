@@ -46,8 +46,48 @@ class FinetuneConfig(Config):
     """Wrap the model in torch.compile for training."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
-    workers: int = 0
-    """DataLoader worker processes."""
+    workers: int | Literal["auto"] = "auto"
+    """DataLoader worker processes; auto: up to 8, one core left free, none for data held in memory (digits,
+    Fashion-MNIST). Workers persist across epochs and pin memory on a GPU."""
+    accumulate_steps: int = 1
+    """Gradient accumulation: one optimizer step every n batches (effective batch batch_size x n)."""
+    augment: Literal["none", "basic", "timm"] = "basic"
+    """Training augmentation: basic is a crop_padding-padded random crop + flip up to 64 px (the CIFAR papers),
+    random-resized-crop + flip above; timm is timm's own training transform with the knobs below; none only
+    resizes and normalises. Evaluation always uses the model's own preprocessing (see the README)."""
+    scale: tuple[float, float] = (0.08, 1.0)
+    """Random-resized-crop area range (augment=basic above 64 px, augment=timm)."""
+    ratio: tuple[float, float] = (0.75, 4 / 3)
+    """Random-resized-crop aspect-ratio range."""
+    hflip: float = 0.5
+    """Horizontal-flip probability (0 for data that is not mirror-symmetric, such as digits)."""
+    crop_padding: int = 4
+    """augment=basic up to 64 px: pixels of zero padding around the image before the random crop."""
+    color_jitter: float | None = None
+    """augment=timm: colour-jitter strength (None: none)."""
+    auto_augment: str | None = None
+    """augment=timm: a timm policy such as rand-m9-mstd0.5-inc1 (RandAugment), augmix-m5-w4-d2 or original."""
+    re_prob: float = 0.0
+    """augment=timm: random-erasing probability."""
+    mixup: float = 0.0
+    """Mixup alpha (0: off), through timm's Mixup with soft-target cross-entropy."""
+    cutmix: float = 0.0
+    """CutMix alpha (0: off)."""
+    mixup_prob: float = 1.0
+    """Probability of mixing a batch when mixup or cutmix is on."""
+    mixup_switch_prob: float = 0.5
+    """Probability of CutMix instead of mixup when both are on."""
+    ema_decay: float | None = None
+    """Weight EMA decay (timm ModelEmaV3, e.g. 0.999; None: off). Evaluated beside the raw weights."""
+    ema_warmup: bool = True
+    """Warm the EMA decay up over the first steps (timm's use_warmup), so a short fine-tune's EMA is not stale."""
+    ema_export: Literal["best", "ema", "raw"] = "best"
+    """Which weights the run returns and exports when EMA is on: best is the better top-1 on the last evaluation."""
+    log: Literal["auto", "tensorboard", "wandb", "none"] = "auto"
+    """Experiment logging in --out: auto writes TensorBoard events when tensorboard is installed; wandb logs to
+    Weights & Biases (needs wandb installed and logged in) besides TensorBoard."""
+    wandb_project: str = "netsurgeon"
+    """log=wandb: the Weights & Biases project."""
     eval_every: int = 1
     """Evaluate on the test split every n epochs (and always after the last)."""
     bn_recalibrate: Literal["auto", "on", "off"] = "auto"
@@ -55,7 +95,8 @@ class FinetuneConfig(Config):
     bn_batches: int = 50
     """Training batches used to re-estimate BatchNorm statistics."""
     limit_train_batches: int | None = None
-    """Train on at most this many batches per epoch, and recalibrate BN on at most as many (quick runs, tests)."""
+    """Train on at most this many batches per epoch (batches of batch_size, before accumulation), and recalibrate
+    BN on at most as many (quick runs, tests)."""
     limit_eval_batches: int | None = None
     progress: bool = True
     """Progress bars on stderr (only on a terminal, only on rank 0)."""
@@ -88,8 +129,37 @@ class FinetuneConfig(Config):
             value = getattr(self, name)
             if value is not None and value < 1:
                 self.fail(f"{name} must be at least 1, got {value}.")
-        if self.workers < 0:
-            self.fail(f"workers must be 0 or more, got {self.workers}.")
+        if self.workers != "auto" and self.workers < 0:
+            self.fail(f"workers must be 0 or more (or auto), got {self.workers}.")
+        if self.accumulate_steps < 1:
+            self.fail(f"accumulate_steps must be at least 1, got {self.accumulate_steps}.")
+        for name in ("hflip", "re_prob", "mixup_prob", "mixup_switch_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                self.fail(f"{name} must be between 0 and 1, got {getattr(self, name)}.")
+        for name in ("mixup", "cutmix", "crop_padding"):
+            if getattr(self, name) < 0:
+                self.fail(f"{name} must be 0 or more, got {getattr(self, name)}.")
+        if not (0 < self.scale[0] <= self.scale[1] <= 1) or not (0 < self.ratio[0] <= self.ratio[1]):
+            self.fail(f"scale must be 0 < min <= max <= 1 and ratio 0 < min <= max, got {list(self.scale)}, "
+                      f"{list(self.ratio)}.")
+        if self.color_jitter is not None and self.color_jitter < 0:
+            self.fail(f"color_jitter must be 0 or more, got {self.color_jitter}.")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            self.fail(f"ema_decay must be between 0 and 1 (e.g. 0.999), got {self.ema_decay}.")
+        if self.augment != "timm" and (self.auto_augment or self.re_prob or self.color_jitter):
+            self.fail("auto_augment, re_prob and color_jitter belong to augment=timm; add --set augment=timm.")
+
+    def augmentation(self):  # noqa: ANN201 (netsurgeon.data.Augment, imported lazily)
+        """The training augmentation settings as ``netsurgeon.data.Augment``."""
+        from netsurgeon.data import Augment
+
+        return Augment(self.augment, tuple(self.scale), tuple(self.ratio), self.hflip, self.crop_padding,
+                       self.color_jitter, self.auto_augment, self.re_prob)
+
+    @property
+    def mixes(self) -> bool:
+        """Whether batches are mixed (mixup or CutMix on)."""
+        return (self.mixup > 0 or self.cutmix > 0) and self.mixup_prob > 0
 
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
         """The learning-rate multiplier at optimizer step ``step`` (0-based) of the whole run."""

@@ -7,17 +7,20 @@ One process or many (torchrun + DistributedDataParallel), CPU or GPU. What it do
 2. Fresh run: re-estimates BatchNorm statistics after a function-changing structural pass, then
    evaluates (epoch 0 of the metrics: the accuracy right after surgery). ``resume``: restores the
    checkpoint instead, including the RNG state and the position inside the epoch.
-3. Trains epoch by epoch: seeded sample order (a pure function of seed, epoch and rank), warm-up then
-   cosine or step schedule, label smoothing, gradient clipping, AMP and channels_last on GPUs; the
-   training hooks of the passes in the model's history (``netsurgeon.hooks``) run at their events.
-   After every epoch (rank 0 only): an atomic
-   checkpoint, the metrics as CSV and JSON lines, and a PNG of the curves.
+3. Trains epoch by epoch: seeded sample order (a pure function of seed, epoch and rank), training
+   augmentation (``augment``) and mixup/CutMix whose draws are pure functions of (seed, epoch, index,
+   rank) (``netsurgeon.data.draw_seed``), warm-up then cosine or step schedule, label smoothing,
+   gradient accumulation, gradient clipping, AMP and channels_last on GPUs, weight EMA (timm's
+   ``ModelEmaV3``, evaluated beside the raw weights); the training hooks of the passes in the model's
+   history (``netsurgeon.hooks``) run at their events. Evaluation uses the model's own preprocessing.
+   After every epoch (rank 0 only): an atomic checkpoint, the metrics as CSV and JSON lines, a PNG of
+   the curves, and TensorBoard scalars (``netsurgeon.train.tracking``).
 4. Ctrl-C or SIGTERM (what SLURM, Kubernetes and torchrun send before killing) stops after the running
    batch, on every rank at the same batch, saves a checkpoint and raises ``TrainingInterrupted``
    (resuming from it gives bit-identical weights on the CPU; a second Ctrl-C aborts at once, a repeated
    SIGTERM does not: a scheduler and torchrun may both deliver one).
 5. Exports the final model like ``apply`` does: safetensors with the provenance (now also the training
-   config, data and metrics) and ONNX with its parity check.
+   config, data, metrics, and which weights, raw or EMA) and ONNX with its parity check.
 """
 
 from __future__ import annotations
@@ -39,16 +42,24 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from netsurgeon.data import DataSpec, load_dataset, make_loader, model_normalization
+from netsurgeon.data import (
+    DataSpec,
+    draw_seed,
+    eval_transform,
+    load_dataset,
+    model_data_config,
+    seeded,
+    train_transform,
+)
 from netsurgeon.errors import CheckpointError, ConfigError, TrainingInterrupted
 from netsurgeon.export import ExportResult
 from netsurgeon.hooks import EpochStart, hooks_for
 from netsurgeon.models.info import copy_model, get_info, model_input_size
 from netsurgeon.progress import status
+from netsurgeon.train.batches import eval_loader, resolve_workers, train_loader
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.train.distributed import (
     Context,
-    IndexSampler,
     all_reduce_sum,
     broadcast_buffers,
     epoch_indices,
@@ -57,12 +68,14 @@ from netsurgeon.train.distributed import (
 from netsurgeon.train.evaluate import EvalResult, check_classes, evaluate, recalibrate_bn
 from netsurgeon.train.metrics import plot_curves, write_metrics
 from netsurgeon.train.state import TrainState, load_state, restore_rng, save_state
+from netsurgeon.train.tracking import TENSORBOARD_DIR, Trackers, tensorboard_on
 
-__all__ = ["CHECKPOINT", "FinetuneResult", "finetune", "resolve_data"]
+__all__ = ["CHECKPOINT", "FinetuneResult", "finetune", "resolve_data", "run_outputs"]
 
 CHECKPOINT = "checkpoint.pt"
 #: config keys that may differ between a run and its resumption (they do not change the weights)
-RESUMABLE_DIFFERENCES = {"progress", "workers", "eval_every", "limit_eval_batches"}
+RESUMABLE_DIFFERENCES = {"progress", "workers", "eval_every", "limit_eval_batches", "log", "wandb_project",
+                         "ema_export"}
 DataArg = str | DataSpec | Dataset | tuple[Dataset, Dataset | None]
 
 
@@ -94,19 +107,25 @@ class FinetuneResult:
     metrics: list[dict[str, Any]]
     files: list[str] = field(default_factory=list)
     export: ExportResult | None = None  # the final export (rank 0, with out_dir and formats)
+    weights: str = "raw"  # which weights ``model`` holds (and the export): raw, or ema (FinetuneConfig.ema_export)
 
     @property
     def final(self) -> dict[str, Any]:
         return self.metrics[-1] if self.metrics else {}
 
 
-def resolve_data(data: DataArg, model: nn.Module) -> tuple[Dataset, Dataset | None, str]:
-    """(train, test, description) from a data spec or datasets; specs follow the model's data config."""
+def resolve_data(data: DataArg, model: nn.Module, config: FinetuneConfig | None = None,
+                 ) -> tuple[Dataset, Dataset | None, str]:
+    """(train, test, description) from a data spec or datasets.
+
+    A spec's test split gets the model's own evaluation preprocessing, its training split the
+    augmentation ``config`` names (``FinetuneConfig()``'s by default); Datasets are used as given."""
     if isinstance(data, (str, DataSpec)):
+        cfg = config or FinetuneConfig()
         size = model_input_size(model)
-        mean, std = model_normalization(model)
-        train = load_dataset(data, "train", size, mean=mean, std=std)
-        test = load_dataset(data, "test", size, mean=mean, std=std)
+        data_config = model_data_config(model)
+        train = load_dataset(data, "train", size, transform=train_transform(data_config, size, cfg.augmentation()))
+        test = load_dataset(data, "test", size, transform=eval_transform(data_config, size))
         return train, test, str(data if isinstance(data, str) else f"{data.kind}:{data.path}")
     if isinstance(data, tuple):
         if len(data) != 2:
@@ -261,9 +280,27 @@ def _check_resumable(stored: dict[str, Any], cfg: FinetuneConfig, path: Path,
                               "directory.")
 
 
-def _loader(dataset: Dataset, indices: Sequence[int], cfg: FinetuneConfig, ctx: Context) -> DataLoader:
-    return make_loader(dataset, cfg.batch_size, shuffle=False, seed=cfg.seed, workers=cfg.workers,
-                       sampler=IndexSampler(indices), pin_memory=ctx.device.type == "cuda")
+def run_outputs(cfg: FinetuneConfig, formats: Sequence[str]) -> list[str]:
+    """The names a run writes in its output directory (files, and the TensorBoard events folder); a new
+    kind of output is one more name here (``run_output_files`` checks them all up front)."""
+    names = [CHECKPOINT, "metrics.csv", "metrics.jsonl", "curves.png"]
+    names += [f"model.{f}" for f in formats]
+    return names + ([TENSORBOARD_DIR] if tensorboard_on(cfg.log) else [])
+
+
+def _make_mixup(cfg: FinetuneConfig, num_classes: int | None):  # noqa: ANN202 (timm.data.Mixup)
+    if num_classes is None:
+        raise ConfigError("mixup/cutmix need the data's class count; give the Dataset a num_classes attribute.")
+    from timm.data import Mixup
+
+    return Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
+                 switch_prob=cfg.mixup_switch_prob, label_smoothing=cfg.label_smoothing, num_classes=num_classes)
+
+
+def _make_ema(model: nn.Module, cfg: FinetuneConfig):  # noqa: ANN202 (timm.utils.ModelEmaV3)
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup)
 
 
 def finetune(
@@ -299,7 +336,7 @@ def finetune(
     if resume and out is None:
         raise ConfigError("resume needs the output directory of the run to continue (--out).")
     if out is not None:
-        _check_out_dir(out, model, resume=resume, overwrite=overwrite, formats=formats)
+        _check_out_dir(out, model, cfg, resume=resume, overwrite=overwrite)  # log=tensorboard without it: an error
     ctx = setup(cfg.device)
     try:
         return _Run(model, data, cfg, ctx, out, formats, extra).run(resume)
@@ -307,27 +344,22 @@ def finetune(
         ctx.close()
 
 
-def run_output_files(out: Path) -> list[Path]:
+def run_output_files(out: Path, cfg: FinetuneConfig | None = None) -> list[Path]:
     """Every file a fine-tuning run may write into ``out`` (checked up front: none is replaced without
-    ``overwrite``/``resume``, and none may be an input). A new kind of output is one more line here."""
-    from netsurgeon.export import artifact_files
+    ``overwrite``/``resume``, and none may be an input): ``run_outputs`` for every export format, since the
+    final export leaves only the ones asked for. Without ``cfg``, the defaults' outputs."""
+    from netsurgeon.export import FORMATS
 
-    return [
-        out / CHECKPOINT,
-        out / "metrics.csv",
-        out / "metrics.jsonl",
-        out / "curves.png",
-        *artifact_files(out).values(),  # every format: the final export leaves only the ones asked for
-    ]
+    return [out / name for name in run_outputs(cfg or FinetuneConfig(), FORMATS)]
 
 
-def _check_out_dir(out: Path, model: nn.Module, *, resume: bool, overwrite: bool, formats: Sequence[str]) -> None:
+def _check_out_dir(out: Path, model: nn.Module, cfg: FinetuneConfig, *, resume: bool, overwrite: bool) -> None:
     from netsurgeon.export.atomic import check_not_inputs
 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory.")
     info = get_info(model)
-    finals = run_output_files(out)
+    finals = run_output_files(out, cfg)
     check_not_inputs(finals, info.sources if info else [], overwrite=True)
     present = [p.name for p in finals if p.exists() or p.is_symlink()]
     if not resume and not overwrite and present:
@@ -364,8 +396,14 @@ class _Run:
     def __init__(self, model: nn.Module, data: DataArg, cfg: FinetuneConfig, ctx: Context, out: Path | None,
                  formats: Sequence[str], extra: dict[str, Any] | None = None) -> None:
         self.cfg, self.ctx, self.out, self.formats, self.extra = cfg, ctx, out, list(formats), dict(extra or {})
-        self.train_set, self.test_set, self.data_label = resolve_data(data, model)
+        self.train_set, self.test_set, self.data_label = resolve_data(data, model, cfg)
         self.num_classes = getattr(self.train_set, "num_classes", None)
+        self.workers = resolve_workers(cfg.workers, self.train_set)
+        self.batches, self.keys = train_loader(self.train_set, cfg.batch_size, seed=cfg.seed, rank=ctx.rank,
+                                               workers=self.workers, device=ctx.device)
+        self.test_batches = None if self.test_set is None else eval_loader(
+            self.test_set, epoch_indices(self.test_set, ctx, seed=cfg.seed, epoch=0, shuffle=False), cfg.batch_size,
+            workers=self.workers, device=ctx.device)
         self.info = get_info(model)
         self.identity = run_identity(model, data, self.train_set, self.test_set)
         self.model = copy_model(model).to(ctx.device)
@@ -377,6 +415,9 @@ class _Run:
         new_params = {n for step in history for n in step.get("new_params", [])}
         self.hooks = hooks_for(self.model, history)
         self.optimizer = _make_optimizer(self.model, cfg, new_params)
+        self.ema = _make_ema(self.model, cfg) if cfg.ema_decay is not None else None  # wraps the unwrapped model
+        self.mixup = _make_mixup(cfg, self.num_classes) if cfg.mixes else None
+        self.trackers = Trackers(None, "none", config={}, project="", name="", fresh=True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
         for hook in self.hooks:
             hook.on_optimizer(self.model, self.optimizer)
@@ -393,13 +434,27 @@ class _Run:
     def log(self, message: str) -> None:
         status(message, self.cfg.progress)
 
-    def _evaluate(self) -> EvalResult | None:
-        if self.test_set is None:
+    def _evaluate(self, model: nn.Module | None = None) -> EvalResult | None:
+        if self.test_batches is None:
             return None
-        indices = epoch_indices(self.test_set, self.ctx, seed=self.cfg.seed, epoch=0, shuffle=False)
-        return evaluate(self.model, _loader(self.test_set, indices, self.cfg, self.ctx), ctx=self.ctx,
-                        num_classes=self.num_classes, autocast=self.autocast, limit=self.cfg.limit_eval_batches,
-                        channels_last=self.channels_last)
+        return evaluate(model or self.model, self.test_batches, ctx=self.ctx, num_classes=self.num_classes,
+                        autocast=self.autocast, limit=self.cfg.limit_eval_batches, channels_last=self.channels_last)
+
+    def _evaluation_row(self) -> dict[str, Any]:
+        """test_loss/top1/top5 of the raw weights, and ema_test_* of the EMA weights when on."""
+        row: dict[str, Any] = {}
+        result = self._evaluate()
+        if result is not None:
+            row.update(test_loss=result.loss, test_top1=result.top1, test_top5=result.top5)
+            if self.ema is not None:
+                ema = self._evaluate(self.ema.module)
+                row.update(ema_test_loss=ema.loss, ema_test_top1=ema.top1, ema_test_top5=ema.top5)
+        return row
+
+    def _train_batches(self, epoch: int, indices: Sequence[int]):
+        """The training batches of ``indices`` in ``epoch`` (augmentation drawn from the (epoch, index) keys)."""
+        self.keys.set(epoch, indices)
+        yield from self._as_input(self.batches)
 
     def _train_indices(self, epoch: int) -> list[int]:
         indices = epoch_indices(self.train_set, self.ctx, seed=self.cfg.seed, epoch=epoch)
@@ -411,7 +466,8 @@ class _Run:
         if self.out is not None and self.ctx.is_main:
             save_state(self.out / CHECKPOINT, self.state, model=self.model, optimizer=self.optimizer,
                        scaler=self.scaler, config=self.cfg.to_dict(),
-                       hooks=[hook.state_dict() for hook in self.hooks], run=self.identity)
+                       hooks=[hook.state_dict() for hook in self.hooks], run=self.identity,
+                       ema=self.ema.module.state_dict() if self.ema is not None else None)
 
     def _write_curves(self) -> None:
         if self.out is None or not self.ctx.is_main:
@@ -428,16 +484,16 @@ class _Run:
         recalibrated = 0
         if _needs_bn_recalibration(self.model, self.cfg):
             order = epoch_indices(self.train_set, Context(device=self.ctx.device), seed=self.cfg.seed, epoch=-1)
-            batches = _loader(self.train_set, order, self.cfg, self.ctx)
             n_batches = min(self.cfg.bn_batches, self.cfg.limit_train_batches or self.cfg.bn_batches)
-            recalibrated = recalibrate_bn(self.model, self._as_input(batches), n_batches)
+            recalibrated = recalibrate_bn(self.model, self._train_batches(-1, order[: n_batches * self.cfg.batch_size]),
+                                          n_batches)
+            if self.ema is not None:  # the EMA starts from the recalibrated weights
+                self.ema.module.load_state_dict(self.model.state_dict())
             if recalibrated:
                 self.log(f"re-estimated {recalibrated} BatchNorm layers on {n_batches} batches at most")
-        row: dict[str, Any] = {"epoch": 0, "bn_recalibrated": recalibrated}
-        result = self._evaluate()
-        if result is not None:
-            row.update(test_loss=result.loss, test_top1=result.top1, test_top5=result.top5)
-            self.log(f"before fine-tuning: test top-1 {result.top1:.2f}%")
+        row: dict[str, Any] = {"epoch": 0, "bn_recalibrated": recalibrated, **self._evaluation_row()}
+        if "test_top1" in row:
+            self.log(f"before fine-tuning: test top-1 {row['test_top1']:.2f}%")
         self.state.metrics.append(row)
 
     def _as_input(self, batches: DataLoader):
@@ -455,6 +511,10 @@ class _Run:
         except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointError(f"{self.out / CHECKPOINT} does not match this model: "
                                   f"{str(err).splitlines()[0]}") from None
+        if self.ema is not None:
+            if not payload.get("ema"):
+                raise CheckpointError(f"{self.out / CHECKPOINT} holds no EMA weights; resume with the same settings.")
+            self.ema.module.load_state_dict(payload["ema"], strict=True)
         if self.scaler is not None and payload["scaler"]:
             self.scaler.load_state_dict(payload["scaler"])
         if len(payload["hooks"]) != len(self.hooks):
@@ -473,19 +533,19 @@ class _Run:
         indices = self._train_indices(epoch)
         if state.batch == 0:
             self._epoch_start_hooks(epoch, indices)
-        steps_per_epoch = math.ceil(len(indices) / cfg.batch_size)
+        n_batches = math.ceil(len(indices) / cfg.batch_size)
+        steps_per_epoch = math.ceil(n_batches / cfg.accumulate_steps)
         remaining = indices[state.batch * cfg.batch_size:]
         sums = _Sums.resume(state, self.ctx.device)
         self.train_model.train()
         started = time.perf_counter()
-        bar = _progress(bool(remaining), epoch, cfg, self.ctx, initial=state.batch, total=steps_per_epoch)
-        lr = 0.0
+        bar = _progress(bool(remaining), epoch, cfg, self.ctx, initial=state.batch, total=n_batches)
         try:
-            for x, y in self._as_input(_loader(self.train_set, remaining, cfg, self.ctx)):
-                lr = self._train_step(x, y, steps_per_epoch, sums)
+            for x, y in self._train_batches(epoch, remaining):
+                stepped = self._train_step(x, y, epoch, len(indices), steps_per_epoch, sums)
                 if bar is not None:
                     bar.update(1)
-                if self._stop_requested(stop):
+                if stepped and self._stop_requested(stop):  # only between optimizer steps
                     sums.store(state)
                     self._save()
                     where = (f"{self.out / CHECKPOINT}; continue with --resume" if self.out
@@ -494,69 +554,109 @@ class _Run:
         finally:
             if bar is not None:
                 bar.close()
-        self._end_epoch(epoch, lr, sums, time.perf_counter() - started)
+        self._end_epoch(epoch, sums, time.perf_counter() - started)
 
     def _epoch_start_hooks(self, epoch: int, indices: list[int]) -> None:
-        event = EpochStart(epoch, self.optimizer,
-                           lambda: self._as_input(_loader(self.train_set, indices, self.cfg, self.ctx)))
+        event = EpochStart(epoch, self.optimizer, lambda: self._train_batches(epoch, indices))
         for hook in self.hooks:
             message = hook.on_epoch_start(self.model, event)
             if message:
                 self.log(message)
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor, steps_per_epoch: int, sums: _Sums) -> float:
-        """Schedule, forward (with auxiliary losses), backward, step, the passes' step hooks; returns the lr."""
-        cfg, state = self.cfg, self.state
-        factor = cfg.lr_factor(state.step, steps_per_epoch)
-        lr = 0.0
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr = group["initial_lr"] * factor
-        with self.autocast:
-            logits, aux = split_auxiliary(self.train_model(x))
-        if state.step == 0:
-            check_classes(logits, self.num_classes)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-        for extra in aux:
-            loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(extra.float(), y, label_smoothing=cfg.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        self._backward_and_step(loss)
-        for hook in self.hooks:
-            hook.after_step(self.model, self.optimizer)
-        sums.add(loss, logits, y)
-        state.step += 1
-        state.batch += 1
-        return lr
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, n_images: int, steps_per_epoch: int,
+                    sums: _Sums) -> bool:
+        """One batch: schedule (on an accumulation group's first batch), mixup, forward (with auxiliary losses),
+        backward; on the group's last batch the optimizer step, the passes' step hooks and the EMA update.
+        Returns whether the optimizer stepped.
 
-    def _end_epoch(self, epoch: int, lr: float, sums: _Sums, elapsed: float) -> None:
+        Each batch's loss is weighted by its share of the group's images, so ``accumulate_steps`` batches of
+        ``batch_size`` make the same update as one batch of their union."""
+        cfg, state = self.cfg, self.state
+        k, size, position = cfg.accumulate_steps, cfg.batch_size, state.batch
+        first, group_start = position % k == 0, (position // k) * k * size
+        group_images = min(n_images, group_start + k * size) - group_start
+        last = (position + 1) % k == 0 or (position + 1) * size >= n_images
+        if first:
+            factor = cfg.lr_factor(state.step, steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+            self.optimizer.zero_grad(set_to_none=True)
+        targets = y
+        if self.mixup is not None and len(y) % 2 == 0:  # timm's Mixup pairs images: an odd last batch is not mixed
+            with seeded(draw_seed(cfg.seed, epoch, position, self.ctx.rank, stream="mixup")):
+                x, targets = self.mixup(x, y)
+        sync = self.train_model.no_sync() if self.ctx.distributed and not last else contextlib.nullcontext()
+        with sync:
+            with self.autocast:
+                logits, aux = split_auxiliary(self.train_model(x))
+            if state.step == 0 and first:
+                check_classes(logits, self.num_classes)
+            loss = self._loss(logits, targets)
+            for extra in aux:
+                loss = loss + AUX_LOSS_WEIGHT * self._loss(extra, targets)
+            self._backward(loss if group_images == len(y) else loss * (len(y) / group_images))
+        if last:
+            self._step()
+            for hook in self.hooks:
+                hook.after_step(self.model, self.optimizer)
+            state.step += 1
+            if self.ema is not None:
+                self.ema.update(self.model, step=state.step)
+        sums.add(loss, logits, y)
+        state.batch += 1
+        return last
+
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Soft-target cross-entropy for mixed targets (label smoothing is in them), else hard-label CE."""
+        if targets.ndim == 2:
+            from timm.loss import SoftTargetCrossEntropy
+
+            return SoftTargetCrossEntropy()(logits.float(), targets)
+        return F.cross_entropy(logits.float(), targets, label_smoothing=self.cfg.label_smoothing)
+
+    def _learning_rates(self) -> dict[str, float]:
+        """lr: the pretrained parameters' rate; lr_new: the rate of parameters a pass created (when any)."""
+        base = [g["lr"] for g in self.optimizer.param_groups if not g.get("netsurgeon_new")]
+        new = [g["lr"] for g in self.optimizer.param_groups if g.get("netsurgeon_new")]
+        rates = {"lr": base[0] if base else new[0]}
+        if base and new:
+            rates["lr_new"] = new[0]
+        return rates
+
+    def _end_epoch(self, epoch: int, sums: _Sums, elapsed: float) -> None:
         """Reduce across ranks, evaluate when due, append the metrics row and reset the position."""
         cfg, ctx, state = self.cfg, self.ctx, self.state
         broadcast_buffers(self.model, ctx)
         total_loss, total_correct, total_seen = all_reduce_sum([float(sums.loss), float(sums.correct), sums.seen],
                                                                ctx)
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / max(total_seen, 1),
+        row: dict[str, Any] = {"epoch": epoch + 1, **self._learning_rates(),
+                               "train_loss": total_loss / max(total_seen, 1),
                                "train_top1": 100 * total_correct / max(total_seen, 1), "seconds": round(elapsed, 3),
                                "images_per_s": round(total_seen / max(elapsed, 1e-9), 1)}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            result = self._evaluate()
-            if result is not None:
-                row.update(test_loss=result.loss, test_top1=result.top1, test_top5=result.top5)
+            row.update(self._evaluation_row())
         state.metrics.append(row)
         state.epoch, state.batch, state.loss_sum, state.correct, state.seen = epoch + 1, 0, 0.0, 0.0, 0.0
         test = f", test top-1 {row['test_top1']:.2f}%" if "test_top1" in row else ""
+        test += f" (EMA {row['ema_test_top1']:.2f}%)" if "ema_test_top1" in row else ""
         self.log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}{test} "
                  f"({row['images_per_s']:.0f} images/s)")
 
-    def _backward_and_step(self, loss: torch.Tensor) -> None:
-        clip = self.cfg.clip_grad_norm
+    def _backward(self, loss: torch.Tensor) -> None:
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def _step(self) -> None:
+        clip = self.cfg.clip_grad_norm
+        if self.scaler is not None:
             if clip is not None:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             return
-        loss.backward()
         if clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
@@ -576,9 +676,10 @@ class _Run:
             return
         from netsurgeon.export import export
 
-        final = copy_model(self.model).to("cpu", memory_format=torch.contiguous_format).eval()
+        chosen, weights = self._chosen()
+        final = copy_model(chosen).to("cpu", memory_format=torch.contiguous_format).eval()
         training = {"config": self.cfg.to_dict(), "data": self.data_label, "metrics": self.state.metrics,
-                    "amp": self.amp, "world_size": self.ctx.world_size}
+                    "amp": self.amp, "world_size": self.ctx.world_size, "weights": weights}
         extra = {**self.extra, "finetune": training}
         exported = self.exported = export(final, self.out, formats=self.formats, seed=self.cfg.seed, overwrite=True,
                                           extra=extra)
@@ -586,23 +687,50 @@ class _Run:
         if exported.onnx_max_abs_diff is not None:
             self.log(f"exported; ONNX parity max |diff| {exported.onnx_max_abs_diff:.3g}")
 
+    def _chosen(self) -> tuple[nn.Module, str]:
+        """The weights the run returns and exports: raw, or the EMA's (ema_export; best: the better top-1 on the
+        last evaluation, raw on a tie; EMA when nothing was evaluated)."""
+        if self.ema is None:
+            return self.model, "raw"
+        choice = self.cfg.ema_export
+        if choice == "best":
+            last = next((r for r in reversed(self.state.metrics) if "ema_test_top1" in r), None)
+            choice = "ema" if last is None or last["ema_test_top1"] > last["test_top1"] else "raw"
+        return (self.ema.module if choice == "ema" else self.model), choice
+
+    def _open_trackers(self, resume: bool) -> None:
+        if self.out is not None and self.ctx.is_main:
+            self.trackers = Trackers(self.out, self.cfg.log, config=self.cfg.to_dict(), project=self.cfg.wandb_project,
+                                     name=self.out.name, fresh=not resume)
+
     def run(self, resume: bool) -> FinetuneResult:
-        if resume:
-            self.restore()
-        else:
-            self.start()
-        with _StopRequest() as stop:
-            for epoch in range(self.state.epoch, self.cfg.epochs):
-                self.train_epoch(epoch, stop)
-                self._save()
-                self._write_curves()
+        try:
+            if resume:
+                self.restore()
+                self._open_trackers(resume)
+            else:
+                self.start()
+                self._open_trackers(resume)
+                self.trackers.log(self.state.metrics[0])
+            with _StopRequest() as stop:
+                for epoch in range(self.state.epoch, self.cfg.epochs):
+                    self.train_epoch(epoch, stop)
+                    self._save()
+                    self._write_curves()
+                    self.trackers.log(self.state.metrics[-1])
+        finally:
+            self.trackers.close()
+            self.batches = self.test_batches = None  # persistent DataLoader workers end here
         self.ctx.barrier()
         self.finish()
         self.ctx.barrier()
         if self.out is not None and self.ctx.is_main:
             self.files = sorted(set(self.files) | {str(self.out / CHECKPOINT)})
-        self.model.eval()
-        return FinetuneResult(self.model, self.state.metrics, self.files, self.exported)
+            if self.trackers.writer is not None:
+                self.files = sorted(set(self.files) | {str(self.out / TENSORBOARD_DIR)})
+        chosen, weights = self._chosen()
+        chosen.eval()
+        return FinetuneResult(chosen, self.state.metrics, self.files, self.exported, weights)
 
 
 def _progress(any_left: bool, epoch: int, cfg: FinetuneConfig, ctx: Context, *, initial: int, total: int):

@@ -31,7 +31,8 @@ def write_metrics(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
 
 
 def plot_curves(series: dict[str, Sequence[dict[str, Any]]], path: Path, *, title: str = "") -> Path:
-    """Loss and top-1 accuracy per epoch, one line per named run, saved as a PNG (atomically)."""
+    """Loss and top-1 accuracy per epoch, one line per named run (and its EMA weights' when evaluated), saved as
+    a PNG (atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,6 +46,10 @@ def plot_curves(series: dict[str, Sequence[dict[str, Any]]], path: Path, *, titl
         evaluated = [r for r in rows if r.get("test_top1") is not None]
         if evaluated:
             ax_acc.plot([r["epoch"] for r in evaluated], [r["test_top1"] for r in evaluated], marker="o", label=name)
+        averaged = [r for r in rows if r.get("ema_test_top1") is not None]
+        if averaged:  # weight EMA on: its accuracy beside the raw weights'
+            ax_acc.plot([r["epoch"] for r in averaged], [r["ema_test_top1"] for r in averaged], marker="s",
+                        linestyle="--", label=f"{name} (EMA)")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
     ax_acc.set(xlabel="epoch (0: before fine-tuning)", ylabel="test top-1 (%)", title="test accuracy")
     for ax in (ax_loss, ax_acc):

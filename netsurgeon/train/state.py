@@ -1,8 +1,8 @@
 """Training checkpoints: everything a resumed run needs to continue bit for bit, written atomically.
 
-A checkpoint holds the model and optimizer state, the AMP scaler, the position in the run (epoch
-and batch), the partial sums of the running epoch, the RNG states, the state of each pass's training
-hooks (``netsurgeon.hooks``: masks kept as non-persistent buffers, say), the metrics so far, and what
+A checkpoint holds the model and optimizer state, the weight EMA (when on), the AMP scaler, the position
+in the run (epoch and batch), the partial sums of the running epoch, the RNG states, the state of each pass's
+training hooks (``netsurgeon.hooks``: masks kept as non-persistent buffers, say), the metrics so far, and what
 determines the run besides its config (model, surgery, data: ``--resume`` checks it). It is
 written with ``torch.save`` to a temporary file that is then renamed, and read back with
 ``torch.load(weights_only=True)`` only.
@@ -40,8 +40,9 @@ class TrainState:
 
 def save_state(path: Path, state: TrainState, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler | None, config: dict[str, Any], hooks: list[dict[str, Any]],
-               run: dict[str, Any] | None = None) -> None:
-    """``run``: what determines the run besides its config (the model, its surgery, the data), for resume."""
+               run: dict[str, Any] | None = None, ema: dict[str, Any] | None = None) -> None:
+    """``run``: what determines the run besides its config (the model, its surgery, the data), for resume;
+    ``ema``: the weight EMA's state dict (None without EMA)."""
     payload = {
         "format": FORMAT,
         "state": asdict(state),
@@ -51,6 +52,7 @@ def save_state(path: Path, state: TrainState, *, model: torch.nn.Module, optimiz
         "scaler": scaler.state_dict() if scaler is not None else {},
         "hooks": hooks,
         "run": run or {},
+        "ema": ema or {},  # the weight EMA's state dict (empty without EMA)
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }

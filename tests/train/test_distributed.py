@@ -1,6 +1,7 @@
 """torchrun with two CPU processes (gloo): identical weights on both ranks, one set of output files."""
 
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+
+TENSORBOARD = ["tensorboard"] if importlib.util.find_spec("tensorboard") else []  # events folder (log=auto)
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ROOT = Path(__file__).parents[2]
@@ -27,7 +30,7 @@ def test_two_gloo_processes_train_one_model(tmp_path):
     rank0, rank1 = ((digests / f"rank{r}.txt").read_text().split() for r in (0, 1))
     assert rank0 == rank1  # same weights and the same (all-reduced) test accuracy on both ranks
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "curves.png", "metrics.csv", "metrics.jsonl",
-                                                     "model.onnx", "model.safetensors"]  # no per-rank copies
+                                                     "model.onnx", "model.safetensors", *TENSORBOARD]
     saved = load_file(str(out / "model.safetensors"))
     digest = hashlib.sha256()
     for name, tensor in sorted(saved.items()):

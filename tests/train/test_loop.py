@@ -1,8 +1,10 @@
 """The fine-tuning loop on digits with tiny models: learning, determinism, resume, errors, hooks, outputs."""
 
+import importlib.util
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,14 +18,16 @@ from netsurgeon.train import FinetuneConfig, evaluate, finetune, recalibrate_bn,
 from netsurgeon.train.loop import _param_groups
 from tests.conftest import state_equal
 
+TENSORBOARD = ["tensorboard"] if importlib.util.find_spec("tensorboard") else []  # events folder (log=auto)
+
 SIZE = (3, 16, 16)
-QUICK = {"batch_size": 32, "lr": 0.05, "progress": False}
+QUICK = {"batch_size": 32, "lr": 0.05, "progress": False, "workers": 0}
 
 
 @pytest.fixture(scope="module")
 def digits():
     model = ns.load_model("netsurgeon:tiny_resnet", input_size=SIZE)
-    train, test, _ = resolve_data("digits", model)
+    train, test, _ = resolve_data("digits", model, FinetuneConfig(augment="none"))  # the tests' fixed tensors
     return train, test
 
 
@@ -82,6 +86,44 @@ def test_interrupt_then_resume_is_bit_identical(model, digits, tmp_path, at_batc
                      for row in resumed.metrics]
 
 
+@pytest.mark.parametrize("at_batch", [5, 45 + 6])
+def test_interrupt_then_resume_is_bit_identical_with_augmentation_mixup_ema_and_workers(model, tmp_path, monkeypatch,
+                                                                                         at_batch):
+    """The training data is a spec, so the loop augments (basic: padded crop + flip), mixes (mixup and CutMix),
+    keeps an EMA, accumulates two batches per step, and reads through two worker processes. At the at_batch-th
+    batch the training process and its DataLoader workers get SIGINT, as from a terminal's Ctrl-C."""
+    from netsurgeon.train import loop
+
+    cfg = FinetuneConfig(epochs=2, augment="basic", mixup=0.4, cutmix=1.0, ema_decay=0.9, accumulate_steps=2,
+                         **{**QUICK, "workers": 2})
+    full = finetune(model, "digits", cfg, out_dir=tmp_path / "full", formats=())
+    original, calls = loop._Run._train_step, []
+
+    def step(self, *args):
+        calls.append(1)
+        if len(calls) == at_batch:
+            workers = [int(pid) for task in Path("/proc/self/task").iterdir() if (task / "children").exists()
+                       for pid in (task / "children").read_text().split()]
+            assert workers or not Path("/proc/self/task").exists()  # the DataLoader's worker processes
+            for pid in [os.getpid(), *workers]:
+                os.kill(pid, signal.SIGINT)
+        return original(self, *args)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(loop._Run, "_train_step", step)
+        with pytest.raises(TrainingInterrupted, match="--resume"):
+            finetune(model, "digits", cfg, out_dir=tmp_path / "cut", formats=())
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert cut["state"]["batch"] % 2 == 0  # stopped between optimizer steps, not inside an accumulation
+    resumed = finetune(model, "digits", cfg, out_dir=tmp_path / "cut", resume=True, formats=())
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True) for d in ("full", "cut"))
+    assert state_equal(a["model"], b["model"]) and state_equal(a["ema"], b["ema"])
+    assert state_equal(full.model.state_dict(), resumed.model.state_dict()) and full.weights == resumed.weights
+    strip = [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in full.metrics]
+    assert strip == [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")}
+                     for row in resumed.metrics]
+
+
 def test_resume_refuses_a_different_config_or_a_missing_checkpoint(model, digits, tmp_path):
     finetune(model, digits, FinetuneConfig(epochs=1, limit_train_batches=2, **QUICK), out_dir=tmp_path, formats=())
     with pytest.raises(CheckpointError, match=r"lr: 0.05 -> 0.1"):
@@ -97,7 +139,8 @@ def test_outputs_metrics_plot_checkpoint_and_artifact_with_training_provenance(m
     cfg = FinetuneConfig(epochs=2, limit_train_batches=4, **QUICK)
     result = finetune(model, digits, cfg, out_dir=tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["checkpoint.pt", "curves.png", "metrics.csv", "metrics.jsonl", "model.onnx", "model.safetensors"]
+    assert names == ["checkpoint.pt", "curves.png", "metrics.csv", "metrics.jsonl", "model.onnx", "model.safetensors",
+                     *TENSORBOARD]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2] and rows == result.metrics
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0].startswith("epoch,")

@@ -1,0 +1,75 @@
+"""Experiment logging: TensorBoard event files in ``--out`` (and Weights & Biases when asked), rank 0 only.
+
+Each metrics row (one per epoch, epoch 0 being the evaluation before fine-tuning) becomes scalars at
+step = epoch: ``train/loss``, ``train/top1``, ``lr/base`` (the pretrained parameters' rate),
+``lr/new_params`` (the rate of parameters a pass created, when there are any), ``test/{loss,top1,top5}``,
+``ema/{loss,top1,top5}`` (the EMA weights), ``speed/images_per_s``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from netsurgeon.errors import ConfigError
+
+__all__ = ["SCALARS", "TENSORBOARD_DIR", "Trackers", "tensorboard_on"]
+
+TENSORBOARD_DIR = "tensorboard"
+#: metrics-row key -> scalar tag
+SCALARS = {"train_loss": "train/loss", "train_top1": "train/top1", "lr": "lr/base", "lr_new": "lr/new_params",
+           "test_loss": "test/loss", "test_top1": "test/top1", "test_top5": "test/top5", "ema_test_loss": "ema/loss",
+           "ema_test_top1": "ema/top1", "ema_test_top5": "ema/top5", "images_per_s": "speed/images_per_s"}
+
+
+def tensorboard_on(log: str) -> bool:
+    """Whether a run with ``log`` writes TensorBoard events (auto: when tensorboard is installed)."""
+    if log == "none":
+        return False
+    installed = importlib.util.find_spec("tensorboard") is not None
+    if log == "tensorboard" and not installed:
+        raise ConfigError("log=tensorboard needs the tensorboard package: pip install 'netsurgeon[tensorboard]' "
+                          "(or --set log=none).")
+    return installed
+
+
+class Trackers:
+    """The run's loggers; ``log(row)`` after each epoch, ``close()`` at the end."""
+
+    def __init__(self, out: Path | None, log: str, *, config: dict[str, Any], project: str, name: str,
+                 fresh: bool) -> None:
+        self.writer = self.wandb = None
+        if out is None or log == "none":
+            return
+        if tensorboard_on(log):
+            from torch.utils.tensorboard import SummaryWriter
+
+            directory = out / TENSORBOARD_DIR
+            if fresh and directory.is_dir():  # --overwrite: the old run's curves go
+                for old in directory.glob("events.out.tfevents.*"):
+                    old.unlink()
+            self.writer = SummaryWriter(log_dir=str(directory))
+        if log == "wandb":
+            if importlib.util.find_spec("wandb") is None:
+                raise ConfigError("log=wandb needs the wandb package: pip install 'netsurgeon[wandb]' (then wandb "
+                                  "login), or use log=tensorboard.")
+            import wandb
+
+            self.wandb = wandb.init(project=project, name=name, config=config, dir=str(out), resume="allow")
+
+    def log(self, row: dict[str, Any]) -> None:
+        step = int(row["epoch"])
+        values = {tag: float(row[key]) for key, tag in SCALARS.items() if row.get(key) is not None}
+        if self.writer is not None:
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
+            self.writer.flush()
+        if self.wandb is not None:
+            self.wandb.log({**values, "epoch": step}, step=step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()
