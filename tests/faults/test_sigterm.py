@@ -18,7 +18,9 @@ INTERRUPTED = 130  # TrainingInterrupted's exit code
 
 
 def terminated(point: str, *args: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # the child computes with as many threads as this process, whose in-process runs (the baseline, the resume)
+    # it is compared with bit for bit: another thread count sums in another order
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.run([sys.executable, str(CHILD), point, *map(str, args)], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == INTERRUPTED, (proc.returncode, proc.stderr[-2000:])

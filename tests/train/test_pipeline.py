@@ -80,7 +80,9 @@ def test_accumulating_four_batches_of_16_is_one_batch_of_64():
     small = finetune(net, data, FinetuneConfig(batch_size=16, **base))
     for (name, a), b, c in zip(big.model.state_dict().items(), accumulated.model.state_dict().values(),
                                small.model.state_dict().values(), strict=True):
-        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), name
+        # float tolerance: 23 momentum steps whose sums run in another order with several OpenMP threads
+        # (3e-6 apart on 2 threads, 0 on one); batch 16 without accumulation is 0.15 apart
+        assert torch.allclose(a, b, atol=2e-5, rtol=1e-5), name
         assert not torch.allclose(a, c, atol=1e-4), name  # without accumulation, batch 16 updates differ
 
 
