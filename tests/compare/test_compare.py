@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from netsurgeon.compare import SlurmOptions, compare
@@ -44,15 +45,25 @@ def grid(tmp_path_factory):
     out = tmp_path_factory.mktemp("grid") / "out"
     orders: dict[tuple[str, int], list[list[int]]] = {}
     original = loop._Run._train_indices
+    original_step = loop._Run._train_step
+
+    def key(run) -> tuple[str, int]:
+        job = Path(run.out)
+        return job.parent.name, int(job.name.removeprefix("seed-"))
 
     def recording(self, epoch):
         indices = original(self, epoch)
-        job = Path(self.out)
-        orders.setdefault((job.parent.name, int(job.name.removeprefix("seed-"))), []).append(list(indices))
+        orders.setdefault(key(self), []).append(list(indices))
         return indices
+
+    def recording_step(self, x, y, epoch, *args):
+        # the augmented training images as the model gets them (default augment=basic: padded crop + flip)
+        orders.setdefault((*key(self), "batches"), []).append((epoch, x.clone(), y.clone()))
+        return original_step(self, x, y, epoch, *args)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop._Run, "_train_indices", recording)
+        mp.setattr(loop._Run, "_train_step", recording_step)
         result = cli(*ARGS, "--out", out)
     assert result.exit_code == 0, result.output
     return out, orders, result
@@ -153,11 +164,22 @@ def test_mcnemar_p_values_equal_scipy_on_the_saved_predictions(grid):
 
 
 def pairing_evidence(out: Path, orders: dict, slug: str, seed: int) -> dict:
-    """What must be identical across the arms of one seed. (Augmentation draws join this once fine-tuning
-    has them: add their record here.)"""
+    """What must be identical across the arms of one seed: starting weights, sample order, the augmented
+    training batches (every augmentation draw), the test images."""
     job = json.loads((job_dir(out, slug, seed) / "job.json").read_text())
     return {"digests": job["start_digests"], "sample_order": orders[(slug, seed)],
+            "batches": orders[(slug, seed, "batches")], "augment": job_config(out, slug, seed)["augment"],
             "test_images": read_predictions(job_dir(out, slug, seed))["index"]}
+
+
+def job_config(out: Path, slug: str, seed: int) -> dict:
+    """The fine-tune config a job trained with (from its checkpoint)."""
+    return torch.load(job_dir(out, slug, seed) / "checkpoint.pt", weights_only=True)["config"]
+
+
+def same_batches(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(ea == eb and torch.equal(xa, xb) and torch.equal(ya, yb)
+                                    for (ea, xa, ya), (eb, xb, yb) in zip(a, b, strict=True))
 
 
 def test_pairing_same_start_same_order_same_test_images(grid):
@@ -165,14 +187,17 @@ def test_pairing_same_start_same_order_same_test_images(grid):
     seed = 1
     control = pairing_evidence(out, orders, "control", seed)
     assert len(control["sample_order"]) == 2 and len(control["sample_order"][0]) == 3 * 32
+    assert control["augment"] == "basic" and len(control["batches"]) == 2 * 3
     for slug in ("erase-relu", "pd-relu"):
         arm = pairing_evidence(out, orders, slug, seed)
         common = set(arm["digests"]) & set(control["digests"])
         assert len(common) >= 0.9 * len(control["digests"])  # the surgery left the weights' names
         assert all(arm["digests"][k] == control["digests"][k] for k in common)  # same starting weights
         assert arm["sample_order"] == control["sample_order"]
+        assert same_batches(arm["batches"], control["batches"])  # the same augmentation draws, image by image
         assert arm["test_images"] == control["test_images"]
     other = pairing_evidence(out, orders, "control", 0)
+    assert not same_batches(other["batches"], control["batches"])
     assert other["sample_order"] != control["sample_order"]  # seeds do differ
     assert other["digests"] != control["digests"]  # a random start differs per seed, not per arm
 
