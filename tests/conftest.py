@@ -26,3 +26,28 @@ def tiny_convnet():
 
 def state_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="session")
+def shared_model():
+    """``get(key, build)``: a read-only model built once per session and shared by every test that asks for it.
+
+    Sharing is safe because ``apply``/``plan`` never mutate their input; the teardown checks that rule: every
+    shared model's state_dict must be bit for bit what it was when built. ``get`` also restores the RNG
+    state that followed the build (seeded 0), so what a test draws next is what it drew with a fresh model.
+    """
+    cache: dict = {}
+
+    def get(key, build):
+        if key not in cache:
+            torch.manual_seed(0)
+            model = build()
+            snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            cache[key] = (model, snapshot, torch.get_rng_state())
+        model, _, rng = cache[key]
+        torch.set_rng_state(rng)
+        return model
+
+    yield get
+    changed = [key for key, (model, snapshot, _) in cache.items() if not state_equal(model.state_dict(), snapshot)]
+    assert not changed, f"shared read-only models were modified by a test: {changed}"

@@ -32,6 +32,10 @@ from netsurgeon.train.loop import split_auxiliary
 # feeds benchmarks/scope_share.py, which prints the share of swaps, block and root rewrites
 MODELS = scope_share.MODELS
 PASSES = [spec.name for spec in list_passes()]
+SLOW_MODELS = {"torchvision:vgg16_bn", "timm:vgg11"}  # ~100M-parameter classifiers even at 32 px: -m slow
+# the default run keeps the VGG family through a VGG-shaped stand-in (conv stack, three-layer classifier)
+CASES = [pytest.param(*m, id=m[0], marks=[pytest.mark.slow] if m[0] in SLOW_MODELS else []) for m in MODELS] + [
+    pytest.param("netsurgeon:tiny_convnet", {}, 32, id="netsurgeon:tiny_convnet")]
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,7 +49,7 @@ def _data(side: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(torch.randn(4, 3, side, side, generator=g), torch.arange(4) % 10) for _ in range(2)]
 
 
-@pytest.mark.parametrize(("spec", "kwargs", "side"), MODELS, ids=[m[0] for m in MODELS])
+@pytest.mark.parametrize(("spec", "kwargs", "side"), CASES)
 def test_every_pass_keeps_the_class_the_keys_and_the_contract(spec, kwargs, side):
     model = _model(spec, side, json.dumps(kwargs, sort_keys=True))
     keys = set(model.state_dict())

@@ -35,17 +35,16 @@ CELLS = [pytest.param(m, p, path, marks=[pytest.mark.slow] if (m, path) in _SLOW
 
 
 @pytest.fixture(scope="module")
-def results():
-    """(model, pass) -> (result in eval mode, probe, eager output), built once."""
+def results(shared_model):
+    """(model, pass) -> (result in eval mode, probe, eager output), built once; each base model built once."""
     cache: dict = {}
 
     def get(model_name: str, pass_name: str):
         key = (model_name, pass_name)
         if key not in cache:
-            torch.manual_seed(0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                base = MODELS[model_name]().eval()
+                base = shared_model(("export-paths", model_name), lambda: MODELS[model_name]().eval())
                 result = ns.apply(base, (pass_name, PARAMS.get(pass_name, {})), input_size=SIZE).model.eval()
             x = torch.randn(2, *SIZE, generator=torch.Generator().manual_seed(1))
             with torch.no_grad():

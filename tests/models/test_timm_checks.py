@@ -24,16 +24,16 @@ BATCH = 2
 
 
 @pytest.fixture(scope="session")
-def surgery():
-    """(model, pass) -> (result, input) or None when the pass has no sites there; built once per session."""
+def surgery(shared_model):
+    """(model, pass) -> (result, input) or None when the pass has no sites there; built once per session,
+    each base model once (shared by the passes)."""
     import timm
 
     cache: dict = {}
 
     def get(name: str, pass_name: str):
         if (name, pass_name) not in cache:
-            torch.manual_seed(0)
-            model = timm.create_model(name, num_classes=10).eval()
+            model = shared_model(("timm", name), lambda: timm.create_model(name, num_classes=10).eval())
             size = MODELS[name]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ns.NoEffectWarning)
