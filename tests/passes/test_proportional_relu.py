@@ -1,4 +1,4 @@
-"""proportional-relu: the keep formula, the window rule, the worked examples of the pass's docstring (arXiv 1709.06247)."""
+"""proportional-relu: the keep formula, the window rule, the worked examples (arXiv 1709.06247)."""
 
 import warnings
 
