@@ -20,19 +20,9 @@ import torch
 
 import netsurgeon as ns
 from netsurgeon.registry import list_passes
+from netsurgeon.testing.model_lists import KEPT_CLASS_MODELS
 
-MODELS = [
-    ("torchvision:resnet18", {}, 32),
-    ("torchvision:densenet121", {}, 32),
-    ("torchvision:vgg16_bn", {}, 32),
-    ("torchvision:googlenet", {}, 64),
-    ("torchvision:mobilenet_v3_small", {}, 32),
-    ("torchvision:efficientnet_b0", {}, 32),
-    ("timm:resnet18", {"drop_rate": 0.5, "drop_path_rate": 0.2}, 32),
-    ("timm:seresnext26d_32x4d", {}, 32),
-    ("timm:densenet121", {}, 32),
-    ("timm:vgg11", {}, 32),
-]
+MODELS = KEPT_CLASS_MODELS
 KINDS = ("swap", "block", "root", "weights")
 
 

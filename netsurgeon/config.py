@@ -21,7 +21,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from netsurgeon.errors import ConfigError, suggest
 
-__all__ = ["Config", "FieldDoc", "PassConfig", "describe_fields", "parse_set_options"]
+__all__ = [
+    "Config", "FieldDoc", "PassConfig", "describe_fields", "field_adapter", "parse_scalar", "parse_set_options",
+]
 
 
 #: the integer range every config value (and seed) must fit: what torch and numpy can hold
@@ -29,7 +31,8 @@ INT64_MIN, UINT64_MAX = -(1 << 63), (1 << 64) - 1
 
 
 @functools.cache
-def _adapter(tp: Any) -> TypeAdapter:
+def field_adapter(tp: Any) -> TypeAdapter:
+    """The (cached) pydantic adapter that validates a value of type ``tp``; shared with the recipe schema."""
     return TypeAdapter(tp)
 
 
@@ -50,7 +53,7 @@ class Config:
             if problem:
                 raise ConfigError(f"{self._label()}: {f.name}={value!r:.60} is invalid: {problem}.")
             try:
-                checked = _adapter(hints[f.name]).validate_python(value, strict=False)
+                checked = field_adapter(hints[f.name]).validate_python(value, strict=False)
             except ValidationError as err:
                 raise ConfigError(
                     f"{self._label()}: {f.name}={value!r} is invalid: {_describe(err)}."
@@ -86,7 +89,7 @@ class Config:
                     f"{cls._label()}: unknown parameter {key!r}.{suggest(key, names)} "
                     f"Valid parameters: {', '.join(names)}."
                 )
-        parsed = {k: _parse_scalar(v) for k, v in values.items()}
+        parsed = {k: parse_scalar(v) for k, v in values.items()}
         return cls(**parsed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,7 +164,7 @@ def _strict_scalars(value: Any, tp: Any) -> str | None:
     return None
 
 
-def _parse_scalar(value: Any) -> Any:
+def parse_scalar(value: Any) -> Any:
     """Strings are read as YAML scalars/flow sequences; other values pass through."""
     if not isinstance(value, str):
         return value

@@ -18,19 +18,19 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 import netsurgeon as ns
-from benchmarks import scope_share
 from netsurgeon.cli import app
 from netsurgeon.export.artifact import read_provenance
 from netsurgeon.graph.scoped import base_class
 from netsurgeon.layers.pd_relu import PDReLU
 from netsurgeon.models.info import get_info
 from netsurgeon.registry import list_passes
+from netsurgeon.testing.model_lists import KEPT_CLASS_MODELS
 from netsurgeon.train import FinetuneConfig, finetune
 from netsurgeon.train.loop import split_auxiliary
 
 # (spec, constructor kwargs, input side): the families the issue names, at small inputs; the same list
 # feeds benchmarks/scope_share.py, which prints the share of swaps, block and root rewrites
-MODELS = scope_share.MODELS
+MODELS = KEPT_CLASS_MODELS
 PASSES = [spec.name for spec in list_passes()]
 SLOW_MODELS = {"torchvision:vgg16_bn", "timm:vgg11"}  # ~100M-parameter classifiers even at 32 px: -m slow
 # the default run keeps the VGG family through a VGG-shaped stand-in (conv stack, three-layer classifier)

@@ -114,3 +114,14 @@ def test_the_layer_table_is_the_one_in_contributing():
 def test_one_default_input_size():
     hits = [str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py") if "(3, 224, 224)" in p.read_text()]
     assert hits == ["netsurgeon/models/info.py"], hits
+
+
+def test_no_private_name_is_imported_across_modules():
+    """A leading underscore means "this module only": a helper another module needs is made public."""
+    found = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "netsurgeon":
+                found += [f"{name}: from {node.module} import {a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__") and node.module != name]
+    assert not found, "\n".join(found)

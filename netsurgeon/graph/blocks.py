@@ -24,7 +24,7 @@ from typing import Literal
 
 from torch import fx
 
-from netsurgeon.graph.nodes import _CAT_FUNCTIONS, _type_name
+from netsurgeon.graph.nodes import CAT_FUNCTIONS, type_name
 from netsurgeon.graph.sites import Site, SiteIndex
 
 __all__ = ["Block", "BlockIndex"]
@@ -64,7 +64,7 @@ class BlockIndex(SiteIndex):
             if self.is_residual_add(node):
                 if any(self.in_scope(a, scope) for a in self._tensor_args(node)):
                     merge.setdefault(scope, "residual")
-            elif node.op == "call_function" and node.target in _CAT_FUNCTIONS and node.args:
+            elif node.op == "call_function" and node.target in CAT_FUNCTIONS and node.args:
                 parts = node.args[0]
                 if isinstance(parts, (list, tuple)):
                     inner = [p for p in parts if isinstance(p, fx.Node) and self.in_scope(p, scope)]
@@ -83,7 +83,7 @@ class BlockIndex(SiteIndex):
             paths = sorted(merge, key=len)
             keep = [p for p in paths if not any(q != p and q.startswith(p + ".") for q in paths)]
             members = self._members(keep)
-            blocks = [Block(p, merge[p], _type_name(self._module_type(p)), members[p]) for p in keep]
+            blocks = [Block(p, merge[p], type_name(self._module_type(p)), members[p]) for p in keep]
         else:
             blocks = self._unit_blocks()
         blocks = [b for b in blocks if b.nodes]
@@ -134,7 +134,7 @@ class BlockIndex(SiteIndex):
                 if self.is_pool(node):
                     segments.append([])
             segments = [s for s in segments if any(self.is_conv(n) for n in s)]
-            cls = _type_name(self._module_type(scope))
+            cls = type_name(self._module_type(scope))
             if len(segments) == 1:
                 blocks.append(Block(scope, "unit", cls, segments[0]))
             else:

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from netsurgeon.graph.nodes import (
-    _PASSTHROUGH_FUNCTIONS,
-    _PASSTHROUGH_METHODS,
-    _PASSTHROUGH_MODULES,
+    PASSTHROUGH_FUNCTIONS,
+    PASSTHROUGH_METHODS,
+    PASSTHROUGH_MODULES,
     NodeIndex,
-    _get_attr,
+    get_attr,
 )
 
 __all__ = ["Head", "HeadIndex", "classifier_chain", "global_pool_input", "logit_path_layers"]
@@ -71,9 +71,9 @@ class HeadIndex(NodeIndex):
 
     def _passthrough(self, node: fx.Node) -> bool:
         return (
-            isinstance(self.module_of(node), _PASSTHROUGH_MODULES)
-            or (node.op == "call_function" and node.target in _PASSTHROUGH_FUNCTIONS)
-            or (node.op == "call_method" and node.target in _PASSTHROUGH_METHODS)
+            isinstance(self.module_of(node), PASSTHROUGH_MODULES)
+            or (node.op == "call_function" and node.target in PASSTHROUGH_FUNCTIONS)
+            or (node.op == "call_method" and node.target in PASSTHROUGH_METHODS)
         )
 
     def _head_layer(self, node: fx.Node, passed: tuple[str, ...]) -> Head | None:
@@ -82,7 +82,7 @@ class HeadIndex(NodeIndex):
             return Head(node.name, str(node.target), module.in_features, module.out_features, passed)
         if node.op == "call_function" and node.target is F.linear:
             weight = self._linear_weight(node)
-            shape = tuple(_get_attr(self.gm, str(weight.target)).shape) if weight is not None else ()
+            shape = tuple(get_attr(self.gm, str(weight.target)).shape) if weight is not None else ()
             out_f, in_f = shape if len(shape) == 2 else (None, None)
             return Head(node.name, self.linear_path(node) or "", in_f, out_f, passed)
         if isinstance(module, nn.Conv2d) and set(module.kernel_size) == {1} and module.groups == 1 \

@@ -18,7 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-__all__ = ["ACT_TYPES", "NodeIndex", "match_patterns"]
+__all__ = [
+    "ACT_TYPES", "CAT_FUNCTIONS", "PASSTHROUGH_FUNCTIONS", "PASSTHROUGH_METHODS", "PASSTHROUGH_MODULES", "NodeIndex",
+    "get_attr", "has_children", "match_patterns", "type_name",
+]
 
 #: activation names a pass may opt into, and the module classes / functions that implement them
 ACT_TYPES: dict[str, tuple[type[nn.Module], tuple, tuple[str, ...]]] = {
@@ -27,13 +30,13 @@ ACT_TYPES: dict[str, tuple[type[nn.Module], tuple, tuple[str, ...]]] = {
 }
 _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 _MUL_FUNCTIONS = (operator.mul, operator.imul, torch.mul)
-_CAT_FUNCTIONS = (torch.cat, torch.concat, torch.concatenate)
+CAT_FUNCTIONS = (torch.cat, torch.concat, torch.concatenate)
 _POOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 _POOL_FUNCTIONS = (F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)
 _CONV_FUNCTIONS = (F.conv1d, F.conv2d, F.conv3d)
-_PASSTHROUGH_MODULES = (nn.Dropout, nn.Identity, nn.Flatten)
-_PASSTHROUGH_FUNCTIONS = (torch.flatten, F.dropout)
-_PASSTHROUGH_METHODS = ("flatten", "view", "reshape", "contiguous", "squeeze")
+PASSTHROUGH_MODULES = (nn.Dropout, nn.Identity, nn.Flatten)
+PASSTHROUGH_FUNCTIONS = (torch.flatten, F.dropout)
+PASSTHROUGH_METHODS = ("flatten", "view", "reshape", "contiguous", "squeeze")
 _GLOBAL_POOL_MODULES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _GLOBAL_POOL_FUNCTIONS = (F.adaptive_avg_pool2d, F.adaptive_max_pool2d)
 _REDUCE_NAMES = ("mean", "amax")
@@ -70,7 +73,8 @@ def _stack_types(node: fx.Node) -> dict[str, type]:
     return {value[0]: value[1] for value in meta.values()}
 
 
-def _type_name(tp: object) -> str:
+def type_name(tp: object) -> str:
+    """The bare class name of a module type as fx records it (a class or its dotted string)."""
     return tp.__name__ if isinstance(tp, type) else str(tp).rsplit(".", 1)[-1].strip("'>")
 
 
@@ -142,7 +146,7 @@ class NodeIndex:
             module = self.module_of(node)
             if module is None:
                 return False
-            inner = [module, *module.modules()] if _has_children(module) else [module]
+            inner = [module, *module.modules()] if has_children(module) else [module]
             return any(isinstance(m, _OTHER_ACT_MODULES) and not isinstance(m, counted) for m in inner)
         if node.op == "call_function":
             name = getattr(node.target, "__name__", "")
@@ -218,20 +222,22 @@ class NodeIndex:
             keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
             return bool(keep) and isinstance(dims, (tuple, list)) and {d % 4 for d in dims} == {2, 3}
         combine = (node.op == "call_function" and node.target in (*_ADD_FUNCTIONS, *_MUL_FUNCTIONS)) or (
-            node.op == "call_function" and node.target in _CAT_FUNCTIONS)
+            node.op == "call_function" and node.target in CAT_FUNCTIONS)
         if combine:
-            parts = node.args[0] if node.target in _CAT_FUNCTIONS else node.args[:2]
+            parts = node.args[0] if node.target in CAT_FUNCTIONS else node.args[:2]
             tensors = [p for p in parts if isinstance(p, fx.Node)] if isinstance(parts, (list, tuple)) else []
             return bool(tensors) and all(self.is_global_pool(p) for p in tensors)
         return False
 
 
-def _get_attr(gm: fx.GraphModule, target: str) -> torch.Tensor:
+def get_attr(gm: fx.GraphModule, target: str) -> torch.Tensor:
+    """The tensor a ``get_attr`` node's dotted target names on ``gm``."""
     value: object = gm
     for part in target.split("."):
         value = getattr(value, part)
     return value  # type: ignore[return-value]
 
 
-def _has_children(module: nn.Module) -> bool:
+def has_children(module: nn.Module) -> bool:
+    """Whether the module is a container (has submodules), not a leaf."""
     return next(module.children(), None) is not None

@@ -20,7 +20,7 @@ __all__ = ["check_inplace_safe", "erase_sites", "finalize"]
 
 
 def check_inplace_safe(index: GraphIndex, site: Site) -> None:
-    """Refuse to edit an in-place activation whose input is read again later (seeds-spec A.4).
+    """Refuse to edit an in-place activation whose input is read again later (fx does not model the aliasing).
 
     An in-place ReLU mutates its input; a consumer of that input running after the ReLU saw rectified
     values, and would see different values once the site is erased or made out of place.

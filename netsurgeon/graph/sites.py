@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import fx, nn
 
-from netsurgeon.graph.nodes import ACT_TYPES, NodeIndex, _has_children, match_patterns
+from netsurgeon.graph.nodes import ACT_TYPES, NodeIndex, has_children, match_patterns
 
 __all__ = ["ACT_TYPES", "Site", "SiteIndex", "match_patterns"]
 
@@ -78,7 +78,7 @@ class SiteIndex(NodeIndex):
                         Site(node.name, "module", node.target, act, bool(getattr(module, "inplace", False)),
                              index, scope, self.order[node])
                     )
-                elif module is not None and _has_children(module):
+                elif module is not None and has_children(module):
                     for sub_path, sub in module.named_modules():
                         sub_act = _act_of_module(sub, acts) if sub_path else None
                         if sub_act is not None:

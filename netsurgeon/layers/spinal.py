@@ -1,5 +1,6 @@
 """Spinal classifier heads: ProgressiveSpinalNet (Chopra, arXiv 2103.11373) and SpinalNet (Kabir et al.,
-arXiv 2007.03347), as established from the authors' code (seeds-spec §4.1).
+arXiv 2007.03347), as established from the authors' code (github.com/dipuk0506/SpinalNet and
+github.com/praveenchopra/ProgressiveSpinalNet), since the papers' text leaves the layer wiring open.
 
 ``progressive`` (no split; every layer sees the input and all earlier layers)::
 

@@ -1,6 +1,8 @@
 """The surgeries. Each module holds one pass: its config, its function, and one registration line.
 
-Importing this package registers every pass (the registry imports it on first lookup).
+Importing this package registers every built-in pass: each module's ``@register_pass`` runs at import.
+The registry never imports the passes (it sits below them in the layer table); ``netsurgeon/__init__.py``
+imports this package, so importing anything from ``netsurgeon`` fills the registry.
 """
 
 from netsurgeon.passes.erase_relu import EraseReLU

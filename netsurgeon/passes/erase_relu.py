@@ -3,7 +3,7 @@ Convolution Neural Networks", arXiv 1709.07634).
 
 The paper's headline rule: *erasing the last ReLU layer of all basic modules usually improves
 performance*; the two factors it studies are where in the module the ReLU is erased and in what
-proportion of modules. This pass implements the rule of seeds-spec §1.3:
+proportion of modules (arXiv 1709.07634, abstract). This pass implements that rule as follows:
 
 * basic modules are found structurally (``graph.blocks``): residual blocks (post-activation ResNet,
   ResNeXt, Wide-ResNet, RegNet, timm ResNet-D/SE variants), pre-activation blocks (timm ResNetV2),

@@ -1,7 +1,9 @@
 """gru-fc: gradient-rectified parameter unit of the FC layer (Zheng, Wang, Shen, Lin, Knowledge-Based
 Systems 248, 108797, 2022): zero the FC parameters that generate negative gradients, then retrain.
 
-The paper's full text was not available; this is the reconstruction of seeds-spec §5.3. For a selected
+The paper's full text was not available; this is a reconstruction from its abstract and Grad-CAM (for
+GAP followed by one FC layer, the negative gradients for class c come exactly from the negative weights
+``W[c, k]``), generalised to any Linear layer on the logit path. For a selected
 Linear layer with output ``z = W a + b`` and target-class logit ``s_n`` (the label, or the prediction):
 
     delta[i] = sum_n ds_n/dz_n[i]      (eval mode, summed over samples and extra dims)
@@ -16,7 +18,8 @@ Modes:
 * ``grad_contrib`` (needs data): the general rule; the default for GRU-FC-2L, the last two Linear layers
   on the logit path of networks with two or more (VGG ``classifier.3``/``.6``, AlexNet ``.4``/``.6``).
 * ``loss_grad`` (experimental): ``G = -W * dL/dW`` accumulated over the data (zero the weights that
-  gradient descent pushes towards zero); the spec argues against it near convergence.
+  gradient descent pushes towards zero); near convergence the accumulated loss gradient is dominated by
+  noise and zeroes weights that gradient descent wants to increase, hence experimental.
 
 ``delta`` is accumulated in float64 (more than the float32 asked for), so the mask does not depend on
 the batch order; under ``torch.distributed`` it is summed across ranks first, so every rank gets the
@@ -333,6 +336,6 @@ def gru_fc(ws: Workspace, cfg: GradientRectifiedFC) -> PassOutcome:
     out = PassOutcome(changes, resolved={"mode": mode, "layers": layers},
                       changed_keys={f"{name}.weight" for name in layers})
     if mode == "loss_grad":
-        out.note("mode=loss_grad is experimental (seeds-spec §5.3 argues against it near convergence)")
+        out.note("mode=loss_grad is experimental (near convergence the loss gradient is mostly noise)")
     out.note(f"mode {mode} on {', '.join(layers)}; accuracy usually drops until the model is fine-tuned")
     return out

@@ -1,8 +1,10 @@
 """pd-relu: PD-ReLU (Hu, Li, Yang, "Improving Convolutional Neural Network Using Pseudo Derivative
-ReLU", ICSAI 2018).
+ReLU", ICSAI 2018, doi 10.1109/ICSAI.2018.8599372).
 
 Every ReLU site in scope becomes a fresh :class:`~netsurgeon.layers.PDReLU`: forward bit-identical to
-ReLU, backward ``grad * g(x)`` with a pseudo derivative on ``x <= 0`` (seeds-spec §3.3). An activation
+ReLU, backward ``grad * g(x)`` with ``g = 1`` on ``x > 0`` and a pseudo derivative ``0 <= h(x) <= 1`` on
+``x <= 0`` (x = 0 takes the negative branch, as PyTorch's ReLU does; the families of ``h`` are ours, the
+paper's exact one is not known). An activation
 module called once (timm's ``act1``, or ``BatchNormAct2d.act`` inside a leaf) is swapped in place; a
 shared ``nn.ReLU`` (torchvision ``BasicBlock.relu``, called twice) and functional or method sites get
 one new ``pd_*`` module per call in the module that makes the call (block rewrite, see

@@ -1,9 +1,10 @@
 """proportional-relu: the proportional module of Rethink ReLU (Zhao et al., "Rethink ReLU to Training
 Better CNNs", arXiv 1709.06247).
 
-The paper keeps the conv:ReLU count ratio of a module at N:M with N > M. On a trained network the only
+The paper (arXiv 1709.06247, the proportional module) keeps the conv:ReLU count ratio of a module at N:M
+with N > M. On a trained network the only
 way to reach that ratio without adding compute is to erase ReLU sites, so this pass reuses the
-EraseReLU machinery and differs only in *which* sites it selects (seeds-spec §2.3):
+EraseReLU machinery and differs only in *which* sites it selects:
 
 * **Counted convolutions**: main-path convolutions in execution order within a scope; every depthwise
   or pointwise convolution counts as one. Not counted: shortcut projections (a convolution of a

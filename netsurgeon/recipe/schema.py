@@ -30,7 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from netsurgeon.config import Config, PassConfig, _adapter
+from netsurgeon.config import Config, PassConfig, field_adapter
 from netsurgeon.errors import ConfigError, NetsurgeonError, RecipeError, UnknownNameError
 from netsurgeon.recipe.source import Location, Positions, Problem, apply_overrides, merge, parse_yaml
 from netsurgeon.registry import get_pass, suggest
@@ -111,7 +111,7 @@ def check_fields(cls: type[Config], values: Any, path: tuple, positions: Positio
                                     f"{', '.join(fields_)}.", positions.key(where)))
             continue
         try:
-            _adapter(hints[key]).validate_python(value, strict=False)
+            field_adapter(hints[key]).validate_python(value, strict=False)
         except ValidationError as err:
             problems.append(Problem(where, f"{_short(value)} is invalid: {err.errors()[0]['msg']}.",
                                     positions.value(where)))

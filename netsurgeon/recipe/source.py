@@ -175,7 +175,7 @@ def merge(base: dict[str, Any], extra: dict[str, Any], append: frozenset[str] = 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, str], positions: Positions) -> list[Problem]:
     """Set ``dotted.key=value`` overrides in place (values parsed as YAML scalars); list indices are numbers
     (``surgery.0.proportion``). Returns the overrides that could not be placed."""
-    from netsurgeon.config import _parse_scalar
+    from netsurgeon.config import parse_scalar
 
     problems = []
     for dotted, text in overrides.items():
@@ -202,7 +202,7 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, str], positions: P
                 break
             path.append(key)
             if last:
-                target[key] = _parse_scalar(text)
+                target[key] = parse_scalar(text)
                 positions.keys[tuple(path)] = positions.values[tuple(path)] = where
             else:
                 if isinstance(target, dict) and not isinstance(target.get(key), (dict, list)):

@@ -1,4 +1,4 @@
-"""erase-relu: the invariants of seeds-spec §1.3.2, config validation, and refusal paths."""
+"""erase-relu: the pass's invariants (arXiv 1709.07634), config validation, and refusal paths."""
 
 import pytest
 import torch

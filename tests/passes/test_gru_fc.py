@@ -1,5 +1,5 @@
 """gru-fc: the weight-sign and gradient-contribution rules, layer selection, determinism, and the
-fine-tuning hooks (seeds-spec §5.3-5.4)."""
+fine-tuning hooks (Knowledge-Based Systems 248, 108797, 2022)."""
 
 import json
 import warnings

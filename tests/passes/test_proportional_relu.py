@@ -1,4 +1,4 @@
-"""proportional-relu: the keep formula, the window rule, the worked examples of seeds-spec §2.3."""
+"""proportional-relu: the keep formula, the window rule, the worked examples (arXiv 1709.06247)."""
 
 import warnings
 

@@ -1,5 +1,5 @@
 """spinal-head: parameter formulas, warm start on heads in different places, the gradient highway, keys,
-reload and ONNX (seeds-spec §4.3)."""
+reload and ONNX (arXiv 2103.11373)."""
 
 import collections
 
