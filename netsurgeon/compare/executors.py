@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,11 @@ from typing import Any
 
 from netsurgeon.compare.job import run_job
 from netsurgeon.compare.spec import Arm
-from netsurgeon.errors import ConfigError, NetsurgeonError
+from netsurgeon.errors import ConfigError, NetsurgeonError, TrainingInterrupted
+
+#: how long a SLURM job waits for SLURM's SIGKILL after a SIGTERM stopped its fine-tune (KillWait is 30 s by
+#: default); past it, the interruption is reported as the job's error
+SIGTERM_GRACE_S = 600
 
 __all__ = ["JobFailed", "SlurmOptions", "SubmititJob", "run_local", "run_parallel", "run_slurm"]
 
@@ -116,7 +121,19 @@ class SubmititJob:
     """What submitit runs on a node: :func:`run_job`, requeued on preemption or timeout (``checkpoint``)."""
 
     def __call__(self, out: str, slug: str, seed: int) -> dict[str, Any]:
-        return run_job(out, slug, seed)
+        try:
+            return run_job(out, slug, seed)
+        except TrainingInterrupted:
+            if "SLURM_JOB_ID" not in os.environ:
+                raise
+            # SLURM sends SIGTERM before it ends a job (``scontrol requeue``, ``scancel``, the time limit) and
+            # SIGKILL after KillWait; finetune has saved a checkpoint at the running batch. Returning or raising
+            # now would record the job as finished or failed although SLURM requeues it, so wait for the
+            # kill, as submitit itself does with SIGTERM (bounded: a stray SIGTERM alone re-raises)
+            print("netsurgeon: checkpoint saved after SIGTERM; waiting for SLURM to end or requeue this job",
+                  file=sys.stderr, flush=True)
+            time.sleep(SIGTERM_GRACE_S)
+            raise
 
     def checkpoint(self, out: str, slug: str, seed: int) -> Any:
         """Called by submitit on SIGUSR1 (preemption, time limit): requeue the same call; the job then

@@ -62,7 +62,7 @@ def test_real_slurm_with_a_preempted_and_a_requeued_job_gives_the_local_table(sl
                 subprocess.run(["scancel", "--signal=USR2", job_ids[0]], capture_output=True, timeout=5)
             actions.append(f"USR2 {job_ids[0]}")
 
-        def requeue() -> None:  # cancelled and requeued by hand: SIGTERM (submitit ignores it), then SIGKILL
+        def requeue() -> None:  # requeued by hand: SIGTERM (finetune saves at the batch), then SIGKILL
             _wait_for(out / "jobs" / "erase-relu" / "seed-0" / "checkpoint.pt")
             subprocess.run(["scontrol", "requeue", job_ids[1]], check=True)
             actions.append(f"requeue {job_ids[1]}")
