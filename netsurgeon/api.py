@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from torch import nn
 
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning, SurgeryError
+from netsurgeon.graph.trace import TRACE_LOCK
 from netsurgeon.models.info import ModelInfo, get_info, probe_input, set_info
 from netsurgeon.modes import in_mode
 from netsurgeon.outcome import PassOutcome
@@ -98,6 +100,19 @@ def apply(
                     allow_reapply=allow_reapply, data=data, allow_violation=allow_violation, dry_run=False)
 
 
+def _one_at_a_time(fn: Callable[..., SurgeryResult]) -> Callable[..., SurgeryResult]:
+    """Run ``fn`` holding ``TRACE_LOCK``: torch.fx patches ``nn.Module`` process-wide while it traces, so
+    surgeries from several threads run one after the other."""
+
+    @functools.wraps(fn)
+    def serialised(*args: Any, **kwargs: Any) -> SurgeryResult:
+        with TRACE_LOCK:
+            return fn(*args, **kwargs)
+
+    return serialised
+
+
+@_one_at_a_time
 def _surgery(
     model: nn.Module,
     passes: PassLike | Sequence[PassLike],
@@ -113,26 +128,6 @@ def _surgery(
     """``apply``; a ``dry_run`` (``plan``) does not verify and, when no pass edits tensors in place,
     works on a copy that shares the caller's tensors (its model is never handed out). One surgery at a
     time per process (fx's tracing patches ``nn.Module`` globally: see ``graph.trace.TRACE_LOCK``)."""
-    from netsurgeon.graph.trace import TRACE_LOCK
-
-    with TRACE_LOCK:
-        return _surgery_locked(model, passes, example_input=example_input, input_size=input_size, verify=verify,
-                               allow_reapply=allow_reapply, data=data, allow_violation=allow_violation,
-                               dry_run=dry_run)
-
-
-def _surgery_locked(
-    model: nn.Module,
-    passes: PassLike | Sequence[PassLike],
-    *,
-    example_input: torch.Tensor | None,
-    input_size: Sequence[int] | None,
-    verify: bool,
-    allow_reapply: bool,
-    data: Iterable[tuple[torch.Tensor, torch.Tensor]] | None,
-    allow_violation: bool,
-    dry_run: bool,
-) -> SurgeryResult:
     check_apply_args(model, passes, input_size)
     configs = resolve_passes(passes)
     info = get_info(model) or ModelInfo(spec=f"module:{type(model).__name__}")
