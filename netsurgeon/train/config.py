@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from netsurgeon.config import Config
+from netsurgeon.data.transforms import Augment  # the augmentation knobs' defaults live there once
 
 __all__ = ["FinetuneConfig"]
 
@@ -55,19 +56,19 @@ class FinetuneConfig(Config):
     """Training augmentation: basic is a crop_padding-padded random crop + flip up to 64 px (the CIFAR papers),
     random-resized-crop + flip above; timm is timm's own training transform with the knobs below; none only
     resizes and normalises. Evaluation always uses the model's own preprocessing (see the README)."""
-    scale: tuple[float, float] = (0.08, 1.0)
+    scale: tuple[float, float] = Augment.scale
     """Random-resized-crop area range (augment=basic above 64 px, augment=timm)."""
-    ratio: tuple[float, float] = (0.75, 4 / 3)
+    ratio: tuple[float, float] = Augment.ratio
     """Random-resized-crop aspect-ratio range."""
-    hflip: float = 0.5
+    hflip: float = Augment.hflip
     """Horizontal-flip probability (0 for data that is not mirror-symmetric, such as digits)."""
-    crop_padding: int = 4
+    crop_padding: int = Augment.crop_padding
     """augment=basic up to 64 px: pixels of zero padding around the image before the random crop."""
-    color_jitter: float | None = None
+    color_jitter: float | None = Augment.color_jitter
     """augment=timm: colour-jitter strength (None: none)."""
-    auto_augment: str | None = None
+    auto_augment: str | None = Augment.auto_augment
     """augment=timm: a timm policy such as rand-m9-mstd0.5-inc1 (RandAugment), augmix-m5-w4-d2 or original."""
-    re_prob: float = 0.0
+    re_prob: float = Augment.re_prob
     """augment=timm: random-erasing probability."""
     mixup: float = 0.0
     """Mixup alpha (0: off), through timm's Mixup with soft-target cross-entropy."""
