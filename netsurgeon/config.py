@@ -23,6 +23,7 @@ from netsurgeon.errors import ConfigError, suggest
 
 __all__ = [
     "Config", "FieldDoc", "PassConfig", "describe_fields", "field_adapter", "parse_scalar", "parse_set_options",
+    "plain_values",
 ]
 
 
@@ -263,3 +264,12 @@ def _type_name(tp: Any) -> str:
                           else _type_name(a) for a in typing.get_args(tp))
     text = tp.__name__ if isinstance(tp, type) and not typing.get_args(tp) else str(tp)
     return text.replace("typing.", "").replace("collections.abc.", "").replace("NoneType", "None")
+
+
+def plain_values(value: Any) -> Any:
+    """``value`` with tuples as lists, recursively (a config's ``to_dict`` as YAML and JSON write it)."""
+    if isinstance(value, dict):
+        return {k: plain_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_values(v) for v in value]
+    return value

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from netsurgeon.config import PassConfig
+from netsurgeon.config import PassConfig, plain_values
 from netsurgeon.errors import ConfigError
 from netsurgeon.train.config import FinetuneConfig
 
@@ -42,7 +42,8 @@ class Arm:
         return re.sub(r"[^A-Za-z0-9_.=+-]", "_", self.name.replace(",", "+").replace(":", "_"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passes": [{"pass": p.pass_name, **_plain(p.to_dict())} for p in self.passes]}
+        return {"name": self.name,
+                "passes": [{"pass": p.pass_name, **plain_values(p.to_dict())} for p in self.passes]}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Arm:
@@ -143,7 +144,7 @@ class CompareSpec:
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
-        tune = {k: v for k, v in _plain(self.finetune.to_dict()).items() if k not in NOT_RESULTS}
+        tune = {k: v for k, v in plain_values(self.finetune.to_dict()).items() if k not in NOT_RESULTS}
         return {"model": self.model, "checkpoint": self.checkpoint, "pretrained": self.pretrained,
                 "num_classes": self.num_classes, "input_size": list(self.input_size) if self.input_size else None,
                 "data": self.data, "finetune": tune, "arms": [a.to_dict() for a in self.arms],
@@ -209,10 +210,3 @@ def _short(value: Any) -> str:
     text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from netsurgeon.config import Config, PassConfig, field_adapter
+from netsurgeon.config import Config, PassConfig, field_adapter, plain_values
 from netsurgeon.errors import ConfigError, NetsurgeonError, RecipeError, UnknownNameError
 from netsurgeon.recipe.source import Location, Positions, Problem, apply_overrides, merge, parse_yaml
 from netsurgeon.registry import get_pass, suggest
@@ -258,7 +258,7 @@ class RecipeSpec:
         """The resolved recipe as YAML; ``RecipeSpec.from_text(r.to_yaml()) == r``."""
         from netsurgeon.safeyaml import CoreDumper
 
-        return yaml.dump(_plain(self.to_dict()), Dumper=CoreDumper, sort_keys=False, default_flow_style=None,
+        return yaml.dump(plain_values(self.to_dict()), Dumper=CoreDumper, sort_keys=False, default_flow_style=None,
                          width=100)
 
     @property
@@ -291,14 +291,6 @@ def _require_mapping(value: Any, source: str, holder: str) -> None:
     if not isinstance(value, dict):
         raise RecipeError(source, [Problem((), f"a recipe is a mapping with the keys {', '.join(TOP_KEYS)}; "
                                                f"{holder} holds {_kind(value)}", Location(source, 1, 1))])
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _order(problem: Problem) -> tuple:
