@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -63,12 +65,8 @@ def reports_errors(fn: F) -> F:
 
 
 def _os_error(err: OSError) -> str:
-    import errno
-
     where = f" ({err.filename})" if err.filename else ""
     if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        import shutil
-
         try:
             folder = os.path.dirname(os.path.abspath(err.filename or "."))
             free = f"; {shutil.disk_usage(folder).free / 1e6:.0f} MB free"

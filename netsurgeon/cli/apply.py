@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 from typing import Annotated
 
@@ -56,8 +58,6 @@ def apply(
     weights_choice: WeightsOpt = None,
 ) -> None:
     """Apply one pass to a model, print what changed, and export it with --out."""
-    import contextlib
-
     from netsurgeon.config import parse_set_options
     from netsurgeon.errors import ConfigError
     from netsurgeon.export import parse_formats
@@ -75,8 +75,6 @@ def apply(
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     data_spec = None
     if data is not None:
-        import dataclasses
-
         from netsurgeon.data import DataSpec
 
         data_spec = dataclasses.replace(DataSpec.parse(data), skip_unreadable=skip_unreadable)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 from typing import Annotated
 
@@ -63,9 +65,6 @@ def finetune(
     (torchrun --nproc_per_node=N -m netsurgeon finetune ...) every process trains one shard with
     DistributedDataParallel and only rank 0 writes. Ctrl-C saves a checkpoint; --resume continues it.
     """
-    import contextlib
-    import dataclasses
-
     import torch
 
     from netsurgeon.config import parse_set_options

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -58,8 +59,6 @@ def run(
             typer.echo(f"then: fine-tune {resolved.finetune.epochs} epochs on {resolved.data}")
         typer.echo(f"(dry run: nothing trained or written; outputs would go to {target})")
         return
-    import contextlib
-
     from netsurgeon.export.atomic import claim_output_dir
 
     check_outputs(resolved, target)  # before claiming (and creating) the directory

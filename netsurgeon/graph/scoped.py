@@ -28,6 +28,7 @@ import inspect
 import re
 import types
 import typing
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -131,8 +132,6 @@ def carry_hooks(old: nn.Module, new: nn.Module, path: str) -> None:
     and warn, naming them: a hook now sees the replacement's output (pd-relu's PDReLU, spinal-head's
     SpinalHead, erase-relu's Identity). Hooks on modules inside ``old`` cannot follow (those modules are
     gone): the warning names them as dropped."""
-    import warnings
-
     dropped = [f"{path}.{name}" for name, sub in old.named_modules() if name and _hooked(sub)]
     moved = _hooked(old)
     if moved:

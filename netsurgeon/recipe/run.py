@@ -7,6 +7,7 @@ artifact's provenance (``record["recipe"]``), so a model can be traced back to t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,4 @@ def run_recipe(recipe: RecipeSpec, *, out_dir: str | Path | None = None, progres
 
 
 def _quiet(recipe: RecipeSpec):
-    import dataclasses
-
     return dataclasses.replace(recipe.finetune, progress=False)

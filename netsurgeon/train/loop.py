@@ -26,6 +26,7 @@ One process or many (torchrun + DistributedDataParallel), CPU or GPU. What it do
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import signal
 import sys
@@ -225,8 +226,6 @@ def run_identity(model: nn.Module, data: DataArg, train: Dataset, test: Dataset 
     """What determines a run besides its config: the model (base, constructor arguments, source weights,
     input size, surgery history) and the data (its spec, sizes and class count; for Dataset objects the
     sizes and class count only). Saved in each checkpoint; ``--resume`` must match it."""
-    import json
-
     spec = DataSpec.parse(data) if isinstance(data, str) else data
     data_label = (f"{spec.kind}:{spec.name + ':' if spec.name else ''}{spec.path}" if isinstance(spec, DataSpec)
                   else "(Dataset objects)")
