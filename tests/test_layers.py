@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("netsurgeon.export",),
     ("netsurgeon.api",),
     ("netsurgeon.passes",),
-    ("netsurgeon.workspace", "netsurgeon.hooks", "netsurgeon.outcome"),
+    ("netsurgeon.workspace", "netsurgeon.hooks", "netsurgeon.outcome", "netsurgeon.surgery"),
     ("netsurgeon.models.load", "netsurgeon.models.head", "netsurgeon.models.checkpoint", "netsurgeon.models",
      "netsurgeon.data", "netsurgeon.testing"),
     ("netsurgeon.graph", "netsurgeon.layers"),
