@@ -41,6 +41,7 @@ from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, SurgeryError
 from netsurgeon.graph.heads import logit_path_layers
 from netsurgeon.graph.index import GraphIndex
+from netsurgeon.history import HistoryEntry
 from netsurgeon.hooks import EpochStart, TrainingHooks
 from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass
@@ -285,10 +286,10 @@ class GruFcHooks(TrainingHooks):
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
 
     @classmethod
-    def from_history(cls, model: nn.Module, entry: dict) -> GruFcHooks:
-        config = GradientRectifiedFC.from_dict(entry["config"])
-        resolved = entry.get("resolved") or {}
-        layers = list(resolved.get("layers") or entry["sites"])
+    def from_history(cls, model: nn.Module, entry: HistoryEntry) -> GruFcHooks:
+        config = GradientRectifiedFC.from_dict(entry.plain_config())
+        resolved = entry.resolved
+        layers = list(resolved.get("layers") or entry.sites)
         mode = resolved.get("mode") or ("weight_sign" if len(layers) == 1 else "grad_contrib")
         for name in layers:  # a reloaded artifact has the zeros but not the (non-persistent) mask
             linear = model.get_submodule(name)
