@@ -15,6 +15,7 @@ from torch import nn
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning, SurgeryError
 from netsurgeon.graph.trace import TRACE_LOCK
+from netsurgeon.history import HistoryEntry
 from netsurgeon.models.info import ModelInfo, get_info, probe_input, set_info
 from netsurgeon.modes import in_mode
 from netsurgeon.outcome import PassOutcome
@@ -148,7 +149,7 @@ def _surgery(
                                "with edits_weights=True.")
     result_model = ws.model
     _copy_modes(model, result_model)
-    set_info(result_model, dataclasses.replace(info, history=ws.history))
+    set_info(result_model, dataclasses.replace(info, history=tuple(ws.history)))
     before_state, after_state = model.state_dict(), result_model.state_dict()
     report = _surgery_report(info, ws, reports, model, sites_before, before_state, after_state,
                              dry_run=dry_run or not verify)
@@ -180,7 +181,7 @@ def run_pass(ws: Workspace, config: PassConfig, *, spec_label: str = "the model"
                                    "returns PassOutcome(changes=[...]) (CONTRIBUTING.md, 'add a surgery').")
             ws.commit()
     except NetsurgeonError as err:
-        done = [h["pass"] for h in ws.history]
+        done = [entry.pass_name for entry in ws.history]
         context = f" (after {', '.join(done)})" if done else ""
         raise type(err)(f"{spec.name}{context}: {err}") from err
     contract = outcome.contract or spec.contract
@@ -192,9 +193,9 @@ def run_pass(ws: Workspace, config: PassConfig, *, spec_label: str = "the model"
             stacklevel=3,
         )
     new_params = [name for name, _ in ws.model.named_parameters() if name not in params_before]
-    ws.history.append({"pass": spec.name, "version": config.version, "config": config.to_dict(),
-                       "sites": [c.site for c in outcome.changes], "resolved": dict(outcome.resolved),
-                       "contract": contract.value, "new_params": new_params})
+    ws.history.append(HistoryEntry(pass_name=spec.name, version=config.version, config=config.to_dict(),
+                                   sites=tuple(c.site for c in outcome.changes), contract=contract,
+                                   resolved=dict(outcome.resolved), new_params=tuple(new_params)))
     return PassReport(spec.name, config.to_dict(), contract.value, list(outcome.changes), list(outcome.notes),
                       sorted(outcome.changed_keys))
 

@@ -21,13 +21,14 @@ ranks stay in step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from netsurgeon.history import HistoryEntry
 from netsurgeon.registry import get_pass
 
 __all__ = ["EpochStart", "TrainingHooks", "hooks_for"]
@@ -46,7 +47,7 @@ class TrainingHooks:
     """Base class of a pass's training-time behaviour; override the events you need."""
 
     @classmethod
-    def from_history(cls, model: nn.Module, entry: dict[str, Any]) -> TrainingHooks | None:
+    def from_history(cls, model: nn.Module, entry: HistoryEntry) -> TrainingHooks | None:
         """The hooks for one history entry of this pass (``None``: nothing to do for this config)."""
         return cls()
 
@@ -68,11 +69,11 @@ class TrainingHooks:
         """Restore :meth:`state_dict` on ``--resume``."""
 
 
-def hooks_for(model: nn.Module, history: list[dict[str, Any]]) -> list[TrainingHooks]:
+def hooks_for(model: nn.Module, history: Sequence[HistoryEntry]) -> list[TrainingHooks]:
     """One hook object per history entry whose pass registered training hooks, in history order."""
     hooks = []
     for entry in history:
-        cls = get_pass(entry["pass"]).hooks
+        cls = get_pass(entry.pass_name).hooks
         hook = cls.from_history(model, entry) if cls is not None else None
         if hook is not None:
             hooks.append(hook)

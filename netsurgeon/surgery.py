@@ -14,7 +14,8 @@ A pass is a frozen :class:`PassConfig`, a function ``fn(ws: Workspace, config) -
 The pass plans on ``ws.index()`` (:class:`GraphIndex`: sites, blocks, heads), edits through
 ``ws.editor()`` (every verb returns an :class:`Edit`), and reports each change as a :class:`SiteChange`
 (:func:`site_change` builds one from a site and its edit). A pass that acts during fine-tuning gives
-``register_pass(..., hooks=...)`` a :class:`TrainingHooks` subclass.
+``register_pass(..., hooks=...)`` a :class:`TrainingHooks` subclass, built from the pass's
+:class:`HistoryEntry` (its config, sites and ``PassOutcome.resolved``).
 """
 
 from netsurgeon.config import PassConfig
@@ -24,6 +25,7 @@ from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.rewrite import check_inplace_safe, erase_sites, site_change
 from netsurgeon.graph.scoped import Edit
 from netsurgeon.graph.sites import Site, match_patterns
+from netsurgeon.history import HistoryEntry
 from netsurgeon.hooks import EpochStart, TrainingHooks
 from netsurgeon.outcome import PassOutcome
 from netsurgeon.registry import Contract, register_pass, unregister_pass
@@ -37,6 +39,7 @@ __all__ = [
     "EpochStart",
     "GraphIndex",
     "Head",
+    "HistoryEntry",
     "NoMatchError",
     "PassConfig",
     "PassOutcome",

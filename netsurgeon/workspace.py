@@ -15,6 +15,7 @@ from netsurgeon.errors import SurgeryError, TraceError
 from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.scoped import ScopedEditor
 from netsurgeon.graph.trace import Traced, trace
+from netsurgeon.history import HistoryEntry
 from netsurgeon.modes import in_mode
 
 __all__ = ["Workspace", "record_shapes"]
@@ -56,7 +57,7 @@ class Workspace:
 
     model: nn.Module
     traced: Traced
-    history: list[dict[str, Any]] = field(default_factory=list)  # passes applied before, oldest first
+    history: list[HistoryEntry] = field(default_factory=list)  # passes applied before, oldest first
     probe: torch.Tensor | None = field(default=None, repr=False)  # a batch shaped like the model's input
     data: Any = field(default=None, repr=False)  # (inputs, labels) batches for data-driven passes (gru-fc)
     _index: GraphIndex | None = field(default=None, repr=False)
@@ -148,4 +149,4 @@ class Workspace:
             self.traced = trace(self.model, copy_model=False)
 
     def applied(self, pass_name: str) -> bool:
-        return any(h.get("pass") == pass_name for h in self.history)
+        return any(entry.pass_name == pass_name for entry in self.history)

@@ -174,7 +174,7 @@ def test_artifact_reloads_to_the_same_class_and_outputs(tmp_path, spec, passes, 
 def test_deepcopy_keeps_provenance_and_class():
     result = ns.apply(ns.load_model("torchvision:resnet18", input_size=(3, 32, 32)), "pd-relu").model
     copied = copy.deepcopy(result)
-    assert type(copied) is type(result) and get_info(copied).history[0]["pass"] == "pd-relu"
+    assert type(copied) is type(result) and get_info(copied).history[0].pass_name == "pd-relu"
 
 
 # ------------------------------------------------------------------ transfer learning

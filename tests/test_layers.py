@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
      "netsurgeon.data", "netsurgeon.testing"),
     ("netsurgeon.graph", "netsurgeon.layers"),
     ("netsurgeon.config", "netsurgeon.registry", "netsurgeon.report", "netsurgeon.validate", "netsurgeon.safeyaml",
-     "netsurgeon.models.info", "netsurgeon.modes", "netsurgeon.progress"),
+     "netsurgeon.history", "netsurgeon.models.info", "netsurgeon.modes", "netsurgeon.progress"),
     ("netsurgeon.errors",),
 ]
 

@@ -20,6 +20,7 @@ from netsurgeon.cli.passes import describe_passes
 from netsurgeon.surgery import (
     Contract,
     EpochStart,
+    HistoryEntry,
     PassConfig,
     PassOutcome,
     SurgeryError,
@@ -56,8 +57,8 @@ class StepCounter(TrainingHooks):
         StepCounter.instances.append(self)
 
     @classmethod
-    def from_history(cls, model: nn.Module, entry: dict[str, Any]) -> StepCounter:
-        return cls(CountSteps.from_dict(entry["config"]).every)
+    def from_history(cls, model: nn.Module, entry: HistoryEntry) -> StepCounter:
+        return cls(CountSteps.from_dict(entry.plain_config()).every)
 
     def on_epoch_start(self, model: nn.Module, event: EpochStart) -> str | None:
         self.epochs.append(event.epoch)
@@ -145,7 +146,7 @@ def test_a_recipe_names_the_toy_pass_and_its_artifact_replays_it(tmp_path):
         ns.Recipe.from_text("model:\n  name: netsurgeon:tiny_resnet\nsurgery:\n  - pass: count-steps\n    every: 0\n")
     loaded = ns.load_model(tmp_path / "out")
     history = ns.get_info(loaded).history
-    assert history[0]["pass"] == "count-steps" and history[0]["config"] == {"every": 2}
+    assert history[0].pass_name == "count-steps" and history[0].config == {"every": 2}
     StepCounter.instances.clear()
     finetune(loaded, "digits", FinetuneConfig(epochs=1, limit_train_batches=2, **QUICK))
     assert StepCounter.instances[-1].steps == 1  # the artifact's history brought the hook back

@@ -23,6 +23,7 @@ from netsurgeon.export.atomic import check_not_inputs, staged_files
 from netsurgeon.export.header import header_problems
 from netsurgeon.export.onnx import inference_copy, onnx_parity, provenance_props, to_onnx_proto, write_onnx
 from netsurgeon.export.pt2 import pt2_parity, read_pt2_provenance, to_exported_program, write_pt2
+from netsurgeon.history import parse_history
 from netsurgeon.models.info import get_info, probe_input
 from netsurgeon.report import SurgeryReport
 from netsurgeon.validate import check_input_channels, check_input_size
@@ -237,7 +238,7 @@ def verify_artifact(path: str | Path) -> VerifyResult:
     if onnx_path.exists() and not onnx_path.is_file():  # a FIFO would block the reader forever
         raise ArtifactError(f"{onnx_path} is not a regular file; remove it to verify {st.name} alone.")
     model = load_artifact(st, record)
-    result = VerifyResult(str(st), None, None, None, [s["pass"] for s in record["passes"]], ok=True)
+    result = VerifyResult(str(st), None, None, None, [s.pass_name for s in parse_history(record["passes"])], ok=True)
     result.messages.append(f"rebuilt {record['model']['spec']} + {len(record['passes'])} pass(es) from {st.name}")
     tensors = record.get("tensors")
     result.messages.append(f"tensor data matches the header's sha256 ({tensors['sha256'][:16]}), dtype "

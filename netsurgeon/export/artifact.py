@@ -22,6 +22,7 @@ from torch import nn
 
 from netsurgeon.errors import ArtifactError, CheckpointError, NetsurgeonError, NoEffectWarning
 from netsurgeon.export.header import validate_record
+from netsurgeon.history import parse_history
 from netsurgeon.models.info import ModelInfo, get_info, set_info
 
 __all__ = ["FORMAT", "file_tensors", "load_artifact", "provenance", "read_provenance", "tensor_digest", "tensor_record",
@@ -50,8 +51,8 @@ def provenance(model: nn.Module, *, seed: int | None = None, extra: dict[str, An
         )
     from netsurgeon.models.load import weights_source
 
-    record = {"format": FORMAT, "model": info.to_dict(), "passes": info.history, "versions": versions(),
-              "seed": seed, "weights": weights_source(info)}
+    record = {"format": FORMAT, "model": info.to_dict(), "passes": [entry.to_json() for entry in info.history],
+              "versions": versions(), "seed": seed, "weights": weights_source(info)}
     record.update(extra or {})
     return record
 
@@ -170,10 +171,10 @@ def _rebuild(p: Path, record: dict, overrides: dict[str, dict[str, Any]] | None)
     model.eval()
     set_info(model, ModelInfo(spec=info.spec, kwargs=info.kwargs, input_size=info.input_size))
     structural = []
-    for step in record["passes"]:
-        spec = get_pass(step["pass"])
+    for step in parse_history(record["passes"]):
+        spec = get_pass(step.pass_name)
         if spec.structural:
-            values = {**step["config"], **(overrides or {}).get(spec.name, {})}
+            values = {**step.plain_config(), **(overrides or {}).get(spec.name, {})}
             structural.append((step, spec.make_config(values)))
     if structural:
         with warnings.catch_warnings():
@@ -181,10 +182,10 @@ def _rebuild(p: Path, record: dict, overrides: dict[str, dict[str, Any]] | None)
             result = apply(model, [c for _, c in structural], verify=False, allow_reapply=True)
         for (step, _), pass_report in zip(structural, result.report.passes, strict=True):
             replayed = [c.site for c in pass_report.changes]
-            if replayed != step.get("sites", replayed):
+            if step.sites is not None and replayed != list(step.sites):
                 raise ArtifactError(
-                    f"{p.name}: replaying {step['pass']} selected different sites than when the artifact was "
-                    f"made ({len(replayed)} vs {len(step['sites'])}); the installed torchvision/timm "
+                    f"{p.name}: replaying {step.pass_name} selected different sites than when the artifact was "
+                    f"made ({len(replayed)} vs {len(step.sites)}); the installed torchvision/timm "
                     f"({record['versions']}) may build {info.spec} differently."
                 )
         model = result.model

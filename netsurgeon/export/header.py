@@ -5,7 +5,8 @@ reports every problem of a crafted or damaged header at once (one line, ``; ``-s
 :class:`~netsurgeon.errors.ArtifactError`. Types are strict (``true`` is not a number, ``"3"`` is not an
 integer), unknown keys in ``model`` and in each pass step are errors, and constructor arguments are
 limited to :data:`netsurgeon.validate.MODEL_KWARGS` (a header can never point the model library at a
-file or a callable).
+file or a callable). A pass step's rules are :func:`netsurgeon.history.step_problems`, those of the one
+parser that turns steps into history entries.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from netsurgeon.errors import ArtifactError, ConfigError, NetsurgeonError
+from netsurgeon.errors import ArtifactError, ConfigError
+from netsurgeon.history import STEP_KEYS, step_problems
 from netsurgeon.validate import check_input_size, check_model_kwargs
 
 __all__ = ["MODEL_KEYS", "STEP_KEYS", "TENSOR_DTYPES", "header_problems", "validate_record"]
@@ -24,8 +26,6 @@ _SPEC = re.compile(r"^(timm|torchvision|tv|netsurgeon):[A-Za-z0-9_.\-]{1,120}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: key -> (required, check); ``model`` is ModelInfo.to_dict()
 MODEL_KEYS = ("spec", "kwargs", "checkpoint", "checkpoint_sha256", "input_size", "history", "reinitialized")
-STEP_KEYS = ("pass", "version", "config", "sites", "resolved", "contract", "new_params")
-_CONTRACTS = ("exact", "changes-function")
 #: floating-point dtypes an artifact's tensors may be stored in (``tensors.dtype``)
 TENSOR_DTYPES = ("float16", "bfloat16", "float32", "float64")
 TENSOR_KEYS = ("dtype", "count", "sha256")
@@ -35,42 +35,8 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
 def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_step(step: Any, where: str, problems: list[str]) -> None:
-    from netsurgeon.registry import get_pass
-
-    if not isinstance(step, dict):
-        problems.append(f"{where} must be a mapping, got {_kind(step)}")
-        return
-    for key in step:
-        if key not in STEP_KEYS:
-            problems.append(f"{where}: unknown key {str(key)[:40]!r}")
-    name = step.get("pass")
-    if not isinstance(name, str):
-        problems.append(f"{where}.pass must be a pass name, got {_kind(name)}")
-    else:
-        try:
-            get_pass(name)
-        except NetsurgeonError:
-            problems.append(f"{where}.pass {name[:40]!r} is not a pass of this netsurgeon")
-    if not _int(step.get("version")) or step.get("version", 0) < 1:
-        problems.append(f"{where}.version must be a positive integer, got {_kind(step.get('version'))}")
-    if not isinstance(step.get("config"), dict):
-        problems.append(f"{where}.config must be a mapping, got {_kind(step.get('config'))}")
-    for key in ("sites", "new_params"):
-        if key in step and not _str_list(step[key]):
-            problems.append(f"{where}.{key} must be a list of strings")
-    if "resolved" in step and not isinstance(step["resolved"], dict):
-        problems.append(f"{where}.resolved must be a mapping, got {_kind(step['resolved'])}")
-    if "contract" in step and step["contract"] not in _CONTRACTS:
-        problems.append(f"{where}.contract must be one of {', '.join(_CONTRACTS)}")
 
 
 def _check_model(model: Any, problems: list[str]) -> None:
@@ -135,7 +101,7 @@ def header_problems(record: dict) -> list[str]:
         problems.append(f"passes holds {len(passes)} steps (at most {MAX_PASSES})")
     else:
         for i, step in enumerate(passes):
-            _check_step(step, f"passes[{i}]", problems)
+            problems.extend(step_problems(step, f"passes[{i}]"))
         model = record.get("model")
         if isinstance(model, dict) and isinstance(model.get("history"), list) and model["history"] != passes:
             problems.append("model.history differs from passes")

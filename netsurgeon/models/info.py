@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import nn
+
+from netsurgeon.history import HistoryEntry, parse_history
 
 __all__ = ["DEFAULT_INPUT_SIZE", "ModelInfo", "copy_model", "get_info", "model_input_size", "probe_input", "set_info"]
 
@@ -23,25 +25,28 @@ class ModelInfo:
     checkpoint: str | None = None  # the source checkpoint's file name
     checkpoint_sha256: str | None = None
     input_size: tuple[int, ...] = DEFAULT_INPUT_SIZE  # (C, H, W) the model expects
-    history: list[dict[str, Any]] = field(default_factory=list)  # passes applied so far, oldest first
+    history: tuple[HistoryEntry, ...] = ()  # passes applied so far, oldest first
     sources: list[str] = field(default_factory=list)  # absolute paths of input files (never exported)
     reinitialized: list[str] = field(default_factory=list)  # checkpoint keys left fresh (a new class count)
     checkpoint_entry: str | None = None  # the trainer's entry the weights came from (state_dict_ema, ...)
     checkpoint_alternatives: list[str] = field(default_factory=list)  # its other weight entries (not used)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The header's ``model`` entry (plain values; the history as JSON steps)."""
+        # sources are never exported; the checkpoint entry and its alternatives are recorded under the
+        # provenance's "weights" (netsurgeon.models.load.weights_source), not here
+        skipped = ("sources", "checkpoint_entry", "checkpoint_alternatives")
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in skipped}
         d["input_size"] = list(self.input_size)
-        d.pop("sources")
-        # recorded under the provenance's "weights" (netsurgeon.models.load.weights_source), not here
-        d.pop("checkpoint_entry")
-        d.pop("checkpoint_alternatives")
+        d["history"] = [entry.to_json() for entry in self.history]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
+        """Read :meth:`to_dict`'s output back (a validated header's ``model``)."""
         d = dict(d)
         d["input_size"] = tuple(d.get("input_size") or DEFAULT_INPUT_SIZE)
+        d["history"] = parse_history(d.get("history", []), "model.history")
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from netsurgeon.graph.heads import logit_path_layers
 from netsurgeon.passes.gru_fc_hooks import GruFcHooks, attach_to_optimizer, reset_optimizer_state
-from netsurgeon.passes.gru_fc_rule import MASK_BUFFER, GradientRectifiedFC, accumulate_delta, rectify
+from netsurgeon.passes.gru_fc_rule import MASK_BUFFER, GradientRectifiedFC, Resolved, accumulate_delta, rectify
 from netsurgeon.surgery import Contract, GraphIndex, PassOutcome, SurgeryError, Workspace, missing_head, register_pass
 
 __all__ = [
@@ -66,7 +66,7 @@ def resolve_layers(index: GraphIndex, cfg: GradientRectifiedFC) -> tuple[list[st
 def gru_fc(ws: Workspace, cfg: GradientRectifiedFC) -> PassOutcome:
     layers, mode = resolve_layers(ws.index(), cfg)
     changes = rectify(ws.model, layers, mode, cfg, ws.data)
-    out = PassOutcome(changes, resolved={"mode": mode, "layers": layers},
+    out = PassOutcome(changes, resolved=Resolved(mode, tuple(layers)).to_json(),
                       changed_keys={f"{name}.weight" for name in layers})
     if mode == "loss_grad":
         out.note("mode=loss_grad is experimental (near convergence the loss gradient is mostly noise)")

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from netsurgeon.passes.gru_fc_rule import MASK_BUFFER, GradientRectifiedFC, rectify, set_mask
-from netsurgeon.surgery import EpochStart, TrainingHooks
+from netsurgeon.passes.gru_fc_rule import MASK_BUFFER, GradientRectifiedFC, Resolved, rectify, set_mask
+from netsurgeon.surgery import EpochStart, HistoryEntry, TrainingHooks
 
 __all__ = ["GruFcHooks", "attach_to_optimizer", "reset_optimizer_state"]
 
@@ -62,16 +62,13 @@ class GruFcHooks(TrainingHooks):
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
 
     @classmethod
-    def from_history(cls, model: nn.Module, entry: dict) -> GruFcHooks:
-        config = GradientRectifiedFC.from_dict(entry["config"])
-        resolved = entry.get("resolved") or {}
-        layers = list(resolved.get("layers") or entry["sites"])
-        mode = resolved.get("mode") or ("weight_sign" if len(layers) == 1 else "grad_contrib")
-        for name in layers:  # a reloaded artifact has the zeros but not the (non-persistent) mask
+    def from_history(cls, model: nn.Module, entry: HistoryEntry) -> GruFcHooks:
+        resolved = Resolved.of(entry)
+        for name in resolved.layers:  # a reloaded artifact has the zeros but not the (non-persistent) mask
             linear = model.get_submodule(name)
             if not hasattr(linear, MASK_BUFFER):
                 set_mask(linear, linear.weight.detach() == 0)
-        return cls(model, config, layers, mode)
+        return cls(model, GradientRectifiedFC.from_dict(entry.plain_config()), list(resolved.layers), resolved.mode)
 
     def on_optimizer(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """(Re-)register the freeze_zeros hooks with the current masks."""

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from netsurgeon.surgery import ConfigError, PassConfig, SiteChange
+from netsurgeon.surgery import ConfigError, HistoryEntry, PassConfig, SiteChange
 
 __all__ = ["MASK_BUFFER", "Batches", "GradientRectifiedFC", "accumulate_delta", "rectify", "set_mask"]
 
@@ -88,6 +88,26 @@ class GradientRectifiedFC(PassConfig):
             self.fail(f"max_batches must be at least 1, got {self.max_batches}.")
         if self.layers != "auto" and not self.layers:
             self.fail("layers must be 'auto' or a non-empty list of Linear module paths.")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What the surgery resolved from 'auto' (the mode and the layers), kept in the pass's history entry so
+    that fine-tuning re-rectifies the same way."""
+
+    mode: str
+    layers: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "layers": list(self.layers)}
+
+    @classmethod
+    def of(cls, entry: HistoryEntry) -> Resolved:
+        """From a gru-fc history entry; an older artifact without them falls back to the entry's sites and
+        the mode 'auto' gives for that many layers."""
+        recorded = {"mode": None, "layers": None, **entry.resolved}
+        layers = tuple(recorded["layers"] or entry.sites)
+        return cls(recorded["mode"] or ("weight_sign" if len(layers) == 1 else "grad_contrib"), layers)
 
 
 def set_mask(layer: nn.Module, mask: torch.Tensor) -> torch.Tensor:

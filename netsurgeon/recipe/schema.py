@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from netsurgeon.config import Config, PassConfig, field_adapter, plain_values
 from netsurgeon.errors import ConfigError, NetsurgeonError, RecipeError, UnknownNameError
+from netsurgeon.history import parse_history
 from netsurgeon.recipe.source import Location, Positions, Problem, apply_overrides, merge, parse_yaml
 from netsurgeon.registry import get_pass, suggest
 from netsurgeon.train.config import FinetuneConfig
@@ -310,7 +311,7 @@ def _history(model: Any) -> list[str]:
             return []
         from netsurgeon.export.artifact import read_provenance
 
-        return [str(step.get("pass")) for step in read_provenance(Path(name).expanduser())["passes"]]
+        return [step.pass_name for step in parse_history(read_provenance(Path(name).expanduser())["passes"])]
     except (NetsurgeonError, OSError, ValueError, TypeError, AttributeError):
         return []
 

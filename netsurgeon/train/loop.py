@@ -216,8 +216,8 @@ def _needs_bn_recalibration(model: nn.Module, cfg: FinetuneConfig) -> bool:
         return cfg.bn_recalibrate == "on"
     info = get_info(model)
     for step in info.history if info else []:
-        spec = get_pass(step["pass"])  # the contract the pass reported (a warm-started head is exact)
-        if spec.structural and step.get("contract", spec.contract.value) == Contract.CHANGES_FUNCTION.value:
+        # the contract the pass reported (a warm-started head is exact)
+        if get_pass(step.pass_name).structural and step.contract == Contract.CHANGES_FUNCTION:
             return True
     return False
 
@@ -244,7 +244,7 @@ def run_identity(model: nn.Module, data: DataArg, train: Dataset, test: Dataset 
         "model arguments": record.get("kwargs"),
         "source weights": record.get("checkpoint_sha256") or record.get("checkpoint"),
         "input size": record.get("input_size", list(model_input_size(model))),
-        "surgery": [{"pass": step.get("pass"), "config": step.get("config")} for step in record.get("history", [])],
+        "surgery": [{"pass": step.pass_name, "config": step.plain_config()} for step in (info.history if info else ())],
         "data": data_label,
         "training images": sized(train),
         "test images": sized(test),
@@ -411,7 +411,7 @@ class _Run:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.autocast, self.amp = _autocast(cfg, ctx.device)
         history = self.info.history if self.info else []
-        new_params = {n for step in history for n in step.get("new_params", [])}
+        new_params = {n for step in history for n in step.new_params}
         self.hooks = hooks_for(self.model, history)
         self.optimizer = _make_optimizer(self.model, cfg, new_params)
         self.ema = _make_ema(self.model, cfg) if cfg.ema_decay is not None else None  # wraps the unwrapped model

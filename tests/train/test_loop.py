@@ -174,7 +174,7 @@ def test_bad_data_is_a_clear_error(model, spec, words):
 def test_new_parameters_get_their_own_learning_rate(model):
     headed = ns.apply(model, ns.SpinalHeadConfig(width=8)).model
     groups = _param_groups(headed, FinetuneConfig(lr=0.01, new_param_lr_scale=10), set(
-        ns.models.info.get_info(headed).history[0]["new_params"]))
+        ns.models.info.get_info(headed).history[0].new_params))
     new = [g for g in groups if g["netsurgeon_new"]]
     head_params = {id(p) for p in headed.get_submodule("fc").parameters()}
     assert new and {id(p) for g in new for p in g["params"]} == head_params
