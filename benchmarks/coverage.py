@@ -35,7 +35,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -44,28 +43,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from netsurgeon.testing.coverage import cache_path, load_rows, reason_category, seed_cache_from_page
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".coverage-cache"
 DOCS = ROOT / "docs"
 ONNX_EVERY = 5
 TIME_LIMIT_S = 300
 HEAD_PASSES = ("spinal-head", "gru-fc")
-
-#: n/a reasons, by what the message says -> a short category; the page lists the full reason
-CATEGORIES: list[tuple[str, str]] = [
-    (r"cannot be traced|needs a torch\.fx graph", "untraceable"),
-    (r"owning 0 ReLU", "no counted conv owns a ReLU"),
-    (r"no ReLU site|no site in scope|matched nothing", "no ReLU site in scope"),
-    (r"no basic modules", "no basic module found"),
-    (r"min_keep=\d+ kept extra", "min_keep keeps every ReLU"),
-    (r"already end linearly", "blocks end linearly"),
-    (r"another activation type", "blocks end with another activation"),
-    (r"no nn\.Linear|not an nn\.Linear|1x1 convolution after global pooling", "no FC head"),
-    (r"reads a \d-D tensor", "head reads a feature map"),
-    (r"called more than once|called \d+ times", "head layer shared"),
-    (r"in place and its input is read again", "in-place guard"),
-    (r"needs data", "needs data"),
-]
 
 
 # ------------------------------------------------------------------ model lists
@@ -123,10 +108,6 @@ def fingerprint() -> str:
     for path in sorted((ROOT / "netsurgeon").rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
-
-
-def _category(message: str) -> str:
-    return next((name for pattern, name in CATEGORIES if re.search(pattern, message)), "other")
 
 
 def _first_line(text: str, limit: int = 240) -> str:
@@ -248,44 +229,14 @@ def run_model(spec: str, onnx: bool) -> dict[str, Any]:
             cell.update(status="error", reason=f"{type(err).__name__}: {_first_line(err)}",
                         apply_s=time.perf_counter() - start)
         if "reason" in cell:
-            cell["category"] = _category(cell["reason"])
+            cell["category"] = reason_category(cell["reason"])
         row["passes"][name] = cell
     return row
 
 
-def recheck(spec: str, size: tuple[int, ...]) -> dict[str, tuple[str, list[int] | None]]:
-    """(status, [sites before, after]) of every pass on ``spec``, from ``plan`` (no probe check): what a
-    row of the page says, recomputed from the code (tests/test_coverage_page.py)."""
-    import torch
-
-    import netsurgeon as ns
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = ns.load_model(spec)
-    x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
-    data = [(x, torch.tensor([0, 1]))]
-    out: dict[str, tuple[str, list[int] | None]] = {}
-    for spec_pass in ns.list_passes():
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                report = ns.plan(model, spec_pass.name, example_input=x, data=data)
-        except ns.NetsurgeonError:
-            out[spec_pass.name] = ("n/a", None)
-            continue
-        noeffect = any(issubclass(w.category, ns.NoEffectWarning) for w in caught)
-        out[spec_pass.name] = ("n/a" if noeffect else "changed", [report.relu_sites_before, report.relu_sites_after])
-    return out
-
-
 # ------------------------------------------------------------------ the driver
-def _cache_path(spec: str) -> Path:
-    return CACHE / "models" / (spec.replace(":", "__").replace("/", "_") + ".json")
-
-
 def _needs_run(spec: str, rerun: str, current: str) -> bool:
-    path = _cache_path(spec)
+    path = cache_path(CACHE, spec)
     if rerun == "all" or not path.exists():
         return True
     row = json.loads(path.read_text())
@@ -298,7 +249,7 @@ def _needs_run(spec: str, rerun: str, current: str) -> bool:
 
 
 def run_child(spec: str, onnx: bool, limit: float) -> None:
-    path = _cache_path(spec)
+    path = cache_path(CACHE, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, __file__, "--child", spec, "--json", str(path)] + (["--onnx"] if onnx else [])
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
@@ -315,40 +266,7 @@ def run_child(spec: str, onnx: bool, limit: float) -> None:
     print(f"{spec}: {failure[0] if failure else 'done'} in {time.perf_counter() - start:.1f} s", flush=True)
 
 
-def seed_cache_from_page() -> int:
-    """Put the published rows (docs/coverage.json) into the cache where it has none, with the fingerprint
-    they ran on: on a fresh clone a partial run (``--only``) then rewrites the pages with every other row
-    kept, never with its own rows alone. Returns how many rows were seeded."""
-    page = DOCS / "coverage.json"
-    if not page.exists():
-        return 0
-    seeded = 0
-    for row in json.loads(page.read_text()).get("rows", []):
-        path = _cache_path(row["model"])
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(row, indent=1))
-            seeded += 1
-    return seeded
-
-
 # ------------------------------------------------------------------ the pages
-def load_rows(models: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    rows = []
-    for spec, family in models:
-        path = _cache_path(spec)
-        if path.exists():
-            row = json.loads(path.read_text())
-            row["family"] = family
-            for cell in row.get("passes", {}).values():
-                if "reason" in cell:  # categories follow this file, not the run that cached the row
-                    cell["category"] = _category(cell["reason"])
-                    if cell["category"] == "no ReLU site in scope" and row.get("relu_sites", 0) > 0:
-                        cell["category"] = "ReLUs only outside basic modules"
-            rows.append(row)
-    return rows
-
-
 #: n/a cells whose reason was checked by hand against the model's code: (model, pass) -> why it is right
 REVIEWED: dict[tuple[str, str], str] = {
     ("timm:crossvit_9_dagger_240", "erase-relu"): "its 4 ReLUs are in the conv patch-embed stems (stem excluded)",
@@ -534,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.list:
         print("\n".join(f"{spec} ({family})" for spec, family in models))
         return
-    seeded = seed_cache_from_page()
+    seeded = seed_cache_from_page(CACHE, DOCS)
     if seeded:
         print(f"seeded the cache with {seeded} rows from {DOCS / 'coverage.json'} (a fresh clone has no cache)")
     if not args.report:
@@ -545,7 +463,7 @@ def main(argv: list[str] | None = None) -> None:
             if _needs_run(spec, args.rerun, current):
                 run_child(spec, onnx=i % ONNX_EVERY == 0, limit=args.time_limit)
     families = sum(spec.startswith("timm:") for spec, _ in models)
-    write_pages(load_rows(models), passes, families)
+    write_pages(load_rows(CACHE, models), passes, families)
     print(f"wrote {DOCS / 'coverage.md'} and {DOCS / 'coverage.json'}")
 
 

@@ -96,9 +96,10 @@ def plan_steps(spec: str, pass_name: str, device: torch.device, runs: int) -> di
         marks.append(time.perf_counter())
         ws = Workspace(working, trace(working, copy_model=False), probe=x)
         marks.append(time.perf_counter())
-        pass_spec.fn(ws, pass_spec.config_cls())
-        marks.append(time.perf_counter())
-        scopes = ws.editor(pass_name).apply()
+        with ws.running(pass_spec.name):
+            pass_spec.fn(ws, pass_spec.config_cls())
+            marks.append(time.perf_counter())
+            scopes = ws.editor().apply()
         marks.append(time.perf_counter())
         trace(ws.model, copy_model=False)
         marks.append(time.perf_counter())

@@ -12,12 +12,14 @@ verify, and export it with its provenance::
 
 from netsurgeon.api import SurgeryResult, apply, plan
 from netsurgeon.compare import compare
-from netsurgeon.errors import NetsurgeonError, NoEffectWarning
+from netsurgeon.errors import NetsurgeonError, NoEffectWarning, RecipeError, TrainingInterrupted
 from netsurgeon.export import export, verify_artifact
 from netsurgeon.graph.inspect import inspect_model
 from netsurgeon.layers import PDReLU, SpinalHead
 from netsurgeon.loading import load_model
+from netsurgeon.models.info import get_info
 from netsurgeon.passes import EraseReLU, GradientRectifiedFC, ProportionalReLU, PseudoDerivativeReLU, SpinalHeadConfig
+from netsurgeon.recipe import Recipe
 from netsurgeon.registry import get_pass, list_passes, register_pass
 
 __version__ = "0.1.0"
@@ -30,12 +32,16 @@ __all__ = [
     "PDReLU",
     "ProportionalReLU",
     "PseudoDerivativeReLU",
+    "Recipe",
+    "RecipeError",
     "SpinalHead",
     "SpinalHeadConfig",
     "SurgeryResult",
+    "TrainingInterrupted",
     "apply",
     "compare",
     "export",
+    "get_info",
     "get_pass",
     "inspect_model",
     "list_passes",

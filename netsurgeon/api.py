@@ -64,7 +64,8 @@ def _count_sites(ws: Workspace) -> int:
     """ReLU sites of the workspace's current model (module count on the module-tree rung)."""
     if not ws.traced.has_graph:
         return sum(isinstance(m, nn.ReLU) for m in ws.model.modules())
-    return len(ws.index("apply").sites(("ReLU",)))  # cached: the first pass reuses this index
+    with ws.running("apply"):
+        return len(ws.index().sites(("ReLU",)))  # cached: the first pass reuses this index
 
 
 def apply(
@@ -172,14 +173,16 @@ def run_pass(ws: Workspace, config: PassConfig, *, spec_label: str = "the model"
         )
     params_before = {name for name, _ in ws.model.named_parameters()}
     try:
-        outcome = spec.fn(ws, config)
-        ws.commit()
+        with ws.running(spec.name):
+            outcome = spec.fn(ws, config)
+            if not isinstance(outcome, PassOutcome):
+                raise SurgeryError(f"the pass returned {type(outcome).__name__}, not a PassOutcome; a pass function "
+                                   "returns PassOutcome(changes=[...]) (CONTRIBUTING.md, 'add a surgery').")
+            ws.commit()
     except NetsurgeonError as err:
         done = [h["pass"] for h in ws.history]
         context = f" (after {', '.join(done)})" if done else ""
         raise type(err)(f"{spec.name}{context}: {err}") from err
-    if not isinstance(outcome, PassOutcome):  # a plain list of changes is accepted from third-party passes
-        outcome = PassOutcome(list(outcome))
     contract = outcome.contract or spec.contract
     if not outcome.changes:
         warnings.warn(

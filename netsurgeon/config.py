@@ -10,8 +10,12 @@ as YAML scalars first, so ``proportion=0.5``, ``include_stem=true`` and ``act_ty
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
+import inspect
+import math
+import textwrap
 import types
 import typing
 from typing import Any, ClassVar
@@ -143,8 +147,6 @@ def _strict_scalars(value: Any, tp: Any) -> str | None:
     """Refuse what pydantic's lax mode would cast silently: a bool for a number (``proportion=true`` would
     become 1.0), non-finite floats (``tau=.inf``), and integers beyond 64 bits (``seed=10**23``, which torch
     cannot hold). Looks into lists and tuples."""
-    import math
-
     if isinstance(value, bool):
         return None if _accepts(tp, bool) or not (_accepts(tp, int) or _accepts(tp, float)) else \
             "a number is expected, not true/false"
@@ -224,10 +226,6 @@ def describe_fields(cls: type[Config]) -> list[FieldDoc]:
 
 def _field_docstrings(cls: type) -> dict[str, str]:
     """Attribute docstrings (a string right under a field) of ``cls`` and its bases, by field name."""
-    import ast
-    import inspect
-    import textwrap
-
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         try:

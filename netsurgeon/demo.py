@@ -15,6 +15,7 @@ if it beats that row, not the baseline.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -119,8 +120,6 @@ def run_demo(
 
 def _remove_previous_comparison(path: Path) -> None:
     """--overwrite: an earlier demo's comparison is removed (only one this program wrote: it has its config)."""
-    import shutil
-
     from netsurgeon.compare.spec import CONFIG_FILE
 
     if path.is_dir() and (path / CONFIG_FILE).is_file():

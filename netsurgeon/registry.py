@@ -17,9 +17,10 @@ from netsurgeon.errors import UnknownNameError, suggest
 
 if TYPE_CHECKING:
     from netsurgeon.config import PassConfig
+    from netsurgeon.outcome import PassOutcome
     from netsurgeon.workspace import Workspace
 
-__all__ = ["Contract", "PassSpec", "get_pass", "list_passes", "register_pass", "suggest"]
+__all__ = ["Contract", "PassFn", "PassSpec", "get_pass", "list_passes", "register_pass", "suggest", "unregister_pass"]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -31,7 +32,7 @@ class Contract(str, Enum):
     CHANGES_FUNCTION = "changes-function"  # outputs differ; untouched tensors stay bit-identical
 
 
-PassFn = Callable[["Workspace", "PassConfig"], Any]  # returns a netsurgeon.outcome.PassOutcome
+PassFn = Callable[["Workspace", "PassConfig"], "PassOutcome"]  # run_pass refuses any other return value
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,13 @@ def register_pass(
 ) -> Callable[[PassFn], PassFn]:
     """Decorator registering ``fn`` as the implementation of pass ``name``.
 
-    ``fn(ws, config)`` plans on ``ws.index(name)``, edits through ``ws.editor(name)`` and returns a
-    :class:`~netsurgeon.outcome.PassOutcome`. ``hooks`` is a :class:`~netsurgeon.hooks.TrainingHooks`
-    subclass for a pass that acts during fine-tuning. ``edits_weights=False`` promises that the pass never
-    changes an existing parameter or buffer in place (it swaps modules, rewrites calls, adds new modules):
-    ``plan`` then shares the caller's tensors instead of cloning them, and checks the promise (every
-    shared tensor's version counter) after the pass. The summary shown by ``netsurgeon passes`` is the
-    first line of the config class's docstring.
+    ``fn(ws, config)`` plans on ``ws.index()``, edits through ``ws.editor()`` and returns a
+    :class:`~netsurgeon.outcome.PassOutcome` (nothing else: ``run_pass`` refuses it, naming the pass).
+    ``hooks`` is a :class:`~netsurgeon.hooks.TrainingHooks` subclass for a pass that acts during fine-tuning.
+    ``edits_weights=False`` promises that the pass never changes an existing parameter or buffer in place (it
+    swaps modules, rewrites calls, adds new modules): ``plan`` then shares the caller's tensors instead of
+    cloning them, and checks the promise (every shared tensor's version counter) after the pass. The summary
+    shown by ``netsurgeon passes`` is the first line of the config class's docstring.
     """
     if not _NAME_RE.match(name):
         raise ValueError(f"pass name {name!r} must be lowercase words joined by '-'")
@@ -87,6 +88,11 @@ def register_pass(
         return fn
 
     return decorator
+
+
+def unregister_pass(name: str) -> PassSpec:
+    """Remove pass ``name`` from the registry (a test's or a notebook's own pass, to register it anew)."""
+    return _REGISTRY.pop(get_pass(name).name)
 
 
 def get_pass(name: str) -> PassSpec:

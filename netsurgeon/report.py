@@ -10,8 +10,11 @@ from typing import Any
 __all__ = ["PassReport", "SiteChange", "SurgeryReport", "Verification"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SiteChange:
+    """One row of a pass's report: a site (or layer) and what it became. Built by keyword
+    (``netsurgeon.graph.rewrite.site_change`` builds one from a site and an editor's ``Edit``)."""
+
     site: str  # the site's label
     before: str
     after: str

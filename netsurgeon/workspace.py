@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import fx, nn
 
-from netsurgeon.errors import TraceError
+from netsurgeon.errors import SurgeryError, TraceError
 from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.scoped import ScopedEditor
 from netsurgeon.graph.trace import Traced, trace
@@ -47,6 +49,8 @@ class Workspace:
     ``traced`` is its whole-model analysis graph, which shares its submodules (and so its weights).
     Passes plan on the graph (``index``, ``shapes``) and edit through ``editor``, which applies each
     edit to ``model`` at the smallest scope (:mod:`netsurgeon.graph.scoped`); ``commit`` ends a pass.
+    ``run_pass`` tells the workspace which pass runs (:meth:`running`), so those methods name it in
+    their errors without the pass repeating its name.
     What a pass did is not written here: the pass returns it (:class:`~netsurgeon.outcome.PassOutcome`).
     """
 
@@ -57,6 +61,7 @@ class Workspace:
     data: Any = field(default=None, repr=False)  # (inputs, labels) batches for data-driven passes (gru-fc)
     _index: GraphIndex | None = field(default=None, repr=False)
     _editor: ScopedEditor | None = field(default=None, repr=False)
+    _running: str | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, model: nn.Module, *, share_tensors: bool = False, **kwargs: Any) -> Workspace:
@@ -79,8 +84,26 @@ class Workspace:
             memo.update({id(t): t for t in model.buffers()})
         return copy.deepcopy(model, memo).eval()
 
-    def gm(self, pass_name: str) -> fx.GraphModule:
+    @contextmanager
+    def running(self, pass_name: str) -> Iterator[Workspace]:
+        """Mark ``pass_name`` as the running pass for the block (``run_pass`` does this around a pass)."""
+        outer, self._running = self._running, pass_name
+        try:
+            yield self
+        finally:
+            self._running = outer
+
+    def _pass_name(self) -> str:
+        """The running pass (see :meth:`running`): the graph methods are only for a running pass."""
+        if self._running is None:
+            raise SurgeryError("the workspace's graph, editor and shapes are for a running pass: run the pass "
+                               "through netsurgeon.apply (or api.run_pass), or wrap the calls in "
+                               "'with ws.running(name):'.")
+        return self._running
+
+    def gm(self) -> fx.GraphModule:
         """The graph module; passes that need a graph call this and get a clear error on the fallback rung."""
+        pass_name = self._pass_name()
         if not self.traced.has_graph:
             reasons = "; ".join(self.traced.failures) or "no reason recorded"
             raise TraceError(
@@ -90,25 +113,29 @@ class Workspace:
             )
         return self.traced.gm
 
-    def index(self, pass_name: str) -> GraphIndex:
+    def index(self) -> GraphIndex:
+        """The whole-model analysis graph (sites, blocks, heads) the running pass plans on."""
+        self._pass_name()  # a running pass only, also when the index is cached
         if self._index is None:
-            self._index = GraphIndex(self.gm(pass_name))
+            self._index = GraphIndex(self.gm())
         return self._index
 
-    def editor(self, pass_name: str) -> ScopedEditor:
+    def editor(self) -> ScopedEditor:
         """Edits planned on :meth:`index`'s nodes, applied to :attr:`model` at the smallest scope."""
+        self._pass_name()  # a running pass only, also when the editor is cached
         if self._editor is None:
-            self._editor = ScopedEditor(self.model, self.index(pass_name), self.traced.autowrap, self.probe)
+            self._editor = ScopedEditor(self.model, self.index(), self.traced.autowrap, self.probe)
         return self._editor
 
-    def shapes(self, pass_name: str) -> dict[str, torch.Size]:
+    def shapes(self) -> dict[str, torch.Size]:
         """Output shape of every tensor-valued node, from one eval-mode forward of the probe batch.
 
         Measured, never read from module attributes; computed on the current graph (not cached).
         """
-        gm = self.gm(pass_name)
+        gm = self.gm()
         if self.probe is None:
-            raise TraceError(f"{pass_name} needs a probe input to measure shapes; pass example_input or input_size.")
+            raise TraceError(f"{self._pass_name()} needs a probe input to measure shapes; "
+                             "pass example_input or input_size.")
         return record_shapes(gm, self.probe)
 
     def commit(self) -> None:

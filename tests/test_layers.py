@@ -1,4 +1,6 @@
-"""The layers import one way, as CONTRIBUTING.md's layer table says, and no module imports itself back.
+"""The layers import one way, as CONTRIBUTING.md's layer table says, and no module imports itself back; and the
+import rules of CONTRIBUTING.md: no private name across modules, stdlib imports at the top, no test imports from
+`benchmarks/`.
 
 Every ``import`` in the package is read from the source (function-level imports included, imports under
 ``if TYPE_CHECKING:`` left out, since they never run), so a lazy import cannot hide a circle.
@@ -7,10 +9,12 @@ Every ``import`` in the package is read from the source (function-level imports 
 from __future__ import annotations
 
 import ast
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "netsurgeon"
+TESTS = Path(__file__).resolve().parent
 
 #: top to bottom: a module may import modules of its own layer or below, never above
 LAYERS: list[tuple[str, ...]] = [
@@ -21,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("netsurgeon.export",),
     ("netsurgeon.api",),
     ("netsurgeon.passes",),
-    ("netsurgeon.workspace", "netsurgeon.hooks", "netsurgeon.outcome"),
+    ("netsurgeon.workspace", "netsurgeon.hooks", "netsurgeon.outcome", "netsurgeon.surgery"),
     ("netsurgeon.models.load", "netsurgeon.models.head", "netsurgeon.models.checkpoint", "netsurgeon.models",
      "netsurgeon.data", "netsurgeon.testing"),
     ("netsurgeon.graph", "netsurgeon.layers"),
@@ -125,3 +129,41 @@ def test_no_private_name_is_imported_across_modules():
                 found += [f"{name}: from {node.module} import {a.name}" for a in node.names
                           if a.name.startswith("_") and not a.name.startswith("__") and node.module != name]
     assert not found, "\n".join(found)
+
+
+def _imported_modules(node: ast.AST) -> list[str]:
+    """The absolute modules an import statement names (``import a.b`` -> ``a.b``; relative imports: none)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        return [node.module]
+    return []
+
+
+def test_stdlib_imports_are_at_module_top():
+    """A stdlib module costs nothing worth deferring: it is imported at the top, where a reader looks for it.
+    Function-level imports are for the package's own heavy or circular modules and optional dependencies."""
+    found = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for func in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                stdlib = [m for m in _imported_modules(node) if m.split(".")[0] in sys.stdlib_module_names]
+                if stdlib:  # a nested function's imports are walked twice: a set
+                    found.add((str(path.relative_to(PACKAGE.parent)), node.lineno, ", ".join(stdlib)))
+    assert not found, "stdlib imports inside functions; move them to the module top:\n" + "\n".join(
+        f"{file}:{line} imports {names}" for file, line, names in sorted(found))
+
+
+def test_tests_import_nothing_from_benchmarks():
+    """Benchmarks are scripts that may change or go; what a test shares with one lives in netsurgeon.testing."""
+    found = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            named = _imported_modules(node)
+            if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] in ("import_module", "__import__"):
+                named = [a.value for a in node.args[:1] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if any(m.split(".")[0] == "benchmarks" for m in named):
+                found.append(f"{path.relative_to(TESTS.parent)}:{node.lineno} imports {', '.join(named)}")
+    assert not found, "tests import from benchmarks/; move the shared code to netsurgeon.testing:\n" + "\n".join(found)

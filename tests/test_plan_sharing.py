@@ -81,7 +81,7 @@ def _zero_first_conv(ws, cfg: ZeroFirstConv) -> PassOutcome:
     conv = next(m for m in ws.model.modules() if isinstance(m, nn.Conv2d))
     with torch.no_grad():
         conv.weight.mul_(0)
-    return PassOutcome([SiteChange("conv", "weights", "zeros", "", "weights")])
+    return PassOutcome([SiteChange(site="conv", before="weights", after="zeros", scope="weights")])
 
 
 def test_a_pass_breaking_its_no_in_place_promise_is_named():

@@ -20,6 +20,7 @@ pairing can be checked after the fact.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -158,8 +159,6 @@ def run_job(out: str | Path, arm_slug: str, seed: int) -> dict[str, Any]:
 
 
 def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[str, Any]:
-    import dataclasses
-
     from netsurgeon.export.atomic import staged_files
     from netsurgeon.loading import load_model
     from netsurgeon.models.info import probe_input

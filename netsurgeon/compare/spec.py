@@ -8,6 +8,7 @@ refused, naming what differs), and every job (local process, SLURM array task) r
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -197,8 +198,6 @@ def describe_differences(stored: dict[str, Any], current: dict[str, Any], prefix
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import inspect
 import struct
@@ -344,8 +345,6 @@ def check_label_range(model: torch.nn.Module, dataset: Dataset, input_size: Sequ
 
 def count_classes(spec: str | DataSpec) -> int:
     """The class count of a data spec's training split (to size a new model's head)."""
-    import dataclasses
-
     spec = spec if isinstance(spec, DataSpec) else DataSpec.parse(spec)
     return load_dataset(dataclasses.replace(spec, skip_unreadable=False), "train", (3, 8, 8)).num_classes
 

@@ -11,8 +11,8 @@
 * A full disk (``ENOSPC``/``EDQUOT``) becomes one :class:`~netsurgeon.errors.DiskFullError` line that
   says where and about how much was needed.
 * :func:`claim_output_dir` makes a run own its output directory for its whole duration (an exclusive
-  ``flock`` on the directory, released by the kernel even on ``kill -9``), and checks up front that the
-  directory can be created and written, before any work is done.
+  ``flock`` on the directory where the system has one, released by the kernel even on ``kill -9``), and checks
+  up front that the directory can be created and written, before any work is done.
 """
 
 from __future__ import annotations
@@ -23,10 +23,16 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from netsurgeon.errors import DiskFullError, ExportError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): no lock, as on file systems without flock
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["check_not_inputs", "check_writable", "claim_output_dir", "clean_stale_temporaries", "expand_out",
            "input_files", "staged_files"]
@@ -84,8 +90,6 @@ def _alive(pid: int) -> bool:
 def clean_stale_temporaries(directory: Path, final_name: str) -> list[Path]:
     """Remove the temporaries of ``final_name`` that writers no longer running left in ``directory`` (names
     of exactly the form this module makes, regular files only); returns what was removed."""
-    import stat
-
     removed: list[Path] = []
     if not directory.is_dir():
         return removed
@@ -270,8 +274,8 @@ def claim_output_dir(out: str | Path, *, flag: str = "--out", lock: bool = True)
 
 
 def _lock(out: Path, flag: str) -> int | None:
-    import fcntl
-
+    if fcntl is None:
+        return None
     try:
         fd = os.open(out, os.O_RDONLY)
     except OSError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -49,8 +50,6 @@ def read_pt2_provenance(path: Path) -> dict | None:
 
     ``torch.export.load`` unpickles parts of an archive with ``weights_only=False``, so a file netsurgeon
     did not just write is never loaded: ``verify`` checks its provenance only."""
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as archive:
             name = next((n for n in archive.namelist() if n.endswith(f"/extra/{PROVENANCE_FILE}")), None)

@@ -17,6 +17,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import fx, nn
 
+from netsurgeon.errors import SurgeryError
 from netsurgeon.graph.nodes import (
     PASSTHROUGH_FUNCTIONS,
     PASSTHROUGH_METHODS,
@@ -25,7 +26,8 @@ from netsurgeon.graph.nodes import (
     get_attr,
 )
 
-__all__ = ["Head", "HeadIndex", "classifier_chain", "global_pool_input", "logit_path_layers"]
+__all__ = ["Head", "HeadIndex", "classifier_chain", "global_pool_input", "logit_path_layers", "missing_head",
+           "require_head"]
 
 
 @dataclass(frozen=True)
@@ -155,3 +157,18 @@ def global_pool_input(index: NodeIndex) -> fx.Node | None:
             source = node.args[0] if node.args else None
             return source if isinstance(source, fx.Node) else None
     return None
+
+
+def missing_head(needs: str) -> SurgeryError:
+    """The error every pass that needs the head raises when the model has none; ``needs`` says what the
+    pass needs instead (its own remedy)."""
+    return SurgeryError("no nn.Linear or 1x1 convolution after global pooling makes the logits (walking back "
+                        f"from the output through flatten, dropout and identity); {needs}")
+
+
+def require_head(index: HeadIndex, needs: str) -> Head:
+    """The head, a layer with a module path, or :func:`missing_head`'s error."""
+    head = index.head()
+    if head is None or not head.target:
+        raise missing_head(needs)
+    return head

@@ -1,4 +1,5 @@
-"""Edit helpers the passes share: the in-place safety check, erasing sites, and the graph epilogue.
+"""Edit helpers the passes share: the in-place safety check, erasing sites, a site's report row, and the
+graph epilogue.
 
 Edits reach the user's model through :class:`~netsurgeon.graph.scoped.ScopedEditor` (smallest scope).
 :func:`finalize` is the epilogue of an edit made directly on a whole-model ``GraphModule`` (a user's own
@@ -12,11 +13,11 @@ from torch import fx
 
 from netsurgeon.errors import SurgeryError
 from netsurgeon.graph.index import GraphIndex
-from netsurgeon.graph.scoped import ScopedEditor, finalize
+from netsurgeon.graph.scoped import Edit, ScopedEditor, finalize
 from netsurgeon.graph.sites import Site
 from netsurgeon.report import SiteChange
 
-__all__ = ["check_inplace_safe", "erase_sites", "finalize"]
+__all__ = ["check_inplace_safe", "erase_sites", "finalize", "site_change"]
 
 
 def check_inplace_safe(index: GraphIndex, site: Site) -> None:
@@ -44,6 +45,13 @@ def check_inplace_safe(index: GraphIndex, site: Site) -> None:
         )
 
 
+def site_change(site: Site, edit: Edit, *, after: str = "", block: str = "") -> SiteChange:
+    """The report row for an edit of ``site``: its label and description, what it became (``after``, by
+    default the edit's ``became``), its basic module, and the scope the edit landed at."""
+    return SiteChange(site=site.label, before=site.description, after=after or edit.became, block=block,
+                      scope=edit.scope)
+
+
 def erase_sites(editor: ScopedEditor, planned: list[tuple[str, Site]]) -> list[SiteChange]:
     """Erase ``(block name, site)`` pairs after checking every one first, so a refusal edits nothing.
 
@@ -53,8 +61,4 @@ def erase_sites(editor: ScopedEditor, planned: list[tuple[str, Site]]) -> list[S
     """
     for _, site in planned:
         check_inplace_safe(editor.index, site)
-    changes = []
-    for block, site in planned:
-        after, scope = editor.erase(site)
-        changes.append(SiteChange(site.label, site.description, after, block, scope))
-    return changes
+    return [site_change(site, editor.erase(site), block=block) for block, site in planned]

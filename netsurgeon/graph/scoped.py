@@ -28,6 +28,7 @@ import inspect
 import re
 import types
 import typing
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,10 +41,10 @@ from torch import fx, nn
 from netsurgeon.errors import SurgeryError
 from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.sites import Site
-from netsurgeon.graph.trace import concrete_args, forward_params
+from netsurgeon.graph.trace import TRACE_LOCK, concrete_args, forward_params
 from netsurgeon.modes import in_mode
 
-__all__ = ["SWAP", "ScopedEditor", "base_class", "finalize", "is_impure", "rewritten_class"]
+__all__ = ["SWAP", "Edit", "ScopedEditor", "base_class", "finalize", "is_impure", "rewritten_class"]
 
 SWAP = "swap"
 _CALL_OPS = ("call_module", "call_function", "call_method")
@@ -131,8 +132,6 @@ def carry_hooks(old: nn.Module, new: nn.Module, path: str) -> None:
     and warn, naming them: a hook now sees the replacement's output (pd-relu's PDReLU, spinal-head's
     SpinalHead, erase-relu's Identity). Hooks on modules inside ``old`` cannot follow (those modules are
     gone): the warning names them as dropped."""
-    import warnings
-
     dropped = [f"{path}.{name}" for name, sub in old.named_modules() if name and _hooked(sub)]
     moved = _hooked(old)
     if moved:
@@ -149,8 +148,23 @@ def carry_hooks(old: nn.Module, new: nn.Module, path: str) -> None:
         warnings.warn(f"module swap at {path}: {'; '.join(parts)}.", UserWarning, stacklevel=4)
 
 
+@dataclass(frozen=True)
+class Edit:
+    """What one editor verb did: where the edit lands, and what a report row needs to say about it.
+
+    ``scope``: ``'swap'`` (a module replaced at its own path), ``'block:PATH'`` (a call edited in that
+    module's ``forward``) or ``'root'`` (in the model's own ``forward``): a :class:`~netsurgeon.report.SiteChange`'s
+    scope. ``path``: the module path of the module now doing the work ('' when nothing new is called,
+    an erased call). ``became``: what an erased activation became (``'nn.Identity'``, ``'erased'``).
+    """
+
+    scope: str
+    path: str = ""
+    became: str = ""
+
+
 @dataclass
-class _Edit:
+class _Pending:
     kind: str  # erase | replace | insert_after | replace_nodes
     nodes: list[fx.Node]  # the whole-model graph nodes it acts on
     attr: str = ""  # name of the new submodule in the scope
@@ -208,7 +222,7 @@ class ScopedEditor:
     autowrap: tuple[Callable, ...] = ()
     probe: Any = None  # a batch for the model: shows how modules with optional arguments are called
     changed: bool = False  # any swap or pending call edit so far
-    _pending: dict[str, list[_Edit]] = field(default_factory=dict)
+    _pending: dict[str, list[_Pending]] = field(default_factory=dict)
     _taken: dict[str, set[str]] = field(default_factory=dict)
     _keys: dict[fx.Node, tuple[str, tuple]] | None = None
     _counts: Counter | None = None
@@ -232,7 +246,7 @@ class ScopedEditor:
         return "" if self.flat else self._key_table()[node][0]
 
     # ---------------------------------------------------------------- edits
-    def swap(self, path: str, module: nn.Module) -> str:
+    def swap(self, path: str, module: nn.Module) -> Edit:
         """Put ``module`` at ``path`` in the working model (module swap); the user's hooks on the module it
         replaces move to ``module`` (see :func:`carry_hooks`)."""
         parent_path, _, attr = path.rpartition(".")
@@ -242,29 +256,29 @@ class ScopedEditor:
             carry_hooks(old, module, path)
         setattr(parent, attr, module)
         self.changed = True
-        return SWAP
+        return Edit(SWAP, path)
 
     def _swappable(self, site: Site) -> bool:
         return site.kind == "nested" or (site.kind == "module" and self.index.call_count(site.target) == 1)
 
-    def erase(self, site: Site) -> tuple[str, str]:
-        """Remove one activation call; returns (what it became, scope)."""
+    def erase(self, site: Site) -> Edit:
+        """Remove one activation call; ``became`` says what it became (``nn.Identity`` swapped in, or erased)."""
         if self._swappable(site):
-            return "nn.Identity", self.swap(site.target, nn.Identity())
-        return "erased", self._add(_Edit("erase", [self.index.site_node(site)]))
+            return Edit(self.swap(site.target, nn.Identity()).scope, "", "nn.Identity")
+        return Edit(self._add(_Pending("erase", [self.index.site_node(site)])), "", "erased")
 
-    def replace(self, site: Site, module: nn.Module, attr: str) -> tuple[str, str]:
-        """Replace one activation call by a call of ``module``; returns (its path, scope)."""
+    def replace(self, site: Site, module: nn.Module, attr: str) -> Edit:
+        """Replace one activation call by a call of ``module`` (at ``path``: its own, or a new ``attr``)."""
         if self._swappable(site):
-            return site.target, self.swap(site.target, module)
+            return self.swap(site.target, module)
         node = self.index.site_node(site)
         return self._add_named(node, "replace", [node], module, attr)
 
-    def insert_after(self, node: fx.Node, module: nn.Module, attr: str) -> tuple[str, str]:
+    def insert_after(self, node: fx.Node, module: nn.Module, attr: str) -> Edit:
         """Insert a call of ``module`` on ``node``'s output, read by all of its former users."""
         return self._add_named(node, "insert_after", [node], module, attr)
 
-    def replace_nodes(self, nodes: list[fx.Node], module: nn.Module, attr: str) -> tuple[str, str]:
+    def replace_nodes(self, nodes: list[fx.Node], module: nn.Module, attr: str) -> Edit:
         """Replace a chain of calls (first reads the source, last is read by the rest) by one ``module``."""
         scopes = {self.scope_of(n) for n in nodes}
         if len(scopes) != 1:
@@ -273,8 +287,7 @@ class ScopedEditor:
                                "replace them as one.")
         return self._add_named(nodes[0], "replace_nodes", nodes, module, attr)
 
-    def _add_named(self, node: fx.Node, kind: str, nodes: list[fx.Node], module: nn.Module,
-                   attr: str) -> tuple[str, str]:
+    def _add_named(self, node: fx.Node, kind: str, nodes: list[fx.Node], module: nn.Module, attr: str) -> Edit:
         scope = self.scope_of(node)
         owner = self.model.get_submodule(scope) if scope else self.model
         taken = self._taken.setdefault(scope, set())
@@ -283,10 +296,10 @@ class ScopedEditor:
             k += 1
             name = f"{attr}_{k}"
         taken.add(name)
-        label = self._add(_Edit(kind, nodes, name, module))
-        return (f"{scope}.{name}" if scope else name), label
+        label = self._add(_Pending(kind, nodes, name, module))
+        return Edit(label, f"{scope}.{name}" if scope else name)
 
-    def _add(self, edit: _Edit) -> str:
+    def _add(self, edit: _Pending) -> str:
         scope = self.scope_of(edit.nodes[0])
         self._pending.setdefault(scope, []).append(edit)
         self.changed = True
@@ -341,8 +354,6 @@ class ScopedEditor:
         read ``self.training`` while it was traced (then the graph froze a train-mode branch). The graph's
         ``get_attr``/``call_module`` targets resolve on ``module``."""
         tracer = _ChildrenAsLeaves(autowrap_functions=self.autowrap)
-        from netsurgeon.graph.trace import TRACE_LOCK
-
         with in_mode(module, False), _watch_training(module) as reads, TRACE_LOCK:
             graph = tracer.trace(module, concrete_args=concrete or None)
         return graph, bool(reads)
@@ -371,7 +382,7 @@ class ScopedEditor:
         raise SurgeryError(f"cannot trace {where} on its own to edit it ({type(error).__name__}: "
                            f"{str(error).splitlines()[0] if str(error) else ''}).")
 
-    def _rewrite(self, scope: str, edits: list[_Edit]) -> None:
+    def _rewrite(self, scope: str, edits: list[_Pending]) -> None:
         owner = self.model.get_submodule(scope) if scope else self.model
         where = f"{scope or 'the model'} ({base_class(owner).__name__})"
         graph, reads_training, concrete = self._trace_as_called(scope, owner, where)
@@ -403,7 +414,7 @@ class ScopedEditor:
         if not _install_dispatch(owner, params, variants, where, dropped):
             _install(owner, local, dropped=dropped)
 
-    def _edited(self, graph: fx.Graph, scope: str, where: str, owner: nn.Module, edits: list[_Edit],
+    def _edited(self, graph: fx.Graph, scope: str, where: str, owner: nn.Module, edits: list[_Pending],
                 added: dict[str, nn.Module]) -> tuple[fx.GraphModule, set[str]]:
         """Apply ``edits`` to ``graph`` (a trace of ``owner`` alone); the GraphModule and the children the
         edits left uncalled."""
@@ -436,7 +447,7 @@ class ScopedEditor:
         return found
 
 
-def _edit_graph(graph: fx.Graph, edit: _Edit, nodes: list[fx.Node],
+def _edit_graph(graph: fx.Graph, edit: _Pending, nodes: list[fx.Node],
                 add_module: Callable[[str, nn.Module], Any]) -> None:
     if edit.kind == "erase":
         node = nodes[0]

@@ -3,7 +3,9 @@ allow-list of the metadata classes trainers write; the weight entry (raw or EMA)
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import pathlib
 import pickle
 import re
 from collections import Counter
@@ -34,9 +36,6 @@ HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 def _safe_globals() -> list:
     """What trainers pickle besides tensors and plain containers: loaded by ``torch.load(weights_only=True)``
     with only these extra classes allowed (as timm does for its own checkpoints); no code ever runs."""
-    import argparse
-    import pathlib
-
     return [argparse.Namespace, pathlib.PosixPath, pathlib.PurePosixPath, pathlib.WindowsPath,
             pathlib.PureWindowsPath]
 

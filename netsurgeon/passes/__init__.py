@@ -1,4 +1,6 @@
-"""The surgeries. Each module holds one pass: its config, its function, and one registration line.
+"""The surgeries. Each module holds one pass: its config, its function, and one registration line (gru-fc's
+rule and training hooks sit beside it, in ``gru_fc_rule`` and ``gru_fc_hooks``).
+A pass imports what it needs from :mod:`netsurgeon.surgery`.
 
 Importing this package registers every built-in pass: each module's ``@register_pass`` runs at import.
 The registry never imports the passes (it sits below them in the layer table); ``netsurgeon/__init__.py``

@@ -35,17 +35,23 @@ from typing import Literal
 
 from torch import fx
 
-from netsurgeon.config import PassConfig
-from netsurgeon.errors import NoMatchError, SurgeryError
 from netsurgeon.graph.blocks import Block
 from netsurgeon.graph.heads import global_pool_input
-from netsurgeon.graph.index import GraphIndex
-from netsurgeon.graph.rewrite import erase_sites
-from netsurgeon.graph.sites import ACT_TYPES, Site, match_patterns
-from netsurgeon.outcome import PassOutcome
-from netsurgeon.registry import Contract, register_pass
-from netsurgeon.report import SiteChange
-from netsurgeon.workspace import Workspace
+from netsurgeon.graph.sites import ACT_TYPES
+from netsurgeon.surgery import (
+    Contract,
+    GraphIndex,
+    NoMatchError,
+    PassConfig,
+    PassOutcome,
+    Site,
+    SiteChange,
+    SurgeryError,
+    Workspace,
+    erase_sites,
+    match_patterns,
+    register_pass,
+)
 
 __all__ = ["EraseReLU", "plan_erasure", "select_blocks"]
 
@@ -175,8 +181,7 @@ def plan_erasure(index: GraphIndex, cfg: EraseReLU) -> tuple[list[tuple[Block, l
 
 @register_pass("erase-relu", EraseReLU, contract=Contract.CHANGES_FUNCTION, structural=True, edits_weights=False)
 def erase_relu(ws: Workspace, cfg: EraseReLU) -> PassOutcome:
-    index = ws.index("erase-relu")
-    editor = ws.editor("erase-relu")
+    index, editor = ws.index(), ws.editor()
     plan, notes = plan_erasure(index, cfg)
     changes = erase_sites(editor, [(block.name, site) for block, sites in plan for site in sites])
     if cfg.readd_relu_before_head:
@@ -186,6 +191,7 @@ def erase_relu(ws: Workspace, cfg: EraseReLU) -> PassOutcome:
             source = source.args[0]
         if source is None:
             raise SurgeryError("readd_relu_before_head: no global pooling in front of the head was found.")
-        path, scope = editor.insert_after(source, ACT_TYPES["ReLU"][0](), "netsurgeon_head_relu")
-        changes.append(SiteChange(path, "(none)", "nn.ReLU before global pooling", "head", scope))
+        edit = editor.insert_after(source, ACT_TYPES["ReLU"][0](), "netsurgeon_head_relu")
+        changes.append(SiteChange(site=edit.path, before="(none)", after="nn.ReLU before global pooling",
+                                  block="head", scope=edit.scope))
     return PassOutcome(changes, notes)

@@ -26,16 +26,20 @@ from typing import Any, Literal
 
 import torch
 
-from netsurgeon.config import PassConfig
-from netsurgeon.errors import NoMatchError
-from netsurgeon.graph.index import GraphIndex
-from netsurgeon.graph.rewrite import check_inplace_safe
-from netsurgeon.graph.sites import Site, match_patterns
 from netsurgeon.layers.pd_relu import PDReLU, check_callable
-from netsurgeon.outcome import PassOutcome
-from netsurgeon.registry import Contract, register_pass
-from netsurgeon.report import SiteChange
-from netsurgeon.workspace import Workspace
+from netsurgeon.surgery import (
+    Contract,
+    GraphIndex,
+    NoMatchError,
+    PassConfig,
+    PassOutcome,
+    Site,
+    Workspace,
+    check_inplace_safe,
+    match_patterns,
+    register_pass,
+    site_change,
+)
 
 __all__ = ["PseudoDerivativeReLU"]
 
@@ -107,15 +111,14 @@ def _attr_name(site: Site) -> str:
 
 @register_pass("pd-relu", PseudoDerivativeReLU, contract=Contract.EXACT, structural=True, edits_weights=False)
 def pd_relu(ws: Workspace, cfg: PseudoDerivativeReLU) -> PassOutcome:
-    index = ws.index("pd-relu")
-    editor = ws.editor("pd-relu")
+    index, editor = ws.index(), ws.editor()
     sites = select_sites(index, cfg)
     for site in sites:  # PD-ReLU is out of place: check every in-place site before editing any
         check_inplace_safe(index, site)
     changes = []
     for site in sites:
         module = cfg.make_module(relu6=site.act == "ReLU6")
-        path, scope = editor.replace(site, module, _attr_name(site))
-        changes.append(SiteChange(site.label, site.description, f"PDReLU({module.extra_repr()}) at {path}",
-                                  site.scope or "<model>", scope))
+        edit = editor.replace(site, module, _attr_name(site))
+        changes.append(site_change(site, edit, after=f"PDReLU({module.extra_repr()}) at {edit.path}",
+                                   block=site.scope or "<model>"))
     return PassOutcome(changes)

@@ -39,14 +39,17 @@ from typing import Literal
 
 from torch import fx
 
-from netsurgeon.config import PassConfig
 from netsurgeon.graph.blocks import Block
-from netsurgeon.graph.index import GraphIndex
-from netsurgeon.graph.rewrite import erase_sites
-from netsurgeon.graph.sites import Site
-from netsurgeon.outcome import PassOutcome
-from netsurgeon.registry import Contract, register_pass
-from netsurgeon.workspace import Workspace
+from netsurgeon.surgery import (
+    Contract,
+    GraphIndex,
+    PassConfig,
+    PassOutcome,
+    Site,
+    Workspace,
+    erase_sites,
+    register_pass,
+)
 
 __all__ = ["ProportionalReLU", "ScopePlan", "keeps", "kept_count", "plan_proportional"]
 
@@ -260,8 +263,8 @@ def _keep_rule(plan: ScopePlan, cfg: ProportionalReLU) -> ScopePlan:
 @register_pass("proportional-relu", ProportionalReLU, contract=Contract.CHANGES_FUNCTION,
                structural=True, edits_weights=False)
 def proportional_relu(ws: Workspace, cfg: ProportionalReLU) -> PassOutcome:
-    index = ws.index("proportional-relu")
-    shapes = ws.shapes("proportional-relu") if cfg.scope == "stage" else None
+    index = ws.index()
+    shapes = ws.shapes() if cfg.scope == "stage" else None
     plans = plan_proportional(index, cfg, shapes)
     counted = sum(len(p.convs) for p in plans)
     owned = sum(s is not None for p in plans for s in p.owned)
@@ -271,5 +274,5 @@ def proportional_relu(ws: Workspace, cfg: ProportionalReLU) -> PassOutcome:
     if raised:
         out.note(f"min_keep={cfg.min_keep} kept extra ReLUs in {len(raised)} scope(s): {', '.join(raised[:5])}"
                 f"{' ...' if len(raised) > 5 else ''}")
-    out.changes = erase_sites(ws.editor("proportional-relu"), [(p.name, s) for p in plans for s in p.erased])
+    out.changes = erase_sites(ws.editor(), [(p.name, s) for p in plans for s in p.erased])
     return out

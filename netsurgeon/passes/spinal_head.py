@@ -27,18 +27,22 @@ from typing import Literal
 import torch
 from torch import fx, nn
 
-from netsurgeon.config import PassConfig
-from netsurgeon.errors import SurgeryError
 from netsurgeon.graph.heads import classifier_chain
-from netsurgeon.graph.index import GraphIndex
 from netsurgeon.layers.spinal import SpinalConvHead, SpinalHead
-from netsurgeon.outcome import PassOutcome
-from netsurgeon.registry import Contract, register_pass
-from netsurgeon.report import SiteChange
-from netsurgeon.workspace import Workspace
+from netsurgeon.surgery import (
+    Contract,
+    Edit,
+    GraphIndex,
+    PassConfig,
+    PassOutcome,
+    SiteChange,
+    SurgeryError,
+    Workspace,
+    register_pass,
+    require_head,
+)
 
 __all__ = ["SpinalHeadConfig"]
-
 
 
 #: bounds checked when the config is parsed (a dry run too), before anything is allocated
@@ -113,17 +117,15 @@ def _fc_view(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, int]:
 @register_pass("spinal-head", SpinalHeadConfig, contract=Contract.CHANGES_FUNCTION,
                structural=True, edits_weights=False)
 def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
-    index = ws.index("spinal-head")
+    index = ws.index()
     out = PassOutcome()
     head = index.head()
     spinal = (SpinalHead, SpinalConvHead)
     if (head is None or not head.target) and any(isinstance(m, spinal) for m in ws.model.modules()):
         raise SurgeryError("the model's head already is a spinal head (spinal-head was applied before); "
                            "spinal-head replaces an nn.Linear or 1x1-convolution head, so it cannot be applied twice.")
-    if head is None or not head.target:
-        raise SurgeryError("no nn.Linear or 1x1 convolution after global pooling makes the logits (walking back "
-                           "from the output through flatten, dropout and identity); spinal-head needs an FC "
-                           "classifier (SqueezeNet's is convolutional, before the pooling).")
+    head = require_head(index, "spinal-head needs an FC classifier (SqueezeNet's is convolutional, before the "
+                               "pooling).")
     logits = index.by_name[head.node]
     if index.call_count(head.target) != 1:
         raise SurgeryError(f"the logits layer {head.target} is called more than once; netsurgeon will not replace it.")
@@ -134,7 +136,7 @@ def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
         out.note("the head is a 1x1 convolution after pooling, with no MLP in front: replacing that layer only")
     chain = classifier_chain(index, logits) if cfg.replace == "classifier" and not conv else [logits]
     source = chain[0].args[0]
-    shape = tuple(ws.shapes("spinal-head")[source.name])
+    shape = tuple(ws.shapes()[source.name])
     if not (len(shape) == 2 or (conv and len(shape) == 4 and shape[2:] == (1, 1))):
         raise SurgeryError(f"the classifier reads a {len(shape)}-D tensor of shape {shape}; spinal-head needs "
                            "(batch, features) (a timm model made with global_pool='' keeps its feature map).")
@@ -166,9 +168,9 @@ def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
     paths = [index.linear_path(n) or (head.target if n is logits else None) for n in chain]
     replaced = sum(p.numel() for path in paths if path for p in index.modules[path].parameters())
     added = sum(p.numel() for p in module.parameters())
-    path, scope = _put_head(ws, index, chain, head.target, module)
-    _follow_class_count(ws.model, path, out_features, classes)
-    _follow_classifier_name(ws.model, {p for p in paths if p} | {head.target}, f"{path}.out")
+    edit = _put_head(ws, index, chain, head.target, module)
+    _follow_class_count(ws.model, edit.path, out_features, classes)
+    _follow_classifier_name(ws.model, {p for p in paths if p} | {head.target}, f"{edit.path}.out")
     out.note(f"D={features} (measured), C={classes}, w={width}, L={cfg.num_layers}: {added:,} parameters "
              f"replacing {replaced:,}" + ("; warm start: eval logits equal the original's" if warm else ""))
     if added > 20 * max(replaced, 1) and added > 5_000_000:
@@ -176,26 +178,26 @@ def spinal_head(ws: Workspace, cfg: SpinalHeadConfig) -> PassOutcome:
     kind = getattr(index.scope_types.get(head.target), "__name__", type(linear).__name__)
     before = f"{kind}({head.in_features}, {head.out_features})" if len(chain) == 1 \
         else f"{sum(index.is_linear(n) for n in chain)}-layer MLP classifier"
-    out.changes.append(SiteChange(path, before, f"SpinalHead({module.extra_repr()})", "head", scope))
+    out.changes.append(SiteChange(site=edit.path, before=before, after=f"SpinalHead({module.extra_repr()})",
+                                  block="head", scope=edit.scope))
     return out
 
 
-def _put_head(ws: Workspace, index: GraphIndex, chain: list[fx.Node], logits_path: str,
-              module: nn.Module) -> tuple[str, str]:
+def _put_head(ws: Workspace, index: GraphIndex, chain: list[fx.Node], logits_path: str, module: nn.Module) -> Edit:
     """Install the head at the smallest scope: swap the Linear (or the container holding exactly the
     chain) at its own path; otherwise replace the chain's calls in the module that makes them, and empty
     the replaced layers (so their weights leave the state_dict)."""
-    editor = ws.editor("spinal-head")
+    editor = ws.editor()
     if len(chain) == 1:
-        return logits_path, editor.swap(logits_path, module)
+        return editor.swap(logits_path, module)
     container = _container(index, chain)
     if container:
-        return container, editor.swap(container, module)
-    path, scope = editor.replace_nodes(chain, module, "spinal_head")
+        return editor.swap(container, module)
+    edit = editor.replace_nodes(chain, module, "spinal_head")
     for node in chain:
         if node.op == "call_module":
             editor.swap(str(node.target), nn.Identity())
-    return path, scope
+    return edit
 
 
 def _follow_classifier_name(model: nn.Module, replaced: set[str], logits: str) -> None:

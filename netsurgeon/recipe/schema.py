@@ -19,6 +19,7 @@ resolve only through the registry: a recipe can never import code.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import typing
@@ -190,8 +191,6 @@ class RecipeSpec:
     @classmethod
     def _build(cls, raw: dict[str, Any], positions: Positions, problems: list[Problem], source: str,
                overrides: dict[str, str] | None) -> RecipeSpec:
-        import copy
-
         raw = copy.deepcopy(raw)
         problems = list(problems) + apply_overrides(raw, overrides or {}, positions)
         for key in raw:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -164,8 +165,6 @@ class FinetuneConfig(Config):
 
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
         """The learning-rate multiplier at optimizer step ``step`` (0-based) of the whole run."""
-        import math
-
         total = self.epochs * steps_per_epoch
         warmup = round(self.warmup_epochs * steps_per_epoch)
         if step < warmup:

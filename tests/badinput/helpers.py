@@ -1,18 +1,25 @@
-"""Shared helpers of the bad-input corpus: run a command, check the one-line refusal, and that the
-files around it were left exactly as they were."""
+"""Shared helpers of the bad-input corpus: register cases, run a command, check the one-line refusal, and that
+the files around it were left exactly as they were."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
 from netsurgeon.cli import app
+from netsurgeon.errors import NetsurgeonError
 
 runner = CliRunner()
+TINY = "netsurgeon:tiny_resnet"
+
+#: a case: a function ``(tmp, golden, monkeypatch) -> CLI args | callable``, and words its refusal must hold
+Case = tuple[Callable, str]
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int]]:
@@ -72,3 +79,50 @@ def read_record(path: Path) -> dict:
     from netsurgeon.export.artifact import read_provenance
 
     return read_provenance(path)
+
+
+def case_registry(cases: dict[str, Case]) -> Callable[[str], Callable[[Callable], Callable]]:
+    """``case = case_registry(CASES)``: then ``@case("words of the refusal")`` puts a case function into
+    ``cases`` under its name."""
+
+    def case(expected: str = "") -> Callable[[Callable], Callable]:
+        def register(fn: Callable) -> Callable:
+            cases[fn.__name__] = (fn, expected)
+            return fn
+
+        return register
+
+    return case
+
+
+def export_golden(out: Path) -> Path:
+    """The valid artifact directory the cases copy and damage: erase-relu on the tiny ResNet at 16x16, seed 0."""
+    import netsurgeon as ns
+    from netsurgeon.export import export
+
+    torch.manual_seed(0)
+    model = ns.load_model(TINY, input_size=(3, 16, 16))
+    result = ns.apply(model, "erase-relu")
+    export(result.model, out, report=result.report, seed=0)
+    return out
+
+
+def run_case(case: Case, golden: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """Run one case, its inputs in ``tmp_path/case``: a CLI case must be refused in one line (``assert_refused``),
+    a callable must raise a one-line NetsurgeonError holding the expected words, and no file under ``tmp_path``
+    may be created, changed or removed. Returns a CLI case's refusal line (None for a callable)."""
+    fn, expected = case
+    inputs = tmp_path / "case"
+    inputs.mkdir()
+    action = fn(inputs, golden, monkeypatch)
+    before = snapshot(tmp_path)
+    line = None
+    if callable(action):
+        with pytest.raises(NetsurgeonError) as info:
+            action()
+        message = str(info.value)
+        assert "\n" not in message and expected.lower() in message.lower(), message
+    else:
+        line = assert_refused(cli(*action), expected)
+    assert snapshot(tmp_path) == before
+    return line

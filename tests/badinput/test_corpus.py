@@ -15,31 +15,24 @@ import pytest
 import torch
 
 import netsurgeon as ns
-from netsurgeon.errors import NetsurgeonError
-from tests.badinput.helpers import assert_refused, cli, read_record, snapshot, tiny_state, write_artifact
+from tests.badinput.helpers import (
+    TINY,
+    Case,
+    case_registry,
+    export_golden,
+    read_record,
+    run_case,
+    tiny_state,
+    write_artifact,
+)
 
-CASES: dict[str, tuple[Callable, str]] = {}
-TINY = "netsurgeon:tiny_resnet"
-
-
-def case(expected: str = ""):
-    def register(fn: Callable) -> Callable:
-        CASES[fn.__name__] = (fn, expected)
-        return fn
-
-    return register
+CASES: dict[str, Case] = {}
+case = case_registry(CASES)
 
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory) -> Path:
-    from netsurgeon.export import export
-
-    out = tmp_path_factory.mktemp("golden") / "art"
-    torch.manual_seed(0)
-    model = ns.load_model(TINY, input_size=(3, 16, 16))
-    result = ns.apply(model, "erase-relu")
-    export(result.model, out, report=result.report, seed=0)
-    return out
+    return export_golden(tmp_path_factory.mktemp("golden") / "art")
 
 
 def crafted(tmp: Path, golden: Path, change: Callable[[dict], object]) -> Path:
@@ -858,20 +851,9 @@ from tests.badinput import corpus_files  # noqa: E402, F401  (registers its case
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_is_refused_in_one_line_leaving_files_alone(name, golden, tmp_path, monkeypatch):
-    fn, expected = CASES[name]
-    inputs = tmp_path / "case"
-    inputs.mkdir()
-    action = fn(inputs, golden, monkeypatch)
-    before = snapshot(tmp_path)
-    if callable(action):
-        with pytest.raises(NetsurgeonError) as info:
-            action()
-        message = str(info.value)
-        assert "\n" not in message and expected.lower() in message.lower(), message
-    else:
-        line = assert_refused(cli(*action), expected)
+    line = run_case(CASES[name], golden, tmp_path, monkeypatch)
+    if line is not None:
         assert "weights_only=False" not in line and "safe_globals" not in line
-    assert snapshot(tmp_path) == before
 
 
 def test_the_corpus_is_large_enough():

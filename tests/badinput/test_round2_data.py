@@ -19,32 +19,17 @@ import pytest
 import torch
 
 import netsurgeon as ns
-from netsurgeon.errors import NetsurgeonError
-from tests.badinput.helpers import assert_refused, cli, read_record, snapshot, write_artifact
+from tests.badinput.helpers import TINY, Case, case_registry, cli, export_golden, read_record, run_case, write_artifact
 
-CASES: dict[str, tuple[Callable, str]] = {}
-TINY = "netsurgeon:tiny_resnet"
+CASES: dict[str, Case] = {}
+case = case_registry(CASES)
 FAST = ("--input-size", "3,8,8", "--format", "safetensors", "--set", "limit_train_batches=1", "--set",
         "batch_size=4", "--set", "limit_eval_batches=1", "--epochs", "1")
 
 
-def case(expected: str = ""):
-    def register(fn: Callable) -> Callable:
-        CASES[fn.__name__] = (fn, expected)
-        return fn
-
-    return register
-
-
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory) -> Path:
-    from netsurgeon.export import export
-
-    out = tmp_path_factory.mktemp("golden") / "art"
-    torch.manual_seed(0)
-    model = ns.load_model(TINY, input_size=(3, 16, 16))
-    result = ns.apply(model, "erase-relu")
-    export(result.model, out, report=result.report, seed=0)
+    out = export_golden(tmp_path_factory.mktemp("golden") / "art")
     torch.save(ns.load_model(TINY).state_dict(), out.parent / "w.pt")  # a finished run beside it, for resumes
     run = cli("finetune", TINY, "-c", out.parent / "w.pt", "--data", "digits", "--out", out.parent / "run", *FAST)
     assert run.exit_code == 0, run.output
@@ -403,19 +388,7 @@ def resume_with_an_artifact_of_other_surgery(tmp, golden, mp):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_is_refused_in_one_line_leaving_files_alone(name, golden, tmp_path, monkeypatch):
-    fn, expected = CASES[name]
-    inputs = tmp_path / "case"
-    inputs.mkdir()
-    action = fn(inputs, golden, monkeypatch)
-    before = snapshot(tmp_path)
-    if callable(action):
-        with pytest.raises(NetsurgeonError) as info:
-            action()
-        message = str(info.value)
-        assert "\n" not in message and expected.lower() in message.lower(), message
-    else:
-        assert_refused(cli(*action), expected)
-    assert snapshot(tmp_path) == before
+    run_case(CASES[name], golden, tmp_path, monkeypatch)
 
 
 def test_round2_count_is_the_one_in_the_readme():

@@ -3,40 +3,19 @@ complete and verifiable, or resumable to bit-identical weights, and the next run
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.badinput.helpers import cli
-
-CHILD = Path(__file__).with_name("child.py")
-ROOT = Path(__file__).parents[2]
-TINY = "netsurgeon:tiny_resnet"
-TRAIN = ("finetune", TINY, "--data", "digits", "--epochs", "2", "--input-size", "3,8,8", "--format", "safetensors",
-         "--set", "limit_train_batches=2", "--set", "batch_size=16", "--set", "limit_eval_batches=1",
-         "--set", "progress=false")
+from tests.faults.helpers import TINY, TRAIN, run_child, same_weights, temporaries, weights
 
 
 def killed(point: str, *args: object) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(CHILD), point, *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = run_child(point, *args)
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-2000:])
-
-
-def temporaries(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
-
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(path / "model.safetensors"))
 
 
 def test_apply_killed_while_writing_leaves_no_output_and_the_next_run_cleans_up(tmp_path):
@@ -70,19 +49,10 @@ def test_apply_killed_between_renames_leaves_a_verifiable_model(tmp_path):
     assert temporaries(tmp_path) == [] and cli("verify", out).exit_code == 0
 
 
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory) -> dict[str, torch.Tensor]:
-    out = tmp_path_factory.mktemp("baseline")
-    result = cli(*TRAIN, "--out", out)
-    assert result.exit_code == 0, result.output
-    return weights(out)
-
-
 def _resumed_equals(out: Path, baseline: dict[str, torch.Tensor]) -> None:
     result = cli(*TRAIN, "--out", out, "--resume")
     assert result.exit_code == 0, result.output
-    got = weights(out)
-    assert got.keys() == baseline.keys() and all(torch.equal(got[k], baseline[k]) for k in got)
+    assert same_weights(weights(out), baseline)
     assert temporaries(out) == []
 
 

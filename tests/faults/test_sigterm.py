@@ -4,7 +4,6 @@ uninterrupted run. Plain runs and a 2-process torchrun (gloo, CPU)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from tests.badinput.helpers import cli
-from tests.faults.test_kill import CHILD, ROOT, TRAIN, temporaries, weights
+from tests.faults.helpers import CHILD, ROOT, TRAIN, child_env, run_child, same_weights, temporaries, weights
 
 INTERRUPTED = 130  # TrainingInterrupted's exit code
 
@@ -20,24 +19,10 @@ INTERRUPTED = 130  # TrainingInterrupted's exit code
 def terminated(point: str, *args: object) -> subprocess.CompletedProcess:
     # the child computes with as many threads as this process, whose in-process runs (the baseline, the resume)
     # it is compared with bit for bit: another thread count sums in another order
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.run([sys.executable, str(CHILD), point, *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = run_child(point, *args, OMP_NUM_THREADS=str(torch.get_num_threads()))
     assert proc.returncode == INTERRUPTED, (proc.returncode, proc.stderr[-2000:])
     assert "terminated (SIGTERM)" in proc.stderr and "continue with --resume" in proc.stderr, proc.stderr[-2000:]
     return proc
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory) -> dict[str, torch.Tensor]:
-    out = tmp_path_factory.mktemp("baseline")
-    result = cli(*TRAIN, "--out", out)
-    assert result.exit_code == 0, result.output
-    return weights(out)
-
-
-def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("point", ["sigterm-train:1", "sigterm-checkpoint:1"])
@@ -51,11 +36,11 @@ def test_sigterm_saves_a_checkpoint_that_resumes_to_identical_weights(tmp_path, 
     assert (out / "checkpoint.pt").exists() and not (out / "model.safetensors").exists()
     result = cli(*TRAIN, "--out", out, "--resume")
     assert result.exit_code == 0, result.output
-    assert _same(weights(out), baseline) and temporaries(out) == []
+    assert same_weights(weights(out), baseline) and temporaries(out) == []
 
 
 def _torchrun(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+    env = child_env(**{"OMP_NUM_THREADS": "1", **(env or {})})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
 
@@ -85,4 +70,4 @@ def test_sigterm_under_torchrun_stops_every_rank_and_resumes(tmp_path, ddp_basel
     assert (out / "checkpoint.pt").exists() and not (out / "model.safetensors").exists()
     resumed = _torchrun("-m", "netsurgeon", *DDP_TRAIN, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert _same(weights(out), ddp_baseline) and temporaries(out) == []
+    assert same_weights(weights(out), ddp_baseline) and temporaries(out) == []

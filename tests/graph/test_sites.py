@@ -1,4 +1,5 @@
-"""Sites, blocks and heads on real torchvision/timm models (seeds-spec A.1 and §1.3.1)."""
+"""Sites, blocks and heads on real torchvision/timm models: ReLU sites as `netsurgeon/graph/sites.py` defines them,
+basic modules and their last sites as erase-relu selects them (`netsurgeon/passes/erase_relu.py`; arXiv 1709.07634)."""
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.rewrite import check_inplace_safe
 from netsurgeon.graph.trace import Rung, trace
 
-# (model spec, kwargs, ReLU sites before, after erase-relu with defaults)  -- seeds-spec §1.3.1
+# (model spec, kwargs, ReLU sites before, after erase-relu with defaults: its "last ReLU of each basic module" rule)
 ERASE_TABLE = [
     ("torchvision:resnet18", {}, 17, 9),
     ("torchvision:resnet50", {}, 49, 33),

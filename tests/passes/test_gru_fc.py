@@ -2,6 +2,7 @@
 fine-tuning hooks (Knowledge-Based Systems 248, 108797, 2022)."""
 
 import json
+import socket
 import warnings
 
 import pytest
@@ -14,13 +15,9 @@ from netsurgeon.cli import app
 from netsurgeon.errors import ConfigError, SurgeryError
 from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.trace import trace
-from netsurgeon.passes.gru_fc import (
-    GradientRectifiedFC,
-    accumulate_delta,
-    attach_to_optimizer,
-    reset_optimizer_state,
-    resolve_layers,
-)
+from netsurgeon.passes.gru_fc import resolve_layers
+from netsurgeon.passes.gru_fc_hooks import attach_to_optimizer, reset_optimizer_state
+from netsurgeon.passes.gru_fc_rule import GradientRectifiedFC, accumulate_delta
 from tests.conftest import state_equal
 
 
@@ -226,8 +223,6 @@ def _rank_worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_distributed_ranks_get_the_same_mask_as_one_process_on_all_data(tmp_path):
-    import socket
-
     import torch.multiprocessing as mp
 
     with socket.socket() as s:
