@@ -19,7 +19,7 @@ TESTS = Path(__file__).resolve().parent
 #: top to bottom: a module may import modules of its own layer or below, never above
 LAYERS: list[tuple[str, ...]] = [
     ("netsurgeon", "netsurgeon.__main__", "netsurgeon.cli"),
-    ("netsurgeon.recipe", "netsurgeon.demo", "netsurgeon.compare"),
+    ("netsurgeon.recipe", "netsurgeon.demo", "netsurgeon.compare", "netsurgeon.workflows"),
     ("netsurgeon.train",),
     ("netsurgeon.loading",),
     ("netsurgeon.export",),

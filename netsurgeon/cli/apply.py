@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 from typing import Annotated
 
@@ -18,18 +16,10 @@ from netsurgeon.cli._common import (
     PretrainedOpt,
     SkipUnreadableOpt,
     WeightsOpt,
-    check_inputs_kept,
-    check_num_classes,
-    check_out_outside_data,
-    check_seed,
-    load_from_options,
-    out_path,
-    parse_input_size,
     reports_errors,
-    status,
     warn_random,
-    weights_line,
 )
+from netsurgeon.workflows.apply import ApplyOutcome, ApplySettings, apply_from_settings
 
 
 @reports_errors
@@ -58,79 +48,25 @@ def apply(
     weights_choice: WeightsOpt = None,
 ) -> None:
     """Apply one pass to a model, print what changed, and export it with --out."""
-    from netsurgeon.config import parse_set_options
-    from netsurgeon.errors import ConfigError
-    from netsurgeon.export import parse_formats
-    from netsurgeon.export.atomic import claim_output_dir
-    from netsurgeon.registry import get_pass
-
-    spec = get_pass(pass_name)
-    config = spec.make_config(parse_set_options(set_))  # validate before loading anything
-    out_dir = out_path(out)
-    check_seed(seed)
-    check_num_classes(num_classes, model)
-    size = parse_input_size(input_size)
-    fmt_list = parse_formats(formats)  # before loading anything
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
-    data_spec = None
-    if data is not None:
-        from netsurgeon.data import DataSpec
-
-        data_spec = dataclasses.replace(DataSpec.parse(data), skip_unreadable=skip_unreadable)
-        if out_dir is not None:
-            check_out_outside_data(out_dir, data_spec)
-    if out_dir is not None and not dry_run:
-        from netsurgeon.export import artifact_files
-
-        check_inputs_kept(list(artifact_files(out_dir).values()), model, checkpoint)
-    owned = claim_output_dir(out_dir) if out_dir is not None and not dry_run else contextlib.nullcontext()
-    with owned:  # --out is checked writable and held by this run before any work
-        _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, data_spec, batch_size, dry_run,
-             allow_reapply, allow_violation, out_dir, fmt_list, overwrite, as_json, weights_choice)
+    outcome = apply_from_settings(ApplySettings(
+        pass_name, model, checkpoint=checkpoint, num_classes=num_classes, parameters=list(set_ or []),
+        dry_run=dry_run, out=out, formats=formats, input_size=input_size, overwrite=overwrite,
+        allow_reapply=allow_reapply, seed=seed, data=data, batch_size=batch_size, pretrained=pretrained,
+        allow_violation=allow_violation, skip_unreadable=skip_unreadable, weights=weights_choice))
+    show(outcome, as_json=as_json, nothing_written=out is None and not dry_run)
 
 
-def _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, data_spec, batch_size,  # noqa: ANN001
-         dry_run, allow_reapply, allow_violation, out, fmt_list, overwrite, as_json, weights_choice=None) -> None:
-    import torch
-
-    from netsurgeon.api import apply as apply_passes
-    from netsurgeon.api import plan as plan_passes
-    from netsurgeon.export import export
-
-    torch.manual_seed(seed)
-    loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained,
-                               weights=weights_choice)
-    weights, random = weights_line(model, loaded)
-    status(f"applying {spec.name}" + (" (dry run)" if dry_run else ""))
-    loader = None
-    if data_spec is not None:
-        from netsurgeon.data import check_label_range, load_dataset, make_loader
-        from netsurgeon.models.info import model_input_size
-
-        data_size = size or model_input_size(loaded)
-        dataset = load_dataset(data_spec, "train", data_size)
-        check_label_range(loaded, dataset, data_size)
-        loader = make_loader(dataset, batch_size, shuffle=False, seed=seed)
-    if dry_run:  # the loaded model is thrown away: plan may share its tensors
-        report = plan_passes(loaded, config, input_size=size, allow_reapply=allow_reapply, data=loader)
-    else:
-        result = apply_passes(loaded, config, input_size=size, allow_reapply=allow_reapply, data=loader,
-                              allow_violation=allow_violation)
-        report = result.report
-    report.weights = weights
-    payload: dict = {"report": report.to_dict()}
-    if out is not None and not dry_run:
-        status(f"exporting {', '.join(fmt_list)} to {out}")
-        exported = export(result.model, out, formats=fmt_list, report=report, seed=seed,
-                          input_size=size, overwrite=overwrite)
-        payload["export"] = exported.__dict__
+def show(outcome: ApplyOutcome, *, as_json: bool, nothing_written: bool) -> None:
+    """Print the report (or JSON), the random-weights warning, and what was written."""
+    payload: dict = {"report": outcome.report.to_dict()}
+    if outcome.export is not None:
+        payload["export"] = outcome.export.__dict__
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
-        warn_random(random)
+        warn_random(outcome.random)
         return
-    typer.echo(report.format())
-    warn_random(random)
+    typer.echo(outcome.report.format())
+    warn_random(outcome.random)
     if "export" in payload:
         e = payload["export"]
         for f in e["files"]:
@@ -138,7 +74,7 @@ def _run(spec, config, model, checkpoint, num_classes, size, pretrained, seed, d
         if e["onnx_max_abs_diff"] is not None:
             typer.echo(f"ONNX parity ({e['onnx_exporter']} exporter): max |diff| {e['onnx_max_abs_diff']:.3g} "
                        f"(tolerance {e['onnx_tolerance']:.3g})")
-    elif out is None and not dry_run:
+    elif nothing_written:
         typer.echo("(nothing written; pass --out DIR to export)")
 
 

@@ -14,10 +14,11 @@ from netsurgeon.cli._common import (
     JsonOpt,
     NumClassesOpt,
     PretrainedOpt,
-    parse_input_size,
     reports_errors,
 )
+from netsurgeon.compare import SlurmOptions
 from netsurgeon.train.config import FinetuneConfig
+from netsurgeon.workflows.compare import DEFAULT_FORMATS, DEFAULT_SEEDS, CompareSettings, compare_from_settings
 
 _FIELDS = ", ".join(FinetuneConfig.field_names())
 
@@ -33,7 +34,8 @@ def compare(
         "--arm", "-a", help="An arm: passes in order, with :key=value parameters, e.g. erase-relu, "
                             "'pd-relu:alpha=0.2', 'erase-relu,gru-fc' (repeat). The control is always included.")]
     = None,
-    seeds: Annotated[str, typer.Option(help="K (seeds 0..K-1) or a comma-separated list, e.g. 0,1,2.")] = "3",
+    seeds: Annotated[str, typer.Option(help="K (seeds 0..K-1) or a comma-separated list, e.g. 0,1,2.")]
+    = DEFAULT_SEEDS,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="The comparison's directory (rerun to resume).")]
     = None,
     epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs of every job (same as --set epochs=N).")]
@@ -48,7 +50,7 @@ def compare(
     input_size: InputSizeOpt = None,
     pretrained: PretrainedOpt = False,
     formats: Annotated[str, typer.Option("--format", help="Each job's export: safetensors,onnx (or 'none').")]
-    = "safetensors",
+    = DEFAULT_FORMATS,
     executor: Annotated[str, typer.Option(help="local (this machine) or slurm (submitit job array).")] = "local",
     jobs: Annotated[int, typer.Option(help="local: jobs at once (one GPU each when there are GPUs).")] = 1,
     partition: Annotated[str | None, typer.Option(help="slurm: the partition.")] = None,
@@ -67,51 +69,12 @@ def compare(
     (jobs/ARM/seed-S/: checkpoint, metrics, curves, artifact, predictions.csv) under --out.
     Running the same command again skips finished jobs and resumes interrupted ones.
     """
-    from netsurgeon.compare import CompareSpec, SlurmOptions, run_spec
-    from netsurgeon.config import parse_set_options
-    from netsurgeon.errors import ConfigError
-    from netsurgeon.export import parse_formats
-
-    values: dict = dict(parse_set_options(set_))
-    if epochs is not None:
-        values["epochs"] = epochs
-    fmt_list = [] if formats.strip().lower() == "none" else parse_formats(formats)
-    seed_list: int | list[int] = _parse_seeds(seeds)
-    arms = list(arm or [])
-    alpha = 0.05
-    if recipe is not None:
-        from netsurgeon.recipe import Recipe
-
-        r = Recipe.from_yaml(recipe)
-        if r.compare is None or r.finetune is None:
-            raise ConfigError(f"{recipe} needs a compare section (arms, seeds) and a finetune section (data).")
-        if r.surgery:
-            raise ConfigError(f"{recipe}: a compare recipe lists its passes as compare.arms; leave surgery empty.")
-        model = model or r.model.name
-        data = data or r.data
-        checkpoint = checkpoint or (Path(r.model.checkpoint) if r.model.checkpoint else None)
-        num_classes = num_classes if num_classes is not None else r.model.num_classes
-        pretrained = pretrained or r.model.pretrained
-        if input_size is None and r.model.input_size:
-            input_size = ",".join(map(str, r.model.input_size))
-        values = {**r.finetune.to_dict(), "seed": r.seed, **values}
-        arms = list(r.compare.arms) + arms
-        seed_list = r.compare.seeds if seeds == "3" else seed_list
-        alpha = r.compare.alpha
-        out = out or Path(r.export.dir)
-        if formats == "safetensors":
-            fmt_list = list(r.export.formats)
-    if model is None or data is None or out is None:
-        raise ConfigError("give MODEL, --data and --out (or a --recipe that has them).")
-    if not arms:
-        raise ConfigError("give at least one --arm (the control, 'fine-tune only', is always included).")
-    spec = CompareSpec.build(model, data, arms, seed_list, FinetuneConfig.from_dict(values),
-                             checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
-                             input_size=parse_input_size(input_size), formats=fmt_list, alpha=alpha)
     slurm = SlurmOptions(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
-                         cpus_per_job=cpus_per_job, max_concurrent=max_concurrent,
-                         sbatch=dict(parse_set_options(sbatch)))
-    result = run_spec(spec, out, executor=executor, jobs=jobs, slurm=slurm, progress=spec.finetune.progress)
+                         cpus_per_job=cpus_per_job, max_concurrent=max_concurrent)
+    result = compare_from_settings(CompareSettings(
+        model, data, list(arm or []), seeds, out, epochs=epochs, config=list(set_ or []), recipe=recipe,
+        checkpoint=checkpoint, num_classes=num_classes, input_size=input_size, pretrained=pretrained,
+        formats=formats, executor=executor, jobs=jobs, slurm=slurm, sbatch=list(sbatch or [])))
     if as_json:
         typer.echo(json.dumps({"summary": result.summary, "files": result.files, "ran": result.ran,
                                "skipped": result.skipped}, indent=2))
@@ -122,17 +85,6 @@ def compare(
     for f in result.files:
         typer.echo(f"wrote {f}")
     typer.echo(f"{result.ran} job(s) run, {result.skipped} already finished; {result.seconds:.0f} s")
-
-
-def _parse_seeds(text: str) -> int | list[int]:
-    from netsurgeon.errors import ConfigError
-
-    try:
-        if "," in text:
-            return [int(s) for s in text.split(",") if s.strip()]
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"--seeds takes K or a list like 0,1,2, got {text!r}.") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from netsurgeon.cli._common import JsonOpt, reports_errors
+from netsurgeon.demo import format_table, run_demo
+from netsurgeon.workflows.options import parse_input_size
 
 
 @reports_errors
@@ -36,9 +38,6 @@ def demo(
     Each pass is applied to a copy of the trained baseline and fine-tuned for the same budget as the
     'fine-tune only' control; a pass helped only if it beats that row.
     """
-    from netsurgeon.cli._common import parse_input_size
-    from netsurgeon.demo import format_table, run_demo
-
     result = run_demo(data, out, model=model, input_size=parse_input_size(input_size), baseline_epochs=baseline_epochs,
                       epochs=epochs, batch_size=batch_size, limit_train_batches=train_batches,
                       limit_eval_batches=eval_batches, seed=seed,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 from typing import Annotated
 
@@ -17,19 +15,12 @@ from netsurgeon.cli._common import (
     PretrainedOpt,
     SkipUnreadableOpt,
     WeightsOpt,
-    check_inputs_kept,
-    check_num_classes,
-    check_out_outside_data,
-    is_main_process,
-    load_from_options,
-    out_path,
-    parse_input_size,
     reports_errors,
-    status,
     warn_random,
-    weights_line,
 )
 from netsurgeon.train.config import FinetuneConfig
+from netsurgeon.train.distributed import is_main_process
+from netsurgeon.workflows.finetune import FinetuneSettings, finetune_from_settings
 
 _FIELDS = ", ".join(FinetuneConfig.field_names())
 
@@ -65,51 +56,23 @@ def finetune(
     (torchrun --nproc_per_node=N -m netsurgeon finetune ...) every process trains one shard with
     DistributedDataParallel and only rank 0 writes. Ctrl-C saves a checkpoint; --resume continues it.
     """
-    import torch
-
-    from netsurgeon.config import parse_set_options
-    from netsurgeon.data import DataSpec, count_classes
-    from netsurgeon.export import parse_formats
-    from netsurgeon.export.atomic import claim_output_dir
-    from netsurgeon.models.load import is_artifact_path
-    from netsurgeon.train import finetune as run_finetune
-    from netsurgeon.train.loop import run_output_files
-
-    values: dict = dict(parse_set_options(set_))
-    if epochs is not None:
-        values["epochs"] = epochs
-    config = FinetuneConfig.from_dict(values)  # validate before loading anything
-    spec = dataclasses.replace(DataSpec.parse(data), skip_unreadable=skip_unreadable)
-    fmt_list = [] if formats.strip().lower() == "none" else parse_formats(formats)
-    size = parse_input_size(input_size)
-    out = out_path(out)
-    check_num_classes(num_classes, model)
-    check_out_outside_data(out, spec)
-    check_inputs_kept(run_output_files(out, config), model, checkpoint)
-    owned = claim_output_dir(out) if is_main_process() else contextlib.nullcontext()
-    with owned:  # --out is checked writable and held by this run before any work
-        if not is_artifact_path(model) and num_classes is None and checkpoint is None and not pretrained:
-            num_classes = count_classes(spec)
-            status(f"building {model} with {num_classes} classes (the data's)")
-        torch.manual_seed(config.seed)  # the same command and seed build the same initial weights
-        loaded = load_from_options(model, checkpoint, num_classes, input_size=size, pretrained=pretrained,
-                                   weights=weights_choice)
-        weights, random = weights_line(model, loaded)
-        status(f"weights: {weights}")
-        status(f"fine-tuning on {data} for {config.epochs} epochs" + (" (resuming)" if resume else ""))
-        result = run_finetune(loaded, spec, config, out_dir=out, resume=resume, overwrite=overwrite,
-                              formats=fmt_list)
+    outcome = finetune_from_settings(FinetuneSettings(
+        model, data, out, epochs=epochs, resume=resume, config=list(set_ or []), checkpoint=checkpoint,
+        num_classes=num_classes, input_size=input_size, formats=formats, overwrite=overwrite, pretrained=pretrained,
+        skip_unreadable=skip_unreadable, weights=weights_choice))
     if not is_main_process():
         return
+    result = outcome.result
     if as_json:
-        typer.echo(json.dumps({"metrics": result.metrics, "files": result.files, "weights": weights}, indent=2))
-        warn_random(random)
+        typer.echo(json.dumps({"metrics": result.metrics, "files": result.files, "weights": outcome.weights},
+                              indent=2))
+        warn_random(outcome.random)
         return
-    typer.echo(f"weights: {weights}")
+    typer.echo(f"weights: {outcome.weights}")
     typer.echo(format_metrics(result.metrics))
     for f in result.files:
         typer.echo(f"wrote {f}")
-    warn_random(random)
+    warn_random(outcome.random)
 
 
 def format_metrics(rows: list[dict]) -> str:

@@ -13,18 +13,16 @@ from netsurgeon.cli._common import (
     NumClassesOpt,
     PretrainedOpt,
     WeightsOpt,
-    load_from_options,
     reports_errors,
-    weights_line,
 )
+from netsurgeon.graph.inspect import inspect_model
+from netsurgeon.workflows.options import load_from_options, weights_line
 
 
 @reports_errors
 def inspect(model: ModelOpt, checkpoint: CheckpointOpt = None, num_classes: NumClassesOpt = None,
             pretrained: PretrainedOpt = False, as_json: JsonOpt = False, weights_choice: WeightsOpt = None) -> None:
     """List a model's ReLU sites, basic modules and head, and which tracing rung worked."""
-    from netsurgeon.graph.inspect import inspect_model
-
     loaded = load_from_options(model, checkpoint, num_classes, pretrained=pretrained, weights=weights_choice)
     weights, _ = weights_line(model, loaded)
     summary = inspect_model(loaded)

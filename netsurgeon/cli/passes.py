@@ -9,14 +9,13 @@ from typing import Annotated, Any
 import typer
 
 from netsurgeon.cli._common import JsonOpt, reports_errors
+from netsurgeon.config import describe_fields
+from netsurgeon.registry import get_pass, list_passes
 
 
 def describe_passes(names: list[str] | None = None) -> list[dict[str, Any]]:
     """Each pass (all, or the named ones): summary, contract, ``parameters`` (name -> default) and
     ``fields`` (each parameter's type, default, allowed values and help)."""
-    from netsurgeon.config import describe_fields
-    from netsurgeon.registry import get_pass, list_passes
-
     specs = [get_pass(n) for n in names] if names else list_passes()
     return [{"name": spec.name, "summary": spec.summary, "contract": spec.contract.value,
              "structural": spec.structural, "training_hooks": spec.hooks is not None,

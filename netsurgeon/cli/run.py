@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from netsurgeon.cli._common import JsonOpt, check_out_outside_data, is_main_process, out_path, reports_errors, status
+from netsurgeon.cli._common import JsonOpt, reports_errors
+from netsurgeon.cli.finetune import format_metrics
+from netsurgeon.train.distributed import is_main_process
+from netsurgeon.workflows.run import RunSettings, run_from_settings
 
 
 @reports_errors
@@ -31,24 +33,11 @@ def run(
     Every problem in the recipe is reported at once, with its file, line and column, before anything
     runs. The resolved recipe and its sha256 are written next to the outputs and into the artifact.
     """
-    from netsurgeon.config import parse_set_options
-    from netsurgeon.errors import ConfigError
-    from netsurgeon.recipe import Recipe
-
-    paths = ([recipe] if recipe is not None else []) + list(more or [])
-    if not paths:
-        raise ConfigError("give a recipe file, for example: netsurgeon run recipes/digits-offline.yaml")
-    resolved = Recipe.from_yaml(*paths, overrides=parse_set_options(set_))
-    from netsurgeon.recipe.run import check_outputs, output_dir
-
-    target = output_dir(resolved, out_path(out))
-    if resolved.data is not None:
-        from netsurgeon.data import DataSpec
-
-        check_out_outside_data(target, DataSpec.parse(resolved.data))
+    recipes = ([recipe] if recipe is not None else []) + list(more or [])
+    outcome = run_from_settings(RunSettings(recipes, overrides=list(set_ or []), dry_run=dry_run, out=out))
+    resolved = outcome.recipe
     if dry_run:
-        status(f"validated {resolved.source} (sha256 {resolved.sha256[:12]}); planning")
-        report = resolved.plan()
+        report = outcome.plan
         if as_json:
             typer.echo(json.dumps({"recipe": resolved.to_dict(), "sha256": resolved.sha256,
                                    "plan": report.to_dict() if report else None}, indent=2))
@@ -57,15 +46,11 @@ def run(
         typer.echo(report.format() if report else "(no surgery)")
         if resolved.finetune is not None:
             typer.echo(f"then: fine-tune {resolved.finetune.epochs} epochs on {resolved.data}")
-        typer.echo(f"(dry run: nothing trained or written; outputs would go to {target})")
+        typer.echo(f"(dry run: nothing trained or written; outputs would go to {outcome.target})")
         return
-    from netsurgeon.export.atomic import claim_output_dir
-
-    check_outputs(resolved, target)  # before claiming (and creating) the directory
-    with claim_output_dir(target) if is_main_process() else contextlib.nullcontext():
-        result = resolved.run(out_dir=target)
     if not is_main_process():
         return
+    result = outcome.result
     if as_json:
         typer.echo(json.dumps({"sha256": result.sha256, "files": result.files, "metrics": result.metrics,
                                "report": result.report.to_dict() if result.report else None}, indent=2))
@@ -73,8 +58,6 @@ def run(
     if result.report is not None:
         typer.echo(result.report.format())
     if result.metrics:
-        from netsurgeon.cli.finetune import format_metrics
-
         typer.echo(format_metrics(result.metrics))
     for f in result.files:
         typer.echo(f"wrote {f}")

@@ -8,7 +8,10 @@ from typing import Annotated
 
 import typer
 
-from netsurgeon.cli._common import JsonOpt, reports_errors, status
+from netsurgeon.cli._common import JsonOpt, reports_errors
+from netsurgeon.errors import ExportError
+from netsurgeon.export import verify_artifact
+from netsurgeon.progress import status
 
 
 @reports_errors
@@ -17,9 +20,6 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Reload the model from model.safetensors alone and check ONNX parity (exit 1 on failure)."""
-    from netsurgeon.errors import ExportError
-    from netsurgeon.export import verify_artifact
-
     status(f"verifying {path}")
     result = verify_artifact(path)
     if as_json:

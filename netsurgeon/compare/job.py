@@ -162,7 +162,7 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     from netsurgeon.export.atomic import staged_files
     from netsurgeon.loading import load_model
     from netsurgeon.models.info import probe_input
-    from netsurgeon.train import CHECKPOINT, finetune, resolve_data
+    from netsurgeon.train import CHECKPOINT, export_finetuned, resolve_data, run_training
 
     started = time.perf_counter()
     base = build_base(spec, seed)
@@ -172,8 +172,8 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     digests = _digests(model)
     cfg = dataclasses.replace(spec.finetune, seed=seed)
     resume = (job_dir / CHECKPOINT).exists()
-    result = finetune(model, (train, test), cfg, out_dir=job_dir, resume=resume, overwrite=not resume,
-                      formats=spec.formats)
+    result = run_training(model, (train, test), cfg, out_dir=job_dir, resume=resume, overwrite=not resume)
+    export_finetuned(result, job_dir, spec.formats)
     predictions = predict(result.model, test, spec)
     reload_diff = None
     if "safetensors" in spec.formats:

@@ -17,7 +17,7 @@ images repeated to the model's channel count, normalised with the model's mean/s
 (``model_normalization``: timm's pretrained config, or the torchvision weights' transforms). By default
 the whole image is resized; ``netsurgeon.data.transforms`` builds the model's own evaluation
 preprocessing and the training augmentation presets that fine-tuning uses (``load_dataset(...,
-transform=...)``).
+transform=...)``). ``surgery_loader`` builds the batches a data-driven pass measures on.
 """
 
 from netsurgeon.data.sources import (
@@ -29,6 +29,7 @@ from netsurgeon.data.sources import (
     make_loader,
     model_normalization,
 )
+from netsurgeon.data.surgery import surgery_loader
 from netsurgeon.data.transforms import (
     Augment,
     DataConfig,
@@ -42,4 +43,4 @@ from netsurgeon.data.transforms import (
 
 __all__ = ["Augment", "DataConfig", "DataSpec", "ImageTransform", "SeededSamples", "check_label_range",
            "count_classes", "draw_seed", "eval_transform", "load_dataset", "make_loader", "model_data_config",
-           "model_normalization", "seeded", "train_transform"]
+           "model_normalization", "seeded", "surgery_loader", "train_transform"]

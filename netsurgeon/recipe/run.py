@@ -15,13 +15,19 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from netsurgeon.api import apply, plan
-from netsurgeon.export.atomic import staged_files
+from netsurgeon.data import surgery_loader
+from netsurgeon.errors import ExportError
+from netsurgeon.export import artifact_files, export
+from netsurgeon.export.atomic import check_not_inputs, expand_out, staged_files
 from netsurgeon.loading import load_model
+from netsurgeon.models.load import is_artifact_path
 from netsurgeon.progress import status
 from netsurgeon.recipe.schema import RecipeSpec
 from netsurgeon.report import SurgeryReport
+from netsurgeon.train import FinetuneConfig, export_finetuned, run_output_files, run_training
 from netsurgeon.train.distributed import is_main_process
 
 __all__ = ["RecipeResult", "check_outputs", "output_dir", "plan_recipe", "run_recipe"]
@@ -48,20 +54,12 @@ def _load(recipe: RecipeSpec) -> nn.Module:
 
 def output_dir(recipe: RecipeSpec, out_dir: str | Path | None = None) -> Path:
     """Where the recipe's outputs go: ``out_dir`` or ``export.dir`` (``~`` expanded, never empty)."""
-    from netsurgeon.export.atomic import expand_out
-
     return expand_out(out_dir, "--out") if out_dir is not None else expand_out(recipe.export.dir, "export.dir")
 
 
 def check_outputs(recipe: RecipeSpec, out: Path) -> None:
     """Before any work: no output is one of the run's inputs (its recipe files, checkpoint or artifact),
     whatever export.overwrite says; without it, none exists yet."""
-    from netsurgeon.errors import ExportError
-    from netsurgeon.export import artifact_files
-    from netsurgeon.export.atomic import check_not_inputs
-    from netsurgeon.models.load import is_artifact_path
-    from netsurgeon.train.loop import run_output_files
-
     recipe_files = [out / "recipe.yaml", out / "recipe.sha256"]
     outputs = recipe_files + (run_output_files(out, recipe.finetune) if recipe.finetune is not None else
                               list(artifact_files(out).values()))
@@ -79,15 +77,12 @@ def check_outputs(recipe: RecipeSpec, out: Path) -> None:
                           "(--set export.overwrite=true) or choose another --out.")
 
 
-def _surgery_data(recipe: RecipeSpec, model: nn.Module):
+def _surgery_data(recipe: RecipeSpec, model: nn.Module) -> DataLoader | None:
     """Training batches for data-driven passes, only when a pass can use them."""
     if recipe.data is None or not any(c.uses_data() for c in recipe.surgery):
         return None
-    from netsurgeon.data import make_loader
-    from netsurgeon.train import FinetuneConfig, resolve_data
-
-    train, _, _ = resolve_data(recipe.data, model, FinetuneConfig(augment="none"))  # a pass measures, unaugmented
-    return make_loader(train, recipe.finetune.batch_size if recipe.finetune else 64, shuffle=False, seed=recipe.seed)
+    return surgery_loader(recipe.data, model, batch_size=recipe.finetune.batch_size if recipe.finetune else 64,
+                          seed=recipe.seed)
 
 
 def plan_recipe(recipe: RecipeSpec) -> SurgeryReport | None:
@@ -101,9 +96,6 @@ def plan_recipe(recipe: RecipeSpec) -> SurgeryReport | None:
 
 def run_recipe(recipe: RecipeSpec, *, out_dir: str | Path | None = None, progress: bool = True) -> RecipeResult:
     """Run every step of ``recipe``; outputs go to ``out_dir`` or the recipe's ``export.dir``."""
-    from netsurgeon.export import export
-    from netsurgeon.train import finetune
-
     out = output_dir(recipe, out_dir)
     finals = [out / "recipe.yaml", out / "recipe.sha256"]
     check_outputs(recipe, out)
@@ -120,8 +112,8 @@ def run_recipe(recipe: RecipeSpec, *, out_dir: str | Path | None = None, progres
     metrics: list[dict[str, Any]] = []
     if recipe.finetune is not None:
         cfg = recipe.finetune if progress else _quiet(recipe)
-        tuned = finetune(model, recipe.data, cfg, out_dir=out, overwrite=recipe.export.overwrite,
-                         formats=recipe.export.formats, extra=provenance)
+        tuned = run_training(model, recipe.data, cfg, out_dir=out, overwrite=recipe.export.overwrite)
+        export_finetuned(tuned, out, recipe.export.formats, extra=provenance)
         model, metrics, files = tuned.model, tuned.metrics, tuned.files
     elif is_main_process():
         status(f"exporting to {out}", progress)
@@ -137,5 +129,5 @@ def run_recipe(recipe: RecipeSpec, *, out_dir: str | Path | None = None, progres
     return RecipeResult(model, report, metrics, sorted({*files, *(str(p) for p in finals)}), digest)
 
 
-def _quiet(recipe: RecipeSpec):
+def _quiet(recipe: RecipeSpec) -> FinetuneConfig:
     return dataclasses.replace(recipe.finetune, progress=False)

@@ -19,8 +19,9 @@ One process or many (torchrun + DistributedDataParallel), CPU or GPU. What it do
    batch, on every rank at the same batch, saves a checkpoint and raises ``TrainingInterrupted``
    (resuming from it gives bit-identical weights on the CPU; a second Ctrl-C aborts at once, a repeated
    SIGTERM does not: a scheduler and torchrun may both deliver one).
-5. Exports the final model like ``apply`` does: safetensors with the provenance (now also the training
-   config, data, metrics, and which weights, raw or EMA) and ONNX with its parity check.
+5. Returns the trained model (raw or EMA weights) with its metrics and what the run was (config, data,
+   AMP, world size): a :class:`FinetuneResult`. Exporting it is the caller's step
+   (:func:`netsurgeon.train.finish.export_finetuned`; ``finetune`` runs both).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +53,8 @@ from netsurgeon.data import (
     train_transform,
 )
 from netsurgeon.errors import CheckpointError, ConfigError, TrainingInterrupted
-from netsurgeon.export import ExportResult
+from netsurgeon.export import FORMATS, ExportResult
+from netsurgeon.export.atomic import check_not_inputs
 from netsurgeon.hooks import EpochStart, hooks_for
 from netsurgeon.models.info import copy_model, get_info, model_input_size
 from netsurgeon.progress import status
@@ -71,7 +72,8 @@ from netsurgeon.train.metrics import plot_curves, write_metrics
 from netsurgeon.train.state import TrainState, load_state, restore_rng, save_state
 from netsurgeon.train.tracking import TENSORBOARD_DIR, Trackers, tensorboard_on
 
-__all__ = ["CHECKPOINT", "FinetuneResult", "finetune", "resolve_data", "run_outputs"]
+__all__ = ["CHECKPOINT", "DataArg", "FinetuneResult", "as_config", "resolve_data", "run_output_files", "run_outputs",
+           "run_training"]
 
 CHECKPOINT = "checkpoint.pt"
 #: config keys that may differ between a run and its resumption (they do not change the weights)
@@ -102,13 +104,23 @@ def split_auxiliary(output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
 
 @dataclass
 class FinetuneResult:
-    """The trained model (a new module, unwrapped, in eval mode), its per-epoch metrics, the files written."""
+    """The trained model (a new module, unwrapped, in eval mode), its per-epoch metrics, the files written,
+    and what the run was (what an export of it records as its ``finetune`` provenance)."""
 
     model: nn.Module
     metrics: list[dict[str, Any]]
     files: list[str] = field(default_factory=list)
-    export: ExportResult | None = None  # the final export (rank 0, with out_dir and formats)
+    export: ExportResult | None = None  # the final export, once a caller made one (``export_finetuned``)
     weights: str = "raw"  # which weights ``model`` holds (and the export): raw, or ema (FinetuneConfig.ema_export)
+    config: FinetuneConfig = field(default_factory=FinetuneConfig)  # the run's settings
+    data: str = ""  # the data's label (its spec, or the Dataset's class name)
+    amp: str = "off"  # the mixed precision the run used (``amp=auto`` resolved)
+    world_size: int = 1  # processes that trained it (torchrun)
+    rank: int = 0  # this process's rank: only rank 0 writes
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
     @property
     def final(self) -> dict[str, Any]:
@@ -302,7 +314,7 @@ def _make_ema(model: nn.Module, cfg: FinetuneConfig):  # noqa: ANN202 (timm.util
     return ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup)
 
 
-def finetune(
+def run_training(
     model: nn.Module,
     data: DataArg,
     config: FinetuneConfig | dict[str, Any] | None = None,
@@ -310,27 +322,25 @@ def finetune(
     out_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    formats: Sequence[str] = ("safetensors", "onnx"),
-    extra: dict[str, Any] | None = None,
 ) -> FinetuneResult:
-    """Fine-tune a copy of ``model`` on ``data`` (see the module docstring for what happens when).
+    """Fine-tune a copy of ``model`` on ``data`` (see the module docstring for what happens when); export
+    nothing (``netsurgeon.train.finetune`` trains, then exports).
 
     Args:
         model: any classifier ``nn.Module`` (typically ``apply(...).model``); it is not modified.
         data: a data spec (``"digits"``, ``"fashion-mnist"``, ``"folder:DIR"``, ``"torchvision:CIFAR10:ROOT"``),
             resized and normalised for the model; or a training Dataset; or ``(train, test)`` Datasets.
         config: a :class:`FinetuneConfig`, or a dict of its fields (strings parsed like ``--set`` values).
-        out_dir: where checkpoints, metrics, the plot and the final model go (nothing is written without it).
+        out_dir: where checkpoints, metrics and the plot go (nothing is written without it). Every file a run
+            may write there, the final export's included (``run_output_files``), is checked before training.
         resume: continue from ``out_dir/checkpoint.pt``.
         overwrite: start a new run in an ``out_dir`` that already holds one.
-        formats: the final export's formats (empty: no export).
-        extra: more provenance for the exported artifact (the recipe runner adds the recipe).
 
     Raises:
         ConfigError (bad config, class-count mismatch), CheckpointError (resume problems),
         TrainingInterrupted (Ctrl-C; the checkpoint is saved first).
     """
-    cfg = config if isinstance(config, FinetuneConfig) else FinetuneConfig.from_dict(dict(config or {}))
+    cfg = as_config(config)
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None:
         raise ConfigError("resume needs the output directory of the run to continue (--out).")
@@ -338,23 +348,24 @@ def finetune(
         _check_out_dir(out, model, cfg, resume=resume, overwrite=overwrite)  # log=tensorboard without it: an error
     ctx = setup(cfg.device)
     try:
-        return _Run(model, data, cfg, ctx, out, formats, extra).run(resume)
+        return _Run(model, data, cfg, ctx, out).run(resume)
     finally:
         ctx.close()
+
+
+def as_config(config: FinetuneConfig | dict[str, Any] | None) -> FinetuneConfig:
+    """A :class:`FinetuneConfig` from itself, a dict of its fields, or nothing (the defaults)."""
+    return config if isinstance(config, FinetuneConfig) else FinetuneConfig.from_dict(dict(config or {}))
 
 
 def run_output_files(out: Path, cfg: FinetuneConfig | None = None) -> list[Path]:
     """Every file a fine-tuning run may write into ``out`` (checked up front: none is replaced without
     ``overwrite``/``resume``, and none may be an input): ``run_outputs`` for every export format, since the
     final export leaves only the ones asked for. Without ``cfg``, the defaults' outputs."""
-    from netsurgeon.export import FORMATS
-
     return [out / name for name in run_outputs(cfg or FinetuneConfig(), FORMATS)]
 
 
 def _check_out_dir(out: Path, model: nn.Module, cfg: FinetuneConfig, *, resume: bool, overwrite: bool) -> None:
-    from netsurgeon.export.atomic import check_not_inputs
-
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory.")
     info = get_info(model)
@@ -392,9 +403,8 @@ class _Sums:
 class _Run:
     """One fine-tuning run's state (kept in one place so ``finetune`` reads top to bottom)."""
 
-    def __init__(self, model: nn.Module, data: DataArg, cfg: FinetuneConfig, ctx: Context, out: Path | None,
-                 formats: Sequence[str], extra: dict[str, Any] | None = None) -> None:
-        self.cfg, self.ctx, self.out, self.formats, self.extra = cfg, ctx, out, list(formats), dict(extra or {})
+    def __init__(self, model: nn.Module, data: DataArg, cfg: FinetuneConfig, ctx: Context, out: Path | None) -> None:
+        self.cfg, self.ctx, self.out = cfg, ctx, out
         self.train_set, self.test_set, self.data_label = resolve_data(data, model, cfg)
         self.num_classes = getattr(self.train_set, "num_classes", None)
         self.workers = resolve_workers(cfg.workers, self.train_set)
@@ -427,7 +437,6 @@ class _Run:
         self.train_model = torch.compile(train_model) if cfg.compile else train_model
         self.state = TrainState()
         self.files: list[str] = []
-        self.exported: ExportResult | None = None
 
     # ------------------------------------------------------------------ helpers
     def log(self, message: str) -> None:
@@ -665,30 +674,9 @@ class _Run:
             return stop.requested
         return all_reduce_sum([float(stop.requested)], self.ctx)[0] > 0  # every rank stops at the same batch
 
-    def finish(self) -> None:
-        """Export the final model (rank 0) with the training config, data and metrics in its provenance."""
-        if self.out is None or not self.formats or not self.ctx.is_main:
-            return
-        if self.info is None:
-            warnings.warn("the model carries no netsurgeon provenance (not built with load_model), so it was "
-                          "not exported; checkpoint.pt holds its weights.", stacklevel=3)
-            return
-        from netsurgeon.export import export
-
-        chosen, weights = self._chosen()
-        final = copy_model(chosen).to("cpu", memory_format=torch.contiguous_format).eval()
-        training = {"config": self.cfg.to_dict(), "data": self.data_label, "metrics": self.state.metrics,
-                    "amp": self.amp, "world_size": self.ctx.world_size, "weights": weights}
-        extra = {**self.extra, "finetune": training}
-        exported = self.exported = export(final, self.out, formats=self.formats, seed=self.cfg.seed, overwrite=True,
-                                          extra=extra)
-        self.files = sorted(set(self.files) | set(exported.files))
-        if exported.onnx_max_abs_diff is not None:
-            self.log(f"exported; ONNX parity max |diff| {exported.onnx_max_abs_diff:.3g}")
-
     def _chosen(self) -> tuple[nn.Module, str]:
-        """The weights the run returns and exports: raw, or the EMA's (ema_export; best: the better top-1 on the
-        last evaluation, raw on a tie; EMA when nothing was evaluated)."""
+        """The weights the run returns (and its export holds): raw, or the EMA's (ema_export; best: the better
+        top-1 on the last evaluation, raw on a tie; EMA when nothing was evaluated)."""
         if self.ema is None:
             return self.model, "raw"
         choice = self.cfg.ema_export
@@ -720,16 +708,15 @@ class _Run:
         finally:
             self.trackers.close()
             self.batches = self.test_batches = None  # persistent DataLoader workers end here
-        self.ctx.barrier()
-        self.finish()
-        self.ctx.barrier()
+        self.ctx.barrier()  # every rank has finished, and rank 0 has written the last checkpoint
         if self.out is not None and self.ctx.is_main:
             self.files = sorted(set(self.files) | {str(self.out / CHECKPOINT)})
             if self.trackers.writer is not None:
                 self.files = sorted(set(self.files) | {str(self.out / TENSORBOARD_DIR)})
         chosen, weights = self._chosen()
         chosen.eval()
-        return FinetuneResult(chosen, self.state.metrics, self.files, self.exported, weights)
+        return FinetuneResult(chosen, self.state.metrics, self.files, weights=weights, config=self.cfg,
+                              data=self.data_label, amp=self.amp, world_size=self.ctx.world_size, rank=self.ctx.rank)
 
 
 def _progress(any_left: bool, epoch: int, cfg: FinetuneConfig, ctx: Context, *, initial: int, total: int):

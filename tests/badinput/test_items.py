@@ -141,7 +141,7 @@ def test_8_unwritable_out_is_found_before_any_work(tmp_path, monkeypatch):
         raise AssertionError("the model was loaded before --out was checked")
 
     monkeypatch.setattr("netsurgeon.loading.load_model", never)
-    monkeypatch.setattr("netsurgeon.cli._common.load_from_options", never)
+    monkeypatch.setattr("netsurgeon.workflows.options.load_from_options", never)
     (tmp_path / "file").write_text("x")
     for command in (["apply", "erase-relu", "-m", TINY], ["finetune", TINY, "--data", "digits"]):
         for out in ("/proc/netsurgeon-test/out", tmp_path / "file" / "o"):
