@@ -1,9 +1,16 @@
+import os
 import warnings
 
 import pytest
 import torch
 
 import netsurgeon as ns
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # under `pytest -n N` each worker computes on one thread (N workers share the cores), and so do the
+    # processes it starts (examples, the CLI in a child, torchrun), which inherit the variable
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -32,8 +32,10 @@ from netsurgeon.train.loop import split_auxiliary
 # feeds benchmarks/scope_share.py, which prints the share of swaps, block and root rewrites
 MODELS = KEPT_CLASS_MODELS
 PASSES = [spec.name for spec in list_passes()]
-SLOW_MODELS = {"torchvision:vgg16_bn", "timm:vgg11"}  # ~100M-parameter classifiers even at 32 px: -m slow
-# the default run keeps the VGG family through a VGG-shaped stand-in (conv stack, three-layer classifier)
+SLOW_MODELS = {"torchvision:vgg16_bn", "timm:vgg11",  # ~100M-parameter classifiers even at 32 px: -m slow
+               "timm:densenet121"}  # timm's traces slowest (its norms read weights in forward): -m slow
+# the default run keeps the VGG family through a VGG-shaped stand-in (conv stack, three-layer classifier), and
+# DenseNet through torchvision:densenet121
 CASES = [pytest.param(*m, id=m[0], marks=[pytest.mark.slow] if m[0] in SLOW_MODELS else []) for m in MODELS] + [
     pytest.param("netsurgeon:tiny_convnet", {}, 32, id="netsurgeon:tiny_convnet")]
 

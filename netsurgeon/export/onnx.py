@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 import logging
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,49 @@ def inference_copy(model: nn.Module) -> nn.Module:
     return model
 
 
+_REGISTRY_LOCK = threading.Lock()
+
+
+@functools.cache
+def _torchlib_registry(build, registry_cls: type, opset_version: int):
+    return build(registry_cls, opset_version=opset_version)
+
+
+@contextlib.contextmanager
+def _torchlib_registry_built_once():
+    """Within this block, the dynamo exporter gets a copy of one aten->ONNX registry per opset instead of building
+    it anew: ``torch.onnx.export`` rebuilds it on every call (it compiles some 500 onnxscript functions from their
+    source, about a third of a small model's export), though it depends on the opset alone. Each export still gets
+    its own copy (an exporter given a custom translation table adds to it). Where torch's exporter no longer has
+    this shape, the export simply runs as it is."""
+    try:
+        from torch.onnx._internal.exporter import _registration
+    except ImportError:
+        yield
+        return
+    registry_cls = getattr(_registration, "ONNXRegistry", None)
+    original = vars(registry_cls).get("from_torchlib") if isinstance(registry_cls, type) else None
+    if not isinstance(original, classmethod):
+        yield
+        return
+    build = original.__func__
+
+    def from_torchlib(cls, *args, **kwargs):
+        if cls is not registry_cls or args or set(kwargs) != {"opset_version"}:
+            return build(cls, *args, **kwargs)
+        shared = _torchlib_registry(build, cls, kwargs["opset_version"])
+        fresh = copy.copy(shared)
+        fresh.functions = {target: list(decomps) for target, decomps in shared.functions.items()}
+        return fresh
+
+    with _REGISTRY_LOCK:
+        registry_cls.from_torchlib = classmethod(from_torchlib)
+        try:
+            yield
+        finally:
+            registry_cls.from_torchlib = original
+
+
 def to_onnx_proto(model: nn.Module, example: torch.Tensor):
     """Export ``model`` (an :func:`inference_copy`) with the dynamo exporter, falling back to the
     TorchScript one; returns (ModelProto, exporter name)."""
@@ -49,9 +94,10 @@ def to_onnx_proto(model: nn.Module, example: torch.Tensor):
         warnings.simplefilter("ignore")
         try:
             batch = torch.export.Dim("batch", min=1)
-            program = torch.onnx.export(model, (example,), None, dynamo=True, verbose=False,
-                                        input_names=["input"], output_names=["logits"],
-                                        dynamic_shapes=({0: batch},))
+            with _torchlib_registry_built_once():
+                program = torch.onnx.export(model, (example,), None, dynamo=True, verbose=False,
+                                            input_names=["input"], output_names=["logits"],
+                                            dynamic_shapes=({0: batch},))
             return program.model_proto, "dynamo"
         except Exception as err:  # the exporter raises many types
             errors.append(f"dynamo: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")

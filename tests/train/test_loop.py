@@ -86,7 +86,8 @@ def test_interrupt_then_resume_is_bit_identical(model, digits, tmp_path, at_batc
                      for row in resumed.metrics]
 
 
-@pytest.mark.parametrize("at_batch", [5, 45 + 6])
+# the second epoch's case is -m slow: test_interrupt_then_resume_is_bit_identical[51] resumes there by default
+@pytest.mark.parametrize("at_batch", [5, pytest.param(45 + 6, marks=pytest.mark.slow)])
 def test_interrupt_then_resume_is_bit_identical_with_augmentation_mixup_ema_and_workers(model, tmp_path, monkeypatch,
                                                                                          at_batch):
     """The training data is a spec, so the loop augments (basic: padded crop + flip), mixes (mixup and CutMix),
