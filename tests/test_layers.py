@@ -167,3 +167,19 @@ def test_tests_import_nothing_from_benchmarks():
             if any(m.split(".")[0] == "benchmarks" for m in named):
                 found.append(f"{path.relative_to(TESTS.parent)}:{node.lineno} imports {', '.join(named)}")
     assert not found, "tests import from benchmarks/; move the shared code to netsurgeon.testing:\n" + "\n".join(found)
+
+
+def test_a_plug_in_pass_needs_at_most_four_netsurgeon_modules():
+    """The plug-in test is a pass file as an author writes one: what it needs comes from few places
+    (``netsurgeon.surgery`` for the pass, the package for the rest), and no pass repeats its own name into
+    the workspace (``ws.index()``, ``ws.editor()``, ``ws.shapes()``, ``ws.gm()`` take none)."""
+    tree = ast.parse((TESTS / "test_plugin.py").read_text())
+    used = {m for node in ast.walk(tree) for m in _imported_modules(node) if m.split(".")[0] == "netsurgeon"}
+    assert len(used) <= 4, f"tests/test_plugin.py imports {len(used)} netsurgeon modules: {sorted(used)}"
+    named = [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+             for path in [TESTS / "test_plugin.py", *sorted((PACKAGE / "passes").glob("*.py"))]
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+             and node.func.attr in ("index", "editor", "shapes", "gm") and ast.unparse(node.func.value) == "ws"
+             and (node.args or node.keywords)]
+    assert not named, "a pass names itself to its workspace (run_pass tells it):\n" + "\n".join(named)
