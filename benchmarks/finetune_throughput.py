@@ -51,14 +51,13 @@ def in_memory(model: torch.nn.Module, limit: int) -> Digits:
     return Digits(torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items]))
 
 
-def hand_loop(model: torch.nn.Module, data: Digits, batch: int, device: torch.device, amp: str,
-              channels_last: bool) -> None:
-    """What a careful user writes: shuffled loader, SGD with momentum, cross-entropy, AMP when asked."""
+def train_one_epoch(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: str,
+                    channels_last: bool) -> None:
+    """One epoch of the hand loop: SGD with momentum, cross-entropy, bf16 autocast and channels_last when asked."""
     model = model.to(device).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    loader = DataLoader(data, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0))
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext())
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -69,6 +68,13 @@ def hand_loop(model: torch.nn.Module, data: Digits, batch: int, device: torch.de
             logits = model(x)
         F.cross_entropy(logits.float(), y).backward()
         optimizer.step()
+
+
+def hand_loop(model: torch.nn.Module, data: Digits, batch: int, device: torch.device, amp: str,
+              channels_last: bool) -> None:
+    """What a careful user writes: shuffled loader, SGD with momentum, cross-entropy, AMP when asked."""
+    loader = DataLoader(data, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0))
+    train_one_epoch(model, loader, device, amp, channels_last)
 
 
 def photo_folder(root: Path, images: int, tile: int = 192) -> Path:
@@ -97,20 +103,7 @@ def hand_augmented_loop(model: torch.nn.Module, root: Path, transform, batch: in
     dataset = ImageFolder(str(root / "train"), transform=transform)
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0),
                         num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    model = model.to(device).train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext())
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            logits = model(x)
-        F.cross_entropy(logits.float(), y).backward()
-        optimizer.step()
+    train_one_epoch(model, loader, device, amp, channels_last)
 
 
 def augmented(args: argparse.Namespace, device: torch.device, channels_last: bool) -> float:
