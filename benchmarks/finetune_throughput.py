@@ -70,6 +70,15 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, device: torch.de
         optimizer.step()
 
 
+def print_table(medians: dict[str, float], images: int) -> float:
+    """Print images/s per loop and its ratio to the hand-written one; returns netsurgeon's ratio."""
+    print("| loop | images/s | vs hand-written |\n| --- | ---: | ---: |")
+    reference = medians["hand-written loop"]
+    for name, seconds in medians.items():
+        print(f"| {name} | {images / seconds:,.0f} | {reference / seconds:.3f}x |")
+    return reference / medians["netsurgeon.finetune"]
+
+
 def hand_loop(model: torch.nn.Module, data: Digits, batch: int, device: torch.device, amp: str,
               channels_last: bool) -> None:
     """What a careful user writes: shuffled loader, SGD with momentum, cross-entropy, AMP when asked."""
@@ -130,11 +139,7 @@ def augmented(args: argparse.Namespace, device: torch.device, channels_last: boo
     print(f"\n# augmented pipeline: resnet18 at {args.aug_size}x{args.aug_size}, augment=basic "
           f"(random-resized-crop + flip), {args.aug_images} PNG images decoded per epoch, workers=auto ({workers}), "
           f"batch {args.batch}, amp {args.amp}, channels_last {channels_last}, median of {args.runs}")
-    print("| loop | images/s | vs hand-written |\n| --- | ---: | ---: |")
-    reference = medians["hand-written loop"]
-    for name, seconds in medians.items():
-        print(f"| {name} | {args.aug_images / seconds:,.0f} | {reference / seconds:.3f}x |")
-    return reference / medians["netsurgeon.finetune"]
+    return print_table(medians, args.aug_images)
 
 
 def main() -> None:
@@ -177,11 +182,7 @@ def plain(args: argparse.Namespace, device: torch.device, channels_last: bool) -
     medians = interleaved_medians(variants, device, args.runs)  # one warm-up round, then round-robin
     print(f"# {environment(device)}; resnet18 at {args.size}x{args.size}, batch {args.batch}, "
           f"{len(data)} images per epoch, amp {args.amp}, median of {args.runs}")
-    print("| loop | images/s | vs hand-written |\n| --- | ---: | ---: |")
-    reference = medians["hand-written loop"]
-    for name, seconds in medians.items():
-        print(f"| {name} | {len(data) / seconds:,.0f} | {reference / seconds:.3f}x |")
-    return reference / medians["netsurgeon.finetune"]
+    return print_table(medians, len(data))
 
 
 if __name__ == "__main__":
