@@ -13,13 +13,14 @@ import torch
 from torch import nn
 
 from netsurgeon.config import PassConfig
+from netsurgeon.contract import Contract
 from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning, SurgeryError
 from netsurgeon.graph.trace import TRACE_LOCK
 from netsurgeon.history import HistoryEntry
 from netsurgeon.models.info import ModelInfo, get_info, probe_input, set_info
 from netsurgeon.modes import in_mode
 from netsurgeon.outcome import PassOutcome
-from netsurgeon.registry import Contract, get_pass
+from netsurgeon.registry import get_pass
 from netsurgeon.report import PassReport, SurgeryReport, Verification
 from netsurgeon.validate import check_apply_args, check_contract, check_probe_runs, flatten_output
 from netsurgeon.workspace import Workspace

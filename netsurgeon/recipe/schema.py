@@ -37,7 +37,7 @@ from netsurgeon.errors import ConfigError, NetsurgeonError, RecipeError, Unknown
 from netsurgeon.export import DEFAULT_FORMATS, FORMATS
 from netsurgeon.history import parse_history
 from netsurgeon.recipe.source import Location, Positions, Problem, apply_overrides, merge, parse_yaml
-from netsurgeon.registry import get_pass, suggest
+from netsurgeon.registry import get_pass, registered_contract, suggest
 from netsurgeon.train.config import FinetuneConfig
 
 __all__ = ["CompareSection", "ExportSection", "ModelSection", "RecipeSpec", "check_fields"]
@@ -314,7 +314,8 @@ def _history(model: Any) -> list[str]:
             return []
         from netsurgeon.export.artifact import read_provenance
 
-        return [step.pass_name for step in parse_history(read_provenance(Path(name).expanduser())["passes"])]
+        return [step.pass_name for step in parse_history(read_provenance(Path(name).expanduser())["passes"],
+                                                        registered=registered_contract)]
     except (NetsurgeonError, OSError, ValueError, TypeError, AttributeError):
         return []
 
