@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import netsurgeon as ns  # noqa: E402
 from benchmarks._common import environment, interleaved_medians  # noqa: E402
-from netsurgeon.graph.scoped import _ChildrenAsLeaves  # noqa: E402
+from netsurgeon.graph.scoped import ChildrenAsLeaves  # noqa: E402
 from netsurgeon.graph.trace import trace  # noqa: E402
 from netsurgeon.registry import get_pass  # noqa: E402
 from netsurgeon.workspace import Workspace  # noqa: E402
@@ -89,7 +89,7 @@ def plan_steps(spec: str, pass_name: str, device: torch.device, runs: int) -> di
         bare = time.perf_counter() - clock
         clock = time.perf_counter()
         for _ in range(5):  # back to back, as plan traces the blocks it rewrites
-            _ChildrenAsLeaves().trace(identity)
+            ChildrenAsLeaves().trace(identity)
         floor = (time.perf_counter() - clock) / 5
         marks = [time.perf_counter()]
         working = Workspace.private_copy(model, share_tensors=not pass_spec.edits_weights)

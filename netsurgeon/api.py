@@ -13,15 +13,16 @@ import torch
 from torch import nn
 
 from netsurgeon.config import PassConfig
+from netsurgeon.contract import Contract
 from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning, SurgeryError
 from netsurgeon.graph.trace import TRACE_LOCK
 from netsurgeon.history import HistoryEntry
 from netsurgeon.models.info import ModelInfo, get_info, probe_input, set_info
 from netsurgeon.modes import in_mode
 from netsurgeon.outcome import PassOutcome
-from netsurgeon.registry import Contract, get_pass
+from netsurgeon.registry import get_pass
 from netsurgeon.report import PassReport, SurgeryReport, Verification
-from netsurgeon.validate import check_apply_args, check_contract, check_probe_runs
+from netsurgeon.validate import check_apply_args, check_contract, check_probe_runs, flatten_output
 from netsurgeon.workspace import Workspace
 
 __all__ = ["PassLike", "SurgeryResult", "apply", "plan", "probe_input", "resolve_passes", "run_pass"]
@@ -224,10 +225,8 @@ def _surgery_report(info: ModelInfo, ws: Workspace, reports: list[PassReport], m
 def _output_pairs(a: Any, b: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
     """The matching tensors of two outputs of the same structure (a tensor, or lists/tuples/dicts of them);
     None when the structures or shapes differ."""
-    from torch.utils._pytree import tree_flatten
-
-    leaves_a, spec_a = tree_flatten(a)
-    leaves_b, spec_b = tree_flatten(b)
+    leaves_a, spec_a = flatten_output(a)
+    leaves_b, spec_b = flatten_output(b)
     if spec_a != spec_b:
         return None
     pairs = [(x, y) for x, y in zip(leaves_a, leaves_b, strict=True) if isinstance(x, torch.Tensor)]

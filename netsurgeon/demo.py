@@ -83,7 +83,7 @@ def run_demo(
     once); the baseline goes to ``out_dir/baseline``, the variants are one ``compare`` run with a single
     seed in ``out_dir/compare`` (``jobs/ARM/seed-S/``: each variant's checkpoint, metrics and artifact).
     """
-    from netsurgeon.export.atomic import claim_output_dir
+    from netsurgeon.atomic import claim_output_dir
 
     started = time.perf_counter()
     out = Path(out_dir).expanduser()
@@ -141,7 +141,7 @@ def format_table(rows: Sequence[DemoRow]) -> str:
 
 
 def _write_results(rows: list[DemoRow], series: dict, out: Path, title: str) -> list[str]:
-    from netsurgeon.export.atomic import staged_files
+    from netsurgeon.atomic import staged_files
 
     finals = [out / "results.md", out / "results.json"]
     with staged_files(finals) as (md, js):

@@ -6,19 +6,27 @@ as the header's ``passes`` (and ``model.history``), and :meth:`HistoryEntry.from
 turns such a JSON step back into an entry. Its rules (:func:`step_problems`) are the ones the artifact header
 schema applies to each step, so what a header accepts is exactly what parses. Everything else reads entries by
 attribute.
+
+Which passes exist is the registry's to say: the parser takes ``registered``
+(:func:`netsurgeon.registry.registered_contract`), which checks a step's pass name and gives the contract of a
+step that did not record one.
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from netsurgeon.contract import Contract
 from netsurgeon.errors import ArtifactError, NetsurgeonError
-from netsurgeon.registry import Contract, get_pass
 
-__all__ = ["STEP_KEYS", "HistoryEntry", "parse_history", "step_problems"]
+__all__ = ["STEP_KEYS", "HistoryEntry", "Registered", "parse_history", "step_problems"]
+
+#: a pass name's registered contract, raising a NetsurgeonError for a pass this netsurgeon lacks
+#: (:func:`netsurgeon.registry.registered_contract`)
+Registered = Callable[[str], Contract]
 
 #: the keys of one step as JSON; ``pass``, ``version`` and ``config`` are required, the others were added by
 #: later netsurgeon versions (an older artifact may lack them)
@@ -104,24 +112,25 @@ class HistoryEntry:
         return out
 
     @classmethod
-    def from_json(cls, step: Any, where: str = "history entry") -> HistoryEntry:
+    def from_json(cls, step: Any, where: str = "history entry", *, registered: Registered) -> HistoryEntry:
         """Parse one header step; an ArtifactError naming every problem (:func:`step_problems`) if it is malformed."""
-        problems = step_problems(step, where)
+        problems = step_problems(step, where, registered=registered)
         if problems:
             raise ArtifactError(f"damaged or crafted netsurgeon history: {'; '.join(problems)}. Re-export the model "
                                 "with netsurgeon.")
         name = step["pass"]
+        contract = step["contract"] if "contract" in step else registered(name)  # an older step: the registered one
         return cls(pass_name=name, version=step["version"], config=step["config"], sites=step.get("sites"),
-                   contract=step.get("contract", get_pass(name).contract), resolved=step.get("resolved", {}),
+                   contract=contract, resolved=step.get("resolved", {}),
                    new_params=step.get("new_params", ()), unrecorded=frozenset(k for k in _OPTIONAL if k not in step))
 
 
-def parse_history(steps: Iterable[Any], where: str = "passes") -> tuple[HistoryEntry, ...]:
+def parse_history(steps: Iterable[Any], where: str = "passes", *, registered: Registered) -> tuple[HistoryEntry, ...]:
     """The entries of a header's ``passes`` (or ``model.history``) list, oldest first."""
-    return tuple(HistoryEntry.from_json(step, f"{where}[{i}]") for i, step in enumerate(steps))
+    return tuple(HistoryEntry.from_json(step, f"{where}[{i}]", registered=registered) for i, step in enumerate(steps))
 
 
-def step_problems(step: Any, where: str) -> list[str]:
+def step_problems(step: Any, where: str, *, registered: Registered) -> list[str]:
     """Every problem of one JSON step (``where`` names it in the messages, e.g. ``passes[0]``); empty when valid.
 
     Types are strict, unknown keys are errors, and the pass must be registered in this netsurgeon.
@@ -138,7 +147,7 @@ def step_problems(step: Any, where: str) -> list[str]:
         problems.append(f"{where}.pass must be a pass name, got {_kind(name)}")
     else:
         try:
-            get_pass(name)
+            registered(name)
         except NetsurgeonError:
             problems.append(f"{where}.pass {name[:40]!r} is not a pass of this netsurgeon")
     if not _int(step.get("version")) or step.get("version", 0) < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from netsurgeon.registry import Contract
+from netsurgeon.contract import Contract
 from netsurgeon.report import SiteChange
 
 __all__ = ["PassOutcome"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from netsurgeon.contract import Contract
 from netsurgeon.errors import UnknownNameError, suggest
 
 if TYPE_CHECKING:
@@ -20,16 +20,10 @@ if TYPE_CHECKING:
     from netsurgeon.outcome import PassOutcome
     from netsurgeon.workspace import Workspace
 
-__all__ = ["Contract", "PassFn", "PassSpec", "get_pass", "list_passes", "register_pass", "suggest", "unregister_pass"]
+__all__ = ["PassFn", "PassSpec", "get_pass", "list_passes", "register_pass", "registered_contract", "suggest",
+           "unregister_pass"]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-
-
-class Contract(str, Enum):
-    """What a pass promises about the model's function."""
-
-    EXACT = "exact"  # outputs equal the original's (PD-ReLU forward, warm-started heads)
-    CHANGES_FUNCTION = "changes-function"  # outputs differ; untouched tensors stay bit-identical
 
 
 PassFn = Callable[["Workspace", "PassConfig"], "PassOutcome"]  # run_pass refuses any other return value
@@ -104,6 +98,12 @@ def get_pass(name: str) -> PassSpec:
             f"Run 'netsurgeon passes' to list them: {', '.join(sorted(_REGISTRY))}."
         )
     return _REGISTRY[key]
+
+
+def registered_contract(name: str) -> Contract:
+    """The contract pass ``name`` registered; :class:`~netsurgeon.errors.UnknownNameError` for a pass this
+    netsurgeon lacks. The history's parser takes it (``registered=``) to check a step's pass name."""
+    return get_pass(name).contract
 
 
 def list_passes() -> list[PassSpec]:

@@ -19,6 +19,7 @@ The pass plans on ``ws.index()`` (:class:`GraphIndex`: sites, blocks, heads), ed
 """
 
 from netsurgeon.config import PassConfig
+from netsurgeon.contract import Contract
 from netsurgeon.errors import ConfigError, NoMatchError, SurgeryError
 from netsurgeon.graph.heads import Head, missing_head, require_head
 from netsurgeon.graph.index import GraphIndex
@@ -28,7 +29,7 @@ from netsurgeon.graph.sites import Site, match_patterns
 from netsurgeon.history import HistoryEntry
 from netsurgeon.hooks import EpochStart, TrainingHooks
 from netsurgeon.outcome import PassOutcome
-from netsurgeon.registry import Contract, register_pass, unregister_pass
+from netsurgeon.registry import register_pass, unregister_pass
 from netsurgeon.report import SiteChange
 from netsurgeon.workspace import Workspace
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from netsurgeon.errors import ConfigError, ContractViolationError, SurgeryError
@@ -21,6 +22,7 @@ __all__ = [
     "check_input_size",
     "check_model_kwargs",
     "check_probe_runs",
+    "flatten_output",
 ]
 
 #: the largest height or width accepted for a probe / export input
@@ -139,7 +141,6 @@ def check_probe_runs(model: Any, x: Any) -> Any:
     """Run ``model`` once on the probe batch (eval mode, no grad) and return its output; a model that cannot
     take the batch is refused with what to do."""
     import torch
-    from torch.utils._pytree import tree_leaves
 
     from netsurgeon.modes import in_mode
 
@@ -152,13 +153,32 @@ def check_probe_runs(model: Any, x: Any) -> Any:
             f"the model cannot run on the probe batch of shape {tuple(x.shape)} ({type(err).__name__}: {first}); "
             "pass input_size=(C, H, W) or example_input= with an input it accepts."
         ) from None
-    leaves = tree_leaves(out)
+    leaves, _ = flatten_output(out)
     if not leaves or not all(isinstance(v, torch.Tensor) for v in leaves):
         kinds = sorted({type(v).__name__ for v in leaves if not isinstance(v, torch.Tensor)}) or ["nothing"]
         raise SurgeryError(f"the model returns a {type(out).__name__} holding {', '.join(kinds)}; netsurgeon checks "
                            "outputs that are a tensor or a list, tuple or dict of tensors: wrap the model so that "
                            "it returns one.")
     return out
+
+
+def flatten_output(out: Any) -> tuple[list[Any], Any]:
+    """The leaves of a model's output, in order, and its structure (what holds them: types, lengths, keys), as
+    torch's pytree flattens one: lists, tuples (named ones too), deques and mappings are walked, anything else
+    (None included) is a leaf. Two outputs whose structures are equal pair their leaves in order."""
+    if isinstance(out, Mapping):
+        keys, values = tuple(out), list(out.values())
+    elif isinstance(out, (list, tuple, deque)):
+        keys, values = None, list(out)
+    else:
+        return [out], "leaf"
+    leaves: list[Any] = []
+    shapes = []
+    for value in values:
+        inner, shape = flatten_output(value)
+        leaves += inner
+        shapes.append(shape)
+    return leaves, (type(out), keys, tuple(shapes))
 
 
 def check_contract(result: Any, allow_violation: bool) -> None:

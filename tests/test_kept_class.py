@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 import netsurgeon as ns
 from netsurgeon.cli import app
 from netsurgeon.export.artifact import read_provenance
-from netsurgeon.graph.scoped import base_class
+from netsurgeon.graph.codegen import base_class
 from netsurgeon.layers.pd_relu import PDReLU
 from netsurgeon.models.info import get_info
 from netsurgeon.registry import list_passes

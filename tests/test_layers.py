@@ -2,13 +2,15 @@
 import rules of CONTRIBUTING.md: no private name across modules, stdlib imports at the top, no test imports from
 `benchmarks/`.
 
-Every ``import`` in the package is read from the source (function-level imports included, imports under
-``if TYPE_CHECKING:`` left out, since they never run), so a lazy import cannot hide a circle.
+Every ``import`` in the package is read from the source (function-level imports and imports under
+``if TYPE_CHECKING:`` included: a type named across layers is a dependency too), so neither a lazy import nor a
+type-only one can hide a circle.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -25,12 +27,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("netsurgeon.export",),
     ("netsurgeon.api",),
     ("netsurgeon.passes",),
-    ("netsurgeon.workspace", "netsurgeon.hooks", "netsurgeon.outcome", "netsurgeon.surgery"),
+    ("netsurgeon.workspace", "netsurgeon.hooks", "netsurgeon.outcome", "netsurgeon.registry", "netsurgeon.surgery"),
     ("netsurgeon.models.load", "netsurgeon.models.head", "netsurgeon.models.checkpoint", "netsurgeon.models",
      "netsurgeon.data", "netsurgeon.testing"),
     ("netsurgeon.graph", "netsurgeon.layers"),
-    ("netsurgeon.config", "netsurgeon.registry", "netsurgeon.report", "netsurgeon.validate", "netsurgeon.safeyaml",
-     "netsurgeon.history", "netsurgeon.models.info", "netsurgeon.modes", "netsurgeon.progress"),
+    ("netsurgeon.config", "netsurgeon.contract", "netsurgeon.report", "netsurgeon.validate", "netsurgeon.safeyaml",
+     "netsurgeon.history", "netsurgeon.models.info", "netsurgeon.modes", "netsurgeon.progress", "netsurgeon.atomic"),
     ("netsurgeon.errors",),
 ]
 
@@ -52,12 +54,7 @@ def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
 
     edges: dict[str, set[str]] = defaultdict(set)
     for name, path in modules.items():
-        tree = ast.parse(path.read_text())
-        hidden = {id(sub) for node in ast.walk(tree)
-                  if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) for sub in ast.walk(node)}
-        for node in ast.walk(tree):
-            if id(node) in hidden:
-                continue
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -109,10 +106,16 @@ def test_no_import_circles():
 
 
 def test_the_layer_table_is_the_one_in_contributing():
-    text = (PACKAGE.parent / "CONTRIBUTING.md").read_text()
-    for prefixes in LAYERS:
-        for prefix in prefixes:
-            assert f"`{prefix}`" in text, f"CONTRIBUTING.md's layer table lacks {prefix}"
+    """CONTRIBUTING.md's layer table lists exactly these layers, in this order, each with these modules."""
+    text = (PACKAGE.parent / "CONTRIBUTING.md").read_text().split("## Layers", 1)[1]
+    rows = [line.split("|") for line in text.splitlines() if re.match(r"\|\s*\d+\s*\|", line)]
+    table = [(int(cells[1]), tuple(re.findall(r"`([\w.]+)`", cells[2]))) for cells in rows]
+    assert table == list(enumerate(LAYERS)), "CONTRIBUTING.md's layer table differs from LAYERS"
+
+
+def test_type_checking_imports_are_imports():
+    """A type-only import is a dependency: the layer and circle checks see it."""
+    assert "netsurgeon.workspace" in _imports(_modules())["netsurgeon.registry"]  # under TYPE_CHECKING only
 
 
 def test_one_default_input_size():

@@ -145,7 +145,7 @@ def _evaluate_top1(model: nn.Module, test: torch.utils.data.Dataset, spec: Compa
 
 def run_job(out: str | Path, arm_slug: str, seed: int) -> dict[str, Any]:
     """Run (or resume, or just read) one job of the comparison in ``out``; returns its ``job.json`` record."""
-    from netsurgeon.export.atomic import claim_output_dir
+    from netsurgeon.atomic import claim_output_dir
 
     out = Path(out)
     spec = CompareSpec.read(out)
@@ -159,7 +159,7 @@ def run_job(out: str | Path, arm_slug: str, seed: int) -> dict[str, Any]:
 
 
 def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[str, Any]:
-    from netsurgeon.export.atomic import staged_files
+    from netsurgeon.atomic import staged_files
     from netsurgeon.loading import load_model
     from netsurgeon.models.info import probe_input
     from netsurgeon.train import CHECKPOINT, export_finetuned, resolve_data, run_training

@@ -220,7 +220,7 @@ def _plot(summary: dict[str, Any], temp: Path) -> None:
 
 def write_report(spec: CompareSpec, out: Path) -> tuple[dict[str, Any], list[Path]]:
     """Rebuild and write the four report files atomically; returns the summary and their paths."""
-    from netsurgeon.export.atomic import staged_files
+    from netsurgeon.atomic import staged_files
 
     summary = summarize(spec, out)
     finals = [out / name for name in REPORT_FILES]

@@ -103,7 +103,7 @@ def _check_existing(spec: CompareSpec, out: Path) -> None:
 
 
 def _write_config(spec: CompareSpec, out: Path) -> None:
-    from netsurgeon.export.atomic import staged_files
+    from netsurgeon.atomic import staged_files
 
     with staged_files([out / CONFIG_FILE]) as (temp,):
         temp.write_text(json.dumps({"spec": spec.to_dict(), "runtime": spec.runtime()}, indent=1) + "\n")
@@ -117,7 +117,7 @@ def _eta(seconds: float) -> str:
 def run_spec(spec: CompareSpec, out: str | Path, *, executor: str = "local", jobs: int = 1,
              slurm: SlurmOptions | None = None, progress: bool = True, on_submit: Any = None) -> CompareResult:
     """Run a resolved :class:`CompareSpec` into ``out`` (what :func:`compare` and the CLI call)."""
-    from netsurgeon.export.atomic import claim_output_dir
+    from netsurgeon.atomic import claim_output_dir
 
     if executor not in ("local", "slurm"):
         raise ConfigError(f"--executor must be local or slurm, got {executor!r}.")

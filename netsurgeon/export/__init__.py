@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from netsurgeon.atomic import check_not_inputs, staged_files
 from netsurgeon.errors import ArtifactError, ConfigError, ExportError
 from netsurgeon.export.artifact import (
     file_tensors,
@@ -19,12 +20,12 @@ from netsurgeon.export.artifact import (
     tensor_record,
     write_safetensors,
 )
-from netsurgeon.export.atomic import check_not_inputs, staged_files
 from netsurgeon.export.header import header_problems
 from netsurgeon.export.onnx import inference_copy, onnx_parity, provenance_props, to_onnx_proto, write_onnx
 from netsurgeon.export.pt2 import pt2_parity, read_pt2_provenance, to_exported_program, write_pt2
 from netsurgeon.history import parse_history
 from netsurgeon.models.info import get_info, probe_input
+from netsurgeon.registry import registered_contract
 from netsurgeon.report import SurgeryReport
 from netsurgeon.validate import check_input_channels, check_input_size
 
@@ -238,7 +239,8 @@ def verify_artifact(path: str | Path) -> VerifyResult:
     if onnx_path.exists() and not onnx_path.is_file():  # a FIFO would block the reader forever
         raise ArtifactError(f"{onnx_path} is not a regular file; remove it to verify {st.name} alone.")
     model = load_artifact(st, record)
-    result = VerifyResult(str(st), None, None, None, [s.pass_name for s in parse_history(record["passes"])], ok=True)
+    steps = parse_history(record["passes"], registered=registered_contract)
+    result = VerifyResult(str(st), None, None, None, [s.pass_name for s in steps], ok=True)
     result.messages.append(f"rebuilt {record['model']['spec']} + {len(record['passes'])} pass(es) from {st.name}")
     tensors = record.get("tensors")
     result.messages.append(f"tensor data matches the header's sha256 ({tensors['sha256'][:16]}), dtype "

@@ -24,6 +24,7 @@ from netsurgeon.errors import ArtifactError, CheckpointError, NetsurgeonError, N
 from netsurgeon.export.header import validate_record
 from netsurgeon.history import parse_history
 from netsurgeon.models.info import ModelInfo, get_info, set_info
+from netsurgeon.registry import get_pass, registered_contract
 
 __all__ = ["FORMAT", "file_tensors", "load_artifact", "provenance", "read_provenance", "tensor_digest", "tensor_record",
            "versions", "write_safetensors"]
@@ -161,9 +162,8 @@ def _rebuild(p: Path, record: dict, overrides: dict[str, dict[str, Any]] | None)
     from netsurgeon.api import apply
     from netsurgeon.models.checkpoint import load_state_strict, read_checkpoint
     from netsurgeon.models.load import build_model, resolve_spec
-    from netsurgeon.registry import get_pass
 
-    info = ModelInfo.from_dict(record["model"])
+    info = ModelInfo.from_dict(record["model"], registered=registered_contract)
     library, name = resolve_spec(info.spec)
     kwargs = dict(info.kwargs)
     num_classes = kwargs.pop("num_classes", None)
@@ -171,7 +171,7 @@ def _rebuild(p: Path, record: dict, overrides: dict[str, dict[str, Any]] | None)
     model.eval()
     set_info(model, ModelInfo(spec=info.spec, kwargs=info.kwargs, input_size=info.input_size))
     structural = []
-    for step in parse_history(record["passes"]):
+    for step in parse_history(record["passes"], registered=registered_contract):
         spec = get_pass(step.pass_name)
         if spec.structural:
             values = {**step.plain_config(), **(overrides or {}).get(spec.name, {})}

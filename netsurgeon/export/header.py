@@ -16,6 +16,7 @@ from typing import Any
 
 from netsurgeon.errors import ArtifactError, ConfigError
 from netsurgeon.history import STEP_KEYS, step_problems
+from netsurgeon.registry import registered_contract
 from netsurgeon.validate import check_input_size, check_model_kwargs
 
 __all__ = ["MODEL_KEYS", "STEP_KEYS", "TENSOR_DTYPES", "header_problems", "validate_record"]
@@ -101,7 +102,7 @@ def header_problems(record: dict) -> list[str]:
         problems.append(f"passes holds {len(passes)} steps (at most {MAX_PASSES})")
     else:
         for i, step in enumerate(passes):
-            problems.extend(step_problems(step, f"passes[{i}]"))
+            problems.extend(step_problems(step, f"passes[{i}]", registered=registered_contract))
         model = record.get("model")
         if isinstance(model, dict) and isinstance(model.get("history"), list) and model["history"] != passes:
             problems.append("model.history differs from passes")

@@ -15,6 +15,7 @@ from torch import nn
 
 from netsurgeon.errors import ArtifactError, ExportError
 from netsurgeon.export.onnx import Parity
+from netsurgeon.validate import flatten_output
 
 __all__ = ["PROVENANCE_FILE", "pt2_parity", "read_pt2_provenance", "to_exported_program", "write_pt2"]
 
@@ -96,6 +97,4 @@ def pt2_parity(model: nn.Module, path: Path, example: torch.Tensor, dynamic: boo
 
 
 def _leaves(out: object) -> list[torch.Tensor]:
-    from torch.utils._pytree import tree_leaves
-
-    return [v for v in tree_leaves(out) if isinstance(v, torch.Tensor)]
+    return [v for v in flatten_output(out)[0] if isinstance(v, torch.Tensor)]

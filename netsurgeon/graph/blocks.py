@@ -24,10 +24,10 @@ from typing import Literal
 
 from torch import fx
 
-from netsurgeon.graph.nodes import CAT_FUNCTIONS, type_name
-from netsurgeon.graph.sites import Site, SiteIndex
+from netsurgeon.graph.nodes import CAT_FUNCTIONS, NodeIndex, type_name
+from netsurgeon.graph.sites import Site, SiteFinder
 
-__all__ = ["Block", "BlockIndex"]
+__all__ = ["Block", "BlockFinder"]
 
 
 @dataclass
@@ -44,35 +44,37 @@ class Block:
         return set(self.nodes)
 
 
-class BlockIndex(SiteIndex):
-    """Blocks and what lies within them (see the module docstring)."""
+class BlockFinder:
+    """Blocks of the graph ``index`` holds, and what lies within them (see the module docstring); ``sites``
+    tells which activations are gates. A block's data path is found once."""
 
-    @cached_property
-    def _data_path_cache(self) -> dict[str, tuple[Block, set[fx.Node]]]:
-        return {}
+    def __init__(self, index: NodeIndex, sites: SiteFinder) -> None:
+        self.index = index
+        self.sites = sites
+        self._data_path_cache: dict[str, tuple[Block, set[fx.Node]]] = {}
 
     def _module_type(self, scope: str) -> type | None:
-        return self.scope_types.get(scope)
+        return self.index.scope_types.get(scope)
 
     def blocks(self) -> list[Block]:
         """Basic modules in execution order (see the module docstring for the rules)."""
         merge: dict[str, str] = {}  # scope -> kind
-        for node in self.nodes:
-            scope = self.innermost_scope(node)
+        for node in self.index.nodes:
+            scope = self.index.innermost_scope(node)
             if not scope:
                 continue
-            if self.is_residual_add(node):
-                if any(self.in_scope(a, scope) for a in self._tensor_args(node)):
+            if self.index.is_residual_add(node):
+                if any(self.index.in_scope(a, scope) for a in self.index.tensor_args(node)):
                     merge.setdefault(scope, "residual")
             elif node.op == "call_function" and node.target in CAT_FUNCTIONS and node.args:
                 parts = node.args[0]
                 if isinstance(parts, (list, tuple)):
-                    inner = [p for p in parts if isinstance(p, fx.Node) and self.in_scope(p, scope)]
+                    inner = [p for p in parts if isinstance(p, fx.Node) and self.index.in_scope(p, scope)]
                     if len(inner) >= 2 and self._mutually_unreachable(inner):
                         merge[scope] = "branch"
         if merge:
             classes = {self._module_type(s): k for s, k in merge.items()}
-            for path, tp in self.scope_types.items():
+            for path, tp in self.index.scope_types.items():
                 if path and tp in classes and path not in merge:
                     merge[path] = classes[tp]
             # a merge inside attention arithmetic (halonet's attention logits plus relative-position
@@ -87,40 +89,40 @@ class BlockIndex(SiteIndex):
         else:
             blocks = self._unit_blocks()
         blocks = [b for b in blocks if b.nodes]
-        blocks.sort(key=lambda b: self.order[b.nodes[0]])
+        blocks.sort(key=lambda b: self.index.order[b.nodes[0]])
         return blocks
 
     def _scopes_computing(self, scopes: Iterable[str]) -> set[str]:
         """The scopes among ``scopes`` that contain an activation call (ReLU-type, GELU, SiLU...)."""
         wanted, found = set(scopes), set()
-        for node in self.nodes:
+        for node in self.index.nodes:
             if node.op not in ("call_module", "call_function", "call_method"):
                 continue
-            if self.is_other_activation(node, ()):
-                found.update(s for s in self.stacks[node] if s in wanted)
+            if self.index.is_other_activation(node, ()):
+                found.update(s for s in self.index.stacks[node] if s in wanted)
         return found
 
     def _members(self, scopes: Iterable[str]) -> dict[str, list[fx.Node]]:
         """The nodes inside each scope, in graph order, in one sweep over the graph."""
         members: dict[str, list[fx.Node]] = {s: [] for s in scopes}
-        for node in self.nodes:
-            for scope in self.stacks[node]:
+        for node in self.index.nodes:
+            for scope in self.index.stacks[node]:
                 if scope in members and (not members[scope] or members[scope][-1] is not node):
                     members[scope].append(node)
         return members
 
     def _mutually_unreachable(self, nodes: list[fx.Node]) -> bool:
         for a in nodes:
-            reach = self.reachable(a)
+            reach = self.index.reachable(a)
             if any(b in reach for b in nodes if b is not a):
                 return False
         return True
 
     def _unit_blocks(self) -> list[Block]:
         conv_count: dict[str, int] = {}
-        for node in self.nodes:
-            if self.is_conv(node):
-                for scope in self.stacks[node][:-1] if node.op == "call_module" else self.stacks[node]:
+        for node in self.index.nodes:
+            if self.index.is_conv(node):
+                for scope in self.index.stacks[node][:-1] if node.op == "call_module" else self.index.stacks[node]:
                     conv_count[scope] = conv_count.get(scope, 0) + 1
         candidates = [s for s, c in conv_count.items() if c >= 2]
         minimal = [s for s in candidates if not any(o != s and o.startswith(s + ".") for o in candidates)]
@@ -131,9 +133,9 @@ class BlockIndex(SiteIndex):
             segments: list[list[fx.Node]] = [[]]
             for node in members:
                 segments[-1].append(node)
-                if self.is_pool(node):
+                if self.index.is_pool(node):
                     segments.append([])
-            segments = [s for s in segments if any(self.is_conv(n) for n in s)]
+            segments = [s for s in segments if any(self.index.is_conv(n) for n in s)]
             cls = type_name(self._module_type(scope))
             if len(segments) == 1:
                 blocks.append(Block(scope, "unit", cls, segments[0]))
@@ -146,10 +148,10 @@ class BlockIndex(SiteIndex):
     def last_sites(self, block: Block, candidates: list[Site]) -> list[Site]:
         """Candidates from which no other candidate is reachable inside the block."""
         within = block.node_set
-        nodes = {s: self.by_name[s.node] for s in candidates}
+        nodes = {s: self.index.by_name[s.node] for s in candidates}
         last = []
         for site in candidates:
-            reach = self.reachable(nodes[site], within)
+            reach = self.index.reachable(nodes[site], within)
             if not any(nodes[o] in reach for o in candidates if o is not site and nodes[o] is not nodes[site]):
                 last.append(site)
         return last
@@ -157,17 +159,17 @@ class BlockIndex(SiteIndex):
     def is_preactivation(self, block: Block, candidates: list[Site]) -> bool:
         """True when some activation runs before any convolution of the block (BN-ReLU-conv layout)."""
         within = block.node_set
-        convs = [n for n in block.nodes if self.is_conv(n)]
+        convs = [n for n in block.nodes if self.index.is_conv(n)]
         reached: set[fx.Node] = set()
         for conv in convs:
-            reached |= self.reachable(conv, within)
-        return any(self.by_name[s.node] not in reached for s in candidates)
+            reached |= self.index.reachable(conv, within)
+        return any(self.index.by_name[s.node] not in reached for s in candidates)
 
     def ends_linearly(self, block: Block, last: list[Site]) -> bool:
         """True when a convolution follows the block's last activations (MobileNetV2's linear bottleneck)."""
         within = block.node_set
         return any(
-            any(self.is_conv(n) for n in self.reachable(self.by_name[s.node], within)) for s in last
+            any(self.index.is_conv(n) for n in self.index.reachable(self.index.by_name[s.node], within)) for s in last
         )
 
     def data_path(self, block: Block) -> set[fx.Node]:
@@ -184,18 +186,18 @@ class BlockIndex(SiteIndex):
         entries = [n for n in block.nodes if n.op == "placeholder"
                    or any(a not in within and a.op != "get_attr" for a in n.all_input_nodes)]
         exits = [n for n in block.nodes if n.op == "output" or any(u not in within for u in n.users)]
-        forward = set(entries) | self.reachable(entries, within)
-        path = forward & (set(exits) | self.reachable(exits, forward, upstream=True))
+        forward = set(entries) | self.index.reachable(entries, within)
+        path = forward & (set(exits) | self.index.reachable(exits, forward, upstream=True))
         self._data_path_cache[block.name] = (block, path)
         return path
 
     def on_data_path(self, block: Block, site: Site) -> bool:
-        return self.by_name[site.node] in self.data_path(block)
+        return self.index.by_name[site.node] in self.data_path(block)
 
     def followed_by_other_activation(self, block: Block, site: Site, act_types: Iterable[str]) -> bool:
         """Does an activation of another type (GELU, SiLU...) come after ``site`` on the block's data path?"""
         path = self.data_path(block)
-        for node in self.reachable(self.by_name[site.node], path):
-            if self.is_other_activation(node, act_types) and not self.in_gating(node):
+        for node in self.index.reachable(self.index.by_name[site.node], path):
+            if self.index.is_other_activation(node, act_types) and not self.sites.in_gating(node):
                 return True
         return False

@@ -26,7 +26,7 @@ from netsurgeon.graph.nodes import (
     get_attr,
 )
 
-__all__ = ["Head", "HeadIndex", "classifier_chain", "global_pool_input", "logit_path_layers", "missing_head",
+__all__ = ["Head", "classifier_chain", "find_head", "global_pool_input", "logit_path_layers", "missing_head",
            "require_head"]
 
 
@@ -42,64 +42,65 @@ class Head:
     kind: Literal["linear", "conv1x1"] = "linear"  # conv1x1: a 1x1 Conv2d after global pooling
 
 
-class HeadIndex(NodeIndex):
-    """The head finder (see the module docstring)."""
+def find_head(index: NodeIndex) -> Head | None:
+    """Walk back from the output through dropout/flatten/identity to the layer making the logits.
 
-    def head(self) -> Head | None:
-        """Walk back from the output through dropout/flatten/identity to the layer making the logits.
-
-        Logits that are a sum of terms (timm VOLO: ``head(cls) + 0.5 * aux_head(tokens).max(1)[0]``) have
-        a head when exactly one term is an FC layer's output reached through those passthroughs only:
-        that layer is the classifier (the one timm's ``get_classifier()`` names); the other terms stay.
-        """
-        output = next((n for n in reversed(self.nodes) if n.op == "output"), None)
-        if output is None or not isinstance(output.args[0], fx.Node):
-            return None
-        return self._walk_to_head(output.args[0], ())
-
-    def _walk_to_head(self, node: fx.Node, passed: tuple[str, ...]) -> Head | None:
-        while True:
-            found = self._head_layer(node, passed)
-            if found is not None:
-                return found
-            if self.is_residual_add(node):
-                terms = [self._walk_to_head(arg, (*passed, node.name)) for arg in self._tensor_args(node)]
-                found_terms = [t for t in terms if t is not None]
-                return found_terms[0] if len(found_terms) == 1 else None
-            if not self._passthrough(node) or not node.args or not isinstance(node.args[0], fx.Node):
-                return None
-            passed = (*passed, node.name)
-            node = node.args[0]
-
-    def _passthrough(self, node: fx.Node) -> bool:
-        return (
-            isinstance(self.module_of(node), PASSTHROUGH_MODULES)
-            or (node.op == "call_function" and node.target in PASSTHROUGH_FUNCTIONS)
-            or (node.op == "call_method" and node.target in PASSTHROUGH_METHODS)
-        )
-
-    def _head_layer(self, node: fx.Node, passed: tuple[str, ...]) -> Head | None:
-        module = self.module_of(node)
-        if isinstance(module, nn.Linear):
-            return Head(node.name, str(node.target), module.in_features, module.out_features, passed)
-        if node.op == "call_function" and node.target is F.linear:
-            weight = self._linear_weight(node)
-            shape = tuple(get_attr(self.gm, str(weight.target)).shape) if weight is not None else ()
-            out_f, in_f = shape if len(shape) == 2 else (None, None)
-            return Head(node.name, self.linear_path(node) or "", in_f, out_f, passed)
-        if isinstance(module, nn.Conv2d) and set(module.kernel_size) == {1} and module.groups == 1 \
-                and node.args and isinstance(node.args[0], fx.Node) and self._after_global_pool(node.args[0]):
-            return Head(node.name, str(node.target), module.in_channels, module.out_channels, passed, "conv1x1")
+    Logits that are a sum of terms (timm VOLO: ``head(cls) + 0.5 * aux_head(tokens).max(1)[0]``) have
+    a head when exactly one term is an FC layer's output reached through those passthroughs only:
+    that layer is the classifier (the one timm's ``get_classifier()`` names); the other terms stay.
+    """
+    output = next((n for n in reversed(index.nodes) if n.op == "output"), None)
+    if output is None or not isinstance(output.args[0], fx.Node):
         return None
+    return _walk_to_head(index, output.args[0], ())
 
-    def _after_global_pool(self, node: fx.Node) -> bool:
-        """Is ``node`` a global pooling (to 1x1), reached back through dropout/identity only?"""
-        while isinstance(self.module_of(node), (nn.Dropout, nn.Identity)) or (
-                node.op == "call_function" and node.target is F.dropout):
-            if not node.args or not isinstance(node.args[0], fx.Node):
-                return False
-            node = node.args[0]
-        return self.is_global_pool(node)
+
+def _walk_to_head(index: NodeIndex, node: fx.Node, passed: tuple[str, ...]) -> Head | None:
+    while True:
+        found = _head_layer(index, node, passed)
+        if found is not None:
+            return found
+        if index.is_residual_add(node):
+            terms = [_walk_to_head(index, arg, (*passed, node.name)) for arg in index.tensor_args(node)]
+            found_terms = [t for t in terms if t is not None]
+            return found_terms[0] if len(found_terms) == 1 else None
+        if not _passthrough(index, node) or not node.args or not isinstance(node.args[0], fx.Node):
+            return None
+        passed = (*passed, node.name)
+        node = node.args[0]
+
+
+def _passthrough(index: NodeIndex, node: fx.Node) -> bool:
+    return (
+        isinstance(index.module_of(node), PASSTHROUGH_MODULES)
+        or (node.op == "call_function" and node.target in PASSTHROUGH_FUNCTIONS)
+        or (node.op == "call_method" and node.target in PASSTHROUGH_METHODS)
+    )
+
+
+def _head_layer(index: NodeIndex, node: fx.Node, passed: tuple[str, ...]) -> Head | None:
+    module = index.module_of(node)
+    if isinstance(module, nn.Linear):
+        return Head(node.name, str(node.target), module.in_features, module.out_features, passed)
+    if node.op == "call_function" and node.target is F.linear:
+        weight = index.linear_weight(node)
+        shape = tuple(get_attr(index.gm, str(weight.target)).shape) if weight is not None else ()
+        out_f, in_f = shape if len(shape) == 2 else (None, None)
+        return Head(node.name, index.linear_path(node) or "", in_f, out_f, passed)
+    if isinstance(module, nn.Conv2d) and set(module.kernel_size) == {1} and module.groups == 1 \
+            and node.args and isinstance(node.args[0], fx.Node) and _after_global_pool(index, node.args[0]):
+        return Head(node.name, str(node.target), module.in_channels, module.out_channels, passed, "conv1x1")
+    return None
+
+
+def _after_global_pool(index: NodeIndex, node: fx.Node) -> bool:
+    """Is ``node`` a global pooling (to 1x1), reached back through dropout/identity only?"""
+    while isinstance(index.module_of(node), (nn.Dropout, nn.Identity)) or (
+            node.op == "call_function" and node.target is F.dropout):
+        if not node.args or not isinstance(node.args[0], fx.Node):
+            return False
+        node = node.args[0]
+    return index.is_global_pool(node)
 
 
 #: what may stand between the first Linear of an MLP classifier and the logits (replace=classifier)
@@ -107,7 +108,7 @@ _CHAIN_MODULES = (nn.Linear, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Dr
 _CHAIN_FUNCTIONS = (F.relu, F.dropout, F.gelu)
 
 
-def logit_path_layers(index: HeadIndex) -> list[str]:
+def logit_path_layers(index: NodeIndex) -> list[str]:
     """The FC layers of the classifier: walking back from the head layer along first inputs, the Linear
     layers met before a convolution, a global pooling or a residual add; none when there is no head
     (logits that combine several FC heads, as distillation models do, or no FC layer at all).
@@ -118,7 +119,7 @@ def logit_path_layers(index: HeadIndex) -> list[str]:
     behind a global pooling or a residual add acts per position or per token, as a 1x1 convolution would
     (a block's MLP, Swin's patch merging, Hiera's stage projection), and is no FC layer of the head.
     """
-    head = index.head()
+    head = find_head(index)
     node = index.by_name[head.node] if head is not None else None
     found: list[str] = []
     while isinstance(node, fx.Node) and node.op != "placeholder":
@@ -166,9 +167,9 @@ def missing_head(needs: str) -> SurgeryError:
                         f"from the output through flatten, dropout and identity); {needs}")
 
 
-def require_head(index: HeadIndex, needs: str) -> Head:
+def require_head(index: NodeIndex, needs: str) -> Head:
     """The head, a layer with a module path, or :func:`missing_head`'s error."""
-    head = index.head()
+    head = find_head(index)
     if head is None or not head.target:
         raise missing_head(needs)
     return head

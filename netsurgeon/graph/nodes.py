@@ -1,8 +1,8 @@
 """Node predicates over one traced graph: what a node computes (convolution, Linear, pooling, merge,
 activation), where it lives (its module scopes, from ``node.meta["nn_module_stack"]``) and what it reaches.
 
-:class:`NodeIndex` is the base of :class:`~netsurgeon.graph.index.GraphIndex`; sites, blocks and heads
-(``graph.sites``, ``graph.blocks``, ``graph.heads``) are built on these predicates.
+:class:`NodeIndex` holds these facts; :class:`~netsurgeon.graph.index.GraphIndex` is built on it, and the site,
+block and head finders (``graph.sites``, ``graph.blocks``, ``graph.heads``) read them.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 __all__ = [
-    "ACT_TYPES", "CAT_FUNCTIONS", "PASSTHROUGH_FUNCTIONS", "PASSTHROUGH_METHODS", "PASSTHROUGH_MODULES", "NodeIndex",
-    "get_attr", "has_children", "match_patterns", "type_name",
+    "ACT_TYPES", "CAT_FUNCTIONS", "CONV_MODULES", "PASSTHROUGH_FUNCTIONS", "PASSTHROUGH_METHODS", "PASSTHROUGH_MODULES",
+    "NodeIndex", "get_attr", "has_children", "match_patterns", "type_name",
 ]
 
 #: activation names a pass may opt into, and the module classes / functions that implement them
@@ -34,6 +34,8 @@ CAT_FUNCTIONS = (torch.cat, torch.concat, torch.concatenate)
 _POOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 _POOL_FUNCTIONS = (F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)
 _CONV_FUNCTIONS = (F.conv1d, F.conv2d, F.conv3d)
+#: every convolution module (the public subclasses of torch's private ``_ConvNd``, lazy and QAT ones included)
+CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 PASSTHROUGH_MODULES = (nn.Dropout, nn.Identity, nn.Flatten)
 PASSTHROUGH_FUNCTIONS = (torch.flatten, F.dropout)
 PASSTHROUGH_METHODS = ("flatten", "view", "reshape", "contiguous", "squeeze")
@@ -102,7 +104,7 @@ class NodeIndex:
 
     def is_conv(self, node: fx.Node) -> bool:
         if node.op == "call_module":
-            return isinstance(self.module_of(node), nn.modules.conv._ConvNd)
+            return isinstance(self.module_of(node), CONV_MODULES)
         return node.op == "call_function" and node.target in _CONV_FUNCTIONS
 
     def is_linear(self, node: fx.Node) -> bool:
@@ -110,7 +112,7 @@ class NodeIndex:
             return isinstance(self.module_of(node), nn.Linear)
         return node.op == "call_function" and node.target is F.linear
 
-    def _linear_weight(self, node: fx.Node) -> fx.Node | None:
+    def linear_weight(self, node: fx.Node) -> fx.Node | None:
         weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
         return weight if isinstance(weight, fx.Node) and weight.op == "get_attr" else None
 
@@ -121,7 +123,7 @@ class NodeIndex:
             return str(node.target) if isinstance(self.module_of(node), nn.Linear) else None
         if not (node.op == "call_function" and node.target is F.linear):
             return None
-        weight = self._linear_weight(node)
+        weight = self.linear_weight(node)
         if weight is None:
             return None
         owner = str(weight.target).rpartition(".")[0]
@@ -160,16 +162,16 @@ class NodeIndex:
             return isinstance(self.module_of(node), _POOL_MODULES)
         return node.op == "call_function" and node.target in _POOL_FUNCTIONS
 
-    def _tensor_args(self, node: fx.Node) -> list[fx.Node]:
+    def tensor_args(self, node: fx.Node) -> list[fx.Node]:
         return [a for a in node.args[:2] if isinstance(a, fx.Node) and a.op != "get_attr"]
 
     def is_residual_add(self, node: fx.Node) -> bool:
         is_add = (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
             node.op == "call_method" and node.target in ("add", "add_")
         )
-        return is_add and len(self._tensor_args(node)) == 2
+        return is_add and len(self.tensor_args(node)) == 2
 
-    def _is_mul(self, node: fx.Node) -> bool:
+    def is_mul(self, node: fx.Node) -> bool:
         return (node.op == "call_function" and node.target in _MUL_FUNCTIONS) or (
             node.op == "call_method" and node.target in ("mul", "mul_")
         )

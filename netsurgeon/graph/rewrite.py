@@ -1,10 +1,8 @@
-"""Edit helpers the passes share: the in-place safety check, erasing sites, a site's report row, and the
-graph epilogue.
+"""Edit helpers the passes share: the in-place safety check, erasing sites, and a site's report row.
 
-Edits reach the user's model through :class:`~netsurgeon.graph.scoped.ScopedEditor` (smallest scope).
-:func:`finalize` is the epilogue of an edit made directly on a whole-model ``GraphModule`` (a user's own
-fx model): dead-code elimination (keeping in-place calls), ``lint``, ``recompile``, and pruning of
-submodules that no node calls any more *and* that hold no state.
+Edits reach the user's model through :class:`~netsurgeon.graph.scoped.ScopedEditor` (smallest scope); an edit
+made directly on a whole-model ``GraphModule`` (a user's own fx model) ends with
+:func:`netsurgeon.graph.cleanup.finalize`.
 """
 
 from __future__ import annotations
@@ -13,11 +11,11 @@ from torch import fx
 
 from netsurgeon.errors import SurgeryError
 from netsurgeon.graph.index import GraphIndex
-from netsurgeon.graph.scoped import Edit, ScopedEditor, finalize
+from netsurgeon.graph.scoped import Edit, ScopedEditor
 from netsurgeon.graph.sites import Site
 from netsurgeon.report import SiteChange
 
-__all__ = ["check_inplace_safe", "erase_sites", "finalize", "site_change"]
+__all__ = ["check_inplace_safe", "erase_sites", "site_change"]
 
 
 def check_inplace_safe(index: GraphIndex, site: Site) -> None:

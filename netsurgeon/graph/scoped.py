@@ -1,4 +1,4 @@
-"""Apply edits planned on the whole-model graph to the user's model, at the smallest scope that holds each.
+"""The scoped editor: each edit planned on the whole-model graph lands on the user's model at the smallest scope.
 
 Passes *analyse* one whole-model graph (sites, blocks, heads, shapes), but the result of surgery is the
 user's own model: the same class, methods and metadata, and the same train-mode behaviour (dropout,
@@ -6,12 +6,13 @@ drop-path, ``if self.training`` branches). So an edit planned on a node of the w
 *applied* to a working copy of the user's model at the smallest scope that can hold it:
 
 * **module swap**: an activation module called once (or one nested inside a leaf), or a head, is
-  replaced in place at its own path; nothing else changes.
+  replaced in place at its own path; nothing else changes (the user's hooks follow it:
+  :mod:`netsurgeon.graph.hook_migration`).
 * **block rewrite**: a call that a module makes in its own ``forward`` (a shared ``nn.ReLU`` called
   twice, ``F.relu``, ``.relu()``) is edited in a graph of *that module alone*, traced with every child
   as a leaf (so the children's own train/eval behaviour stays dynamic). The module keeps its class: it
-  becomes an instance of a subclass whose ``forward`` is the edited graph's code; every other method,
-  attribute and state_dict key is kept.
+  becomes an instance of a subclass whose ``forward`` is the edited graph's code
+  (:mod:`netsurgeon.graph.codegen`); every other method, attribute and state_dict key is kept.
 * **root rewrite**: the same for the model itself, where nothing smaller holds the edit (torchvision
   DenseNet's final ``F.relu``). Methods other than ``forward`` (``forward_features``...) are not edited.
 
@@ -21,14 +22,7 @@ never re-traced, since that would freeze the branch: the edit is refused with an
 
 from __future__ import annotations
 
-import copy
 import functools
-import importlib.util
-import inspect
-import re
-import types
-import typing
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,113 +33,22 @@ import torch
 from torch import fx, nn
 
 from netsurgeon.errors import SurgeryError
+from netsurgeon.graph.cleanup import finalize, is_impure
+from netsurgeon.graph.codegen import base_class, dispatchable, install_dispatch, install_forward, other_calls
+from netsurgeon.graph.hook_migration import carry_hooks
 from netsurgeon.graph.index import GraphIndex
 from netsurgeon.graph.sites import Site
 from netsurgeon.graph.trace import TRACE_LOCK, concrete_args, forward_params
 from netsurgeon.modes import in_mode
 
-__all__ = ["SWAP", "Edit", "ScopedEditor", "base_class", "finalize", "is_impure", "rewritten_class"]
+__all__ = ["SWAP", "ChildrenAsLeaves", "Edit", "ScopedEditor"]
 
 SWAP = "swap"
 _CALL_OPS = ("call_module", "call_function", "call_method")
-_BASE_ATTR = "_netsurgeon_base"
 
 
 def _scope_label(path: str) -> str:
     return f"block:{path}" if path else "root"
-
-
-def base_class(module: nn.Module) -> type:
-    """The user's class of ``module`` (the class a block/root rewrite subclassed)."""
-    return getattr(type(module), _BASE_ATTR, type(module))
-
-
-def rewritten_class(base: type, methods: dict[str, Callable[..., Any]],
-                    sources: dict[str, str] | None = None) -> type:
-    """A subclass of ``base`` with ``methods`` (generated code: ``forward``, and the call variants a
-    dispatching ``forward`` picks from); same name and module.
-
-    ``sources`` are the methods' sources with their imports (as ``GraphModule`` keeps its code): instances
-    then pickle (``torch.save(model)``, ``copy.deepcopy``) by rebuilding the class from them, as
-    ``GraphModule`` does, since a class made at run time cannot be found by its name.
-    """
-    attrs = {**methods, _BASE_ATTR: base, "__module__": base.__module__, "__qualname__": base.__qualname__,
-             "__doc__": base.__doc__}
-    key = tuple(sorted(sources.items())) if sources is not None else None
-    if key is not None:
-        attrs[_SRC_ATTR] = key
-        attrs["__reduce_ex__"] = _reduce_rewritten
-    cls = type(base.__name__, (base,), attrs)
-    if key is not None:
-        _REBUILT[(base, key)] = cls
-    return cls
-
-
-_SRC_ATTR = "_netsurgeon_sources"
-_REBUILT: dict[tuple[type, tuple], type] = {}
-
-
-def _reduce_rewritten(self: nn.Module, protocol: int) -> tuple:
-    cls = type(self)
-    return _rebuild_rewritten, (getattr(cls, _BASE_ATTR), getattr(cls, _SRC_ATTR)), self.__dict__
-
-
-def _rebuild_rewritten(base: type, sources: tuple[tuple[str, str], ...]) -> nn.Module:
-    """An empty instance of the rewritten subclass of ``base`` with these methods (its state follows)."""
-    cls = _REBUILT.get((base, sources))
-    if cls is None:
-        cls = rewritten_class(base, {name: _method(name, src) for name, src in sources}, dict(sources))
-    return cls.__new__(cls)
-
-
-def _method(name: str, src: str) -> Callable[..., Any]:
-    from torch.fx.graph_module import _method_from_src
-
-    return _method_from_src(name, src, {})
-
-
-def _generated_source(local: fx.GraphModule, name: str = "forward") -> str | None:
-    """The generated forward of ``local`` as method ``name``, with the imports it needs; None when a global it
-    reads cannot be imported by name (then instances do not pickle, like such a GraphModule)."""
-    from torch.fx.graph_module import _format_import_block
-    from torch.package import sys_importer
-
-    try:
-        code = local.graph.python_code(root_module="self")
-        src = code.src.replace("def forward(", f"def {name}(", 1)
-        return _format_import_block(code.globals, sys_importer) + "\n" + src
-    except Exception:  # an unimportable global (a local function, a lambda)  # noqa: BLE001
-        return None
-
-
-#: a module's hook registries that a module swap carries over (forward, pre-forward, backward)
-_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
-               "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks")
-
-
-def _hooked(module: nn.Module) -> bool:
-    return any(getattr(module, name, None) for name in _HOOK_DICTS if name != "_forward_hooks_always_called")
-
-
-def carry_hooks(old: nn.Module, new: nn.Module, path: str) -> None:
-    """Move the hooks registered on ``old`` to ``new`` (which takes its place, called where it was called),
-    and warn, naming them: a hook now sees the replacement's output (pd-relu's PDReLU, spinal-head's
-    SpinalHead, erase-relu's Identity). Hooks on modules inside ``old`` cannot follow (those modules are
-    gone): the warning names them as dropped."""
-    dropped = [f"{path}.{name}" for name, sub in old.named_modules() if name and _hooked(sub)]
-    moved = _hooked(old)
-    if moved:
-        for name in _HOOK_DICTS:
-            source, target = getattr(old, name, None), getattr(new, name, None)
-            if source and target is not None:
-                target.update(source)
-        if getattr(old, "_backward_hooks", None):
-            new._is_full_backward_hook = getattr(old, "_is_full_backward_hook", None)
-    if moved or dropped:
-        parts = [f"the hooks on {path} now run on its replacement {type(new).__name__}"] if moved else []
-        if dropped:
-            parts.append(f"the hooks on {', '.join(dropped[:5])} were dropped (those modules are gone)")
-        warnings.warn(f"module swap at {path}: {'; '.join(parts)}.", UserWarning, stacklevel=4)
 
 
 @dataclass(frozen=True)
@@ -171,7 +74,7 @@ class _Pending:
     module: nn.Module | None = None
 
 
-class _ChildrenAsLeaves(fx.Tracer):
+class ChildrenAsLeaves(fx.Tracer):
     """Trace one module's own ``forward``: every submodule it calls is a leaf."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
@@ -353,7 +256,7 @@ class ScopedEditor:
         """The module's own forward as a graph (children as leaves, eval mode), and whether that forward
         read ``self.training`` while it was traced (then the graph froze a train-mode branch). The graph's
         ``get_attr``/``call_module`` targets resolve on ``module``."""
-        tracer = _ChildrenAsLeaves(autowrap_functions=self.autowrap)
+        tracer = ChildrenAsLeaves(autowrap_functions=self.autowrap)
         with in_mode(module, False), _watch_training(module) as reads, TRACE_LOCK:
             graph = tracer.trace(module, concrete_args=concrete or None)
         return graph, bool(reads)
@@ -393,14 +296,14 @@ class ScopedEditor:
                 "(include/exclude), or make the module's forward mode-independent.")
         added: dict[str, nn.Module] = {}
         local, dropped = self._edited(graph, scope, where, owner, edits, added)
-        params = _dispatchable(owner, concrete)
+        params = dispatchable(owner, concrete)
         if params is None:
-            _install(owner, local, dropped=dropped)
+            install_forward(owner, local, dropped=dropped)
             return
         # optional arguments were kept concrete: keep the class's calling convention (names, defaults) with
         # a forward that dispatches on them, over the variant traced as called and the all-defaults one
         variants = [(concrete, local)]
-        for other in _other_calls(base_class(owner), params):
+        for other in other_calls(base_class(owner), params):
             if any(other == c for c, _ in variants):
                 continue
             try:
@@ -411,8 +314,8 @@ class ScopedEditor:
                     dropped &= dropped2
             except Exception:  # noqa: BLE001  # that call cannot be edited alike: refused when made
                 pass
-        if not _install_dispatch(owner, params, variants, where, dropped):
-            _install(owner, local, dropped=dropped)
+        if not install_dispatch(owner, params, variants, where, dropped):
+            install_forward(owner, local, dropped=dropped)
 
     def _edited(self, graph: fx.Graph, scope: str, where: str, owner: nn.Module, edits: list[_Pending],
                 added: dict[str, nn.Module]) -> tuple[fx.GraphModule, set[str]]:
@@ -477,237 +380,3 @@ def _targets(graph: fx.Graph) -> set[str]:
 
 def _called_children(graph: fx.Graph) -> set[str]:
     return {t.partition(".")[0] for t in _targets(graph)}
-
-
-def _install(owner: nn.Module, local: fx.GraphModule, dropped: set[str]) -> None:
-    """Give ``owner`` the edited forward: new submodules and constants copied in, class subclassed, and
-    children the edit left uncalled dropped when they hold no state (a shared ReLU split per call)."""
-    for name in dropped:
-        child = getattr(owner, name, None)
-        if isinstance(child, nn.Module) and not any(True for _ in child.parameters()) \
-                and not any(True for _ in child.buffers()):
-            delattr(owner, name)
-    _copy_in(owner, local)
-    for name in ("_in_spec", "_out_spec"):  # pytree specs the generated code reads (list arguments)
-        if name in local.__dict__:
-            object.__setattr__(owner, name, local.__dict__[name])
-    src = _generated_source(local)
-    owner.__class__ = rewritten_class(base_class(owner), {"forward": type(local).forward},
-                                      {"forward": src} if src is not None else None)
-
-
-_PLAIN = (type(None), bool, int, float, str)
-
-
-def _dispatchable(owner: nn.Module, concrete: dict[str, Any] | None) -> list[inspect.Parameter] | None:
-    """The forward's parameters when the trace kept some of them concrete as plain values (None, flags):
-    then the edited forward keeps the class's calling convention by dispatching on them."""
-    if not concrete:
-        return None
-    params = forward_params(owner)
-    if not params or params[0].name in concrete or any(
-            p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD) for p in params):
-        return None
-    if not all(isinstance(v, _PLAIN) for v in concrete.values()):
-        return None
-    return params
-
-
-def _other_calls(base: type, params: list[inspect.Parameter]) -> list[dict[str, Any]]:
-    """The concrete arguments of the calls the class documents besides the one traced: ``module(x)`` (every
-    later parameter at its plain default) and, when some default to None but are typed ``Optional[Tensor]``,
-    the call passing tensors for those (timm DLA's ``block(x, shortcut)``)."""
-    default = {}
-    for p in params[1:]:
-        if p.default is inspect.Parameter.empty or not isinstance(p.default, _PLAIN):
-            return []
-        default[p.name] = p.default
-    try:
-        hints = typing.get_type_hints(base.forward)
-    except Exception:  # noqa: BLE001
-        hints = {}
-    optional_tensor = torch.Tensor | None  # equal to typing.Optional[torch.Tensor]
-    with_tensors = {k: v for k, v in default.items() if not (v is None and hints.get(k) == optional_tensor)}
-    return [default] + ([with_tensors] if with_tensors != default else [])
-
-
-def _strip_concrete(local: fx.GraphModule, params: list[inspect.Parameter],
-                    concrete: dict[str, Any]) -> list[str] | None:
-    """Remove the placeholders of the concrete arguments (and fx's asserts on them) from ``local``'s graph;
-    the names of the tensor arguments left, in order, or None when the graph still reads a concrete one."""
-    from torch.fx._symbolic_trace import _assert_is_none
-
-    graph = local.graph
-    holders = [n for n in graph.nodes if n.op == "placeholder"]
-    if len(holders) != len(params):
-        return None
-    asserts = [n for n in graph.nodes if n.op == "call_function" and n.target in (torch._assert, _assert_is_none)]
-    for node in asserts:
-        source = node.args[0] if node.args else None
-        graph.erase_node(node)
-        if isinstance(source, fx.Node) and source.op == "call_function" and not source.users:
-            graph.erase_node(source)  # the ``out == value`` the assert read
-    tensors = []
-    for node, param in zip(holders, params, strict=True):
-        if param.name in concrete:
-            if node.users:
-                return None
-            graph.erase_node(node)
-        else:
-            tensors.append(param.name)
-            if getattr(node.type, "__origin__", None) is typing.Union or isinstance(node.type, types.UnionType):
-                node.type = None  # Optional[Tensor] here is a tensor: the dispatching forward checked it
-            node.args = ()  # no default (None) for a tensor: TorchScript would save it as an undefined tensor
-    graph.lint()
-    local.recompile()
-    return tensors
-
-
-def _annotation(hint: Any) -> str | None:
-    if hint is inspect.Parameter.empty:
-        return None
-    if isinstance(hint, type):
-        return f"{hint.__module__}.{hint.__qualname__}" if hint.__module__ != "builtins" else hint.__qualname__
-    text = repr(hint)
-    return text if text.startswith(("typing.", "list[", "tuple[", "dict[")) else None
-
-
-def _signature_source(base: type, params: list[inspect.Parameter]) -> tuple[str, set[str]]:
-    """``self, x, shortcut: typing.Optional[torch.Tensor] = None, ...``: the class's own parameters (names,
-    kinds, defaults, annotations where they can be written), and the modules the annotations name."""
-    try:
-        hints = typing.get_type_hints(base.forward)
-    except Exception:  # noqa: BLE001  # unresolvable annotations: written without them
-        hints = {}
-    parts, modules = ["self"], set()
-    kinds = [p.kind for p in params]
-    for i, p in enumerate(params):
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and (i == 0 or kinds[i - 1] is not p.kind):
-            parts.append("*")
-        ann = _annotation(hints.get(p.name, inspect.Parameter.empty))
-        text = p.name + (f": {ann}" if ann else "")
-        if ann:
-            modules.update(re.findall(r"\b([A-Za-z_]\w*)\.", ann))
-        if p.default is not inspect.Parameter.empty:
-            text += f" = {p.default!r}"
-        parts.append(text)
-        if p.kind is inspect.Parameter.POSITIONAL_ONLY and (i + 1 == len(params) or kinds[i + 1] is not p.kind):
-            parts.append("/")
-    return ", ".join(parts), modules
-
-
-def _install_dispatch(owner: nn.Module, params: list[inspect.Parameter],
-                      variants: list[tuple[dict[str, Any], fx.GraphModule]], where: str, dropped: set[str]) -> bool:
-    """Give ``owner`` a ``forward`` with its class's own signature that runs the edited variant traced for
-    the call it receives (``block(x)`` and ``block(x, shortcut)`` of timm DLA), and refuses, naming the
-    block, a call no variant was traced for. False when that cannot be written (the caller falls back)."""
-    base = base_class(owner)
-    methods: dict[str, Callable[..., Any]] = {}
-    sources: dict[str, str] = {}
-    branches, patterns = [], []
-    for i, (concrete, local) in enumerate(variants):
-        tensors = _strip_concrete(local, params, concrete)
-        name = f"_netsurgeon_call_{i}"
-        src = _generated_source(local, name) if tensors is not None else None
-        if src is None:
-            if i == 0:
-                return False
-            continue
-        sources[name], methods[name] = src, _method(name, src)
-        conds = [f"{p.name} is not None" if p.name not in concrete else
-                 f"{p.name} is None" if concrete[p.name] is None else f"{p.name} == {concrete[p.name]!r}"
-                 for p in params[1:]]
-        call_args = ", ".join(tensors)  # the input first
-        branches.append((" and ".join(conds) or "True", f"{name}({call_args})"))
-        patterns.append(", ".join(f"{p.name}={'tensor' if p.name not in concrete else repr(concrete[p.name])}"
-                                  for p in params[1:]))
-    signature, modules = _signature_source(base, params)
-    message = (f"{where} was rewritten by netsurgeon for the calls traced ({'; '.join(patterns)}); this call passes "
-               "other arguments: call it as the model does, or leave its sites out of the pass.")
-    imports = "".join(f"import {m}\n" for m in sorted(modules) if importlib.util.find_spec(m) is not None)
-    # the last variant after the refusal, not an ``if`` ending in ``raise``: TorchScript cannot save that form
-    last_cond, last_call = branches[-1]
-    body = "".join(f"    if {cond}:\n        return self.{call}\n" for cond, call in branches[:-1])
-    body += f"    if not ({last_cond}):\n        raise RuntimeError({message!r})\n    return self.{last_call}\n"
-    src = f"{imports}\n\ndef forward({signature}):\n{body}"
-    try:
-        methods["forward"], sources["forward"] = _method("forward", src), src
-    except Exception:  # noqa: BLE001  # an annotation that does not compile: fall back
-        return False
-    for name in dropped:
-        child = getattr(owner, name, None)
-        if isinstance(child, nn.Module) and not any(True for _ in child.parameters()) \
-                and not any(True for _ in child.buffers()):
-            delattr(owner, name)
-    for _, local in variants:
-        _copy_in(owner, local)
-    owner.__class__ = rewritten_class(base, methods, sources)
-    return True
-
-
-def _copy_in(owner: nn.Module, local: fx.GraphModule) -> None:
-    """The submodules and constants ``local``'s code reads that ``owner`` lacks."""
-    for node in local.graph.nodes:
-        if node.op not in ("call_module", "get_attr"):
-            continue
-        target = str(node.target)
-        if "." in target:
-            continue  # a descendant of an existing child: already there
-        value = getattr(local, target)
-        if getattr(owner, target, None) is not value:
-            if isinstance(value, nn.Module):
-                owner.add_module(target, value)
-            else:
-                setattr(owner, target, copy.copy(value))
-
-
-def is_impure(node: fx.Node, modules: dict[str, Any] | None = None) -> bool:
-    """Dead-code elimination must keep in-place calls (``relu_``, ``x += y``, ``inplace=True``).
-
-    ``modules`` resolves ``call_module`` targets for a graph that has no owning module yet.
-    """
-    if node.op == "call_module" and modules is not None:
-        return bool(getattr(modules.get(str(node.target)), "_is_impure", False))
-    if node.is_impure():
-        return True
-    if node.op == "call_method" and isinstance(node.target, str) and node.target.endswith("_"):
-        return True
-    if node.op == "call_function":
-        name = getattr(node.target, "__name__", "")
-        in_place_name = (name.endswith("_") and not name.startswith("_")) or name in _OPERATOR_INPLACE
-        return in_place_name or bool(node.kwargs.get("inplace"))
-    return False
-
-
-_OPERATOR_INPLACE = {"iadd", "isub", "imul", "itruediv", "iand", "ior"}
-
-
-def finalize(gm: fx.GraphModule) -> fx.GraphModule:
-    """The epilogue every edit ends with."""
-    gm.graph.eliminate_dead_code(is_impure_node=is_impure)
-    gm.graph.lint()
-    gm.recompile()
-    _prune_stateless_unused(gm)
-    return gm
-
-
-def _prune_stateless_unused(gm: fx.GraphModule) -> None:
-    used: set[str] = set()  # called or read modules, and their ancestors
-    called: set[str] = set()  # modules whose whole subtree runs (leaves called by the graph)
-    for node in gm.graph.nodes:
-        if node.op in ("call_module", "get_attr"):
-            parts = str(node.target).split(".")
-            used.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-            if node.op == "call_module":
-                called.add(str(node.target))
-    for path, module in sorted(gm.named_modules(), key=lambda kv: -len(kv[0])):
-        parts = path.split(".")
-        inside_called = any(".".join(parts[:i]) in called for i in range(1, len(parts)))
-        if not path or path in used or inside_called:
-            continue
-        has_state = any(True for _ in module.parameters()) or any(True for _ in module.buffers())
-        if not has_state:
-            parent_path, _, attr = path.rpartition(".")
-            parent = gm.get_submodule(parent_path) if parent_path else gm
-            if hasattr(parent, attr):
-                delattr(parent, attr)

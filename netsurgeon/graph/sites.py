@@ -19,7 +19,7 @@ from torch import fx, nn
 
 from netsurgeon.graph.nodes import ACT_TYPES, NodeIndex, has_children, match_patterns
 
-__all__ = ["ACT_TYPES", "Site", "SiteIndex", "match_patterns"]
+__all__ = ["ACT_TYPES", "Site", "SiteFinder", "match_patterns"]
 
 _INPLACE_FUNCTIONS = (torch.relu_,)
 SiteKind = Literal["module", "function", "method", "nested"]
@@ -57,8 +57,11 @@ class Site:
         return f"{how}{name}{extra}"
 
 
-class SiteIndex(NodeIndex):
-    """Sites and gating scopes (see the module docstring)."""
+class SiteFinder:
+    """Sites and gating scopes of the graph ``index`` holds (see the module docstring); gating scopes are found once."""
+
+    def __init__(self, index: NodeIndex) -> None:
+        self.index = index
 
     def sites(self, act_types: Iterable[str] = ("ReLU",)) -> list[Site]:
         """Every activation site of the given types, in graph order."""
@@ -66,17 +69,17 @@ class SiteIndex(NodeIndex):
         found: list[Site] = []
         module_calls: dict[str, int] = {}
         function_calls: dict[tuple[str, str], int] = {}
-        for node in self.nodes:
-            scope = self.innermost_scope(node)
+        for node in self.index.nodes:
+            scope = self.index.innermost_scope(node)
             if node.op == "call_module":
-                module = self.module_of(node)
+                module = self.index.module_of(node)
                 act = _act_of_module(module, acts)
                 index = module_calls.get(node.target, 0)
                 module_calls[node.target] = index + 1
                 if act is not None:
                     found.append(
                         Site(node.name, "module", node.target, act, bool(getattr(module, "inplace", False)),
-                             index, scope, self.order[node])
+                             index, scope, self.index.order[node])
                     )
                 elif module is not None and has_children(module):
                     for sub_path, sub in module.named_modules():
@@ -84,7 +87,7 @@ class SiteIndex(NodeIndex):
                         if sub_act is not None:
                             found.append(
                                 Site(node.name, "nested", f"{node.target}.{sub_path}", sub_act,
-                                     bool(getattr(sub, "inplace", False)), index, scope, self.order[node])
+                                     bool(getattr(sub, "inplace", False)), index, scope, self.index.order[node])
                             )
             elif node.op in ("call_function", "call_method"):
                 for act, (_, functions, methods) in acts.items():
@@ -99,38 +102,38 @@ class SiteIndex(NodeIndex):
                     function_calls[key] = index + 1
                     found.append(
                         Site(node.name, "method" if node.op == "call_method" else "function", name, act,
-                             _call_is_inplace(node), index, scope, self.order[node])
+                             _call_is_inplace(node), index, scope, self.index.order[node])
                     )
         return found
 
     def site_node(self, site: Site) -> fx.Node:
-        return self.by_name[site.node]
+        return self.index.by_name[site.node]
 
     # ---------------------------------------------------------------- gating (SE/ECA) scopes
     @cached_property
     def gating_scopes(self) -> set[str]:
         """Scopes whose output multiplies their own input by something computed inside (SE, ECA...)."""
         scopes = set()
-        for node in self.nodes:
-            if not self._is_mul(node):
+        for node in self.index.nodes:
+            if not self.index.is_mul(node):
                 continue
-            scope = self.innermost_scope(node)
+            scope = self.index.innermost_scope(node)
             if not scope:
                 continue
-            operands = self._tensor_args(node)
-            inside = [a for a in operands if self.in_scope(a, scope)]
+            operands = self.index.tensor_args(node)
+            inside = [a for a in operands if self.index.in_scope(a, scope)]
             if len(operands) == 2 and len(inside) == 1:
                 scopes.add(scope)
         return scopes
 
     def in_gating_scope(self, site: Site, below: str = "") -> bool:
-        node = self.by_name[site.node]
-        path = self.stacks[node] if site.kind != "nested" else self.stacks[node] + [site.target]
+        node = self.index.by_name[site.node]
+        path = self.index.stacks[node] if site.kind != "nested" else self.index.stacks[node] + [site.target]
         return any(s in self.gating_scopes and s != below for s in path)
 
     def in_gating(self, node: fx.Node) -> bool:
         """Is ``node`` inside a gating (SE/ECA) sub-module?"""
-        return any(s in self.gating_scopes for s in self.stacks[node])
+        return any(s in self.gating_scopes for s in self.index.stacks[node])
 
 
 def _act_of_module(module: nn.Module | None, acts: dict) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from netsurgeon.history import HistoryEntry, parse_history
+from netsurgeon.history import HistoryEntry, Registered, parse_history
 
 __all__ = ["DEFAULT_INPUT_SIZE", "ModelInfo", "copy_model", "get_info", "model_input_size", "probe_input", "set_info"]
 
@@ -42,11 +42,12 @@ class ModelInfo:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
-        """Read :meth:`to_dict`'s output back (a validated header's ``model``)."""
+    def from_dict(cls, d: dict[str, Any], *, registered: Registered) -> ModelInfo:
+        """Read :meth:`to_dict`'s output back (a validated header's ``model``; ``registered``: the registry's
+        :func:`~netsurgeon.registry.registered_contract`)."""
         d = dict(d)
         d["input_size"] = tuple(d.get("input_size") or DEFAULT_INPUT_SIZE)
-        d["history"] = parse_history(d.get("history", []), "model.history")
+        d["history"] = parse_history(d.get("history", []), "model.history", registered=registered)
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 

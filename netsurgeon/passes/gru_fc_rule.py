@@ -39,6 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from netsurgeon.graph.nodes import CONV_MODULES
 from netsurgeon.surgery import ConfigError, HistoryEntry, PassConfig, SiteChange
 
 __all__ = ["MASK_BUFFER", "Batches", "GradientRectifiedFC", "accumulate_delta", "rectify", "set_mask"]
@@ -122,7 +123,7 @@ def set_mask(layer: nn.Module, mask: torch.Tensor) -> torch.Tensor:
 
 def _channels_last(module: nn.Module, grad: torch.Tensor) -> torch.Tensor:
     """Output gradients as (samples, features): a convolution's channels are dim 1, a Linear's the last."""
-    if isinstance(module, nn.modules.conv._ConvNd):
+    if isinstance(module, CONV_MODULES):
         grad = grad.movedim(1, -1)
     return grad.reshape(-1, grad.shape[-1])
 

@@ -18,10 +18,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from netsurgeon.api import apply, plan
+from netsurgeon.atomic import check_not_inputs, expand_out, staged_files
 from netsurgeon.data import surgery_loader
 from netsurgeon.errors import ExportError
 from netsurgeon.export import artifact_files, export
-from netsurgeon.export.atomic import check_not_inputs, expand_out, staged_files
 from netsurgeon.loading import load_model
 from netsurgeon.models.load import is_artifact_path
 from netsurgeon.progress import status

@@ -6,13 +6,14 @@ A recipe has five top-level keys::
     surgery:  [{pass: NAME, PARAM: VALUE, ...}, ...]                     passes, in order (a step repeating
                                                                          a pass needs allow_reapply: true)
     finetune: {data: SPEC, epochs: N, ...every FinetuneConfig field}      optional
-    export:   {dir: out, formats: [safetensors, onnx], overwrite: false}
+    export:   {dir: out, formats: [safetensors, onnx], overwrite: false}   formats: export.FORMATS
     seed:     0                                                          seeds surgery and fine-tuning
     compare:  {arms: [erase-relu, "pd-relu:alpha=0.2"], seeds: 3}         optional: netsurgeon compare --recipe
 
 Each section is a frozen :class:`~netsurgeon.config.Config` dataclass (pass configs are the passes' own),
-so a recipe accepts exactly what the Python API and the CLI accept, with the same defaults. Field types
-are checked with pydantic, field by field, so that one run reports every unknown key (with the
+so a recipe accepts exactly what the Python API and the CLI accept, with the same defaults; the allowed values
+(export formats, optimizers, augmentation presets, data kinds) are read from the modules that define them.
+Field types are checked with pydantic, field by field, so that one run reports every unknown key (with the
 closest valid one), every wrong type and every bad value, each with its line and column. Pass names
 resolve only through the registry: a recipe can never import code.
 """
@@ -33,9 +34,10 @@ from pydantic import ValidationError
 
 from netsurgeon.config import Config, PassConfig, field_adapter, plain_values
 from netsurgeon.errors import ConfigError, NetsurgeonError, RecipeError, UnknownNameError
+from netsurgeon.export import DEFAULT_FORMATS, FORMATS
 from netsurgeon.history import parse_history
 from netsurgeon.recipe.source import Location, Positions, Problem, apply_overrides, merge, parse_yaml
-from netsurgeon.registry import get_pass, suggest
+from netsurgeon.registry import get_pass, registered_contract, suggest
 from netsurgeon.train.config import FinetuneConfig
 
 __all__ = ["CompareSection", "ExportSection", "ModelSection", "RecipeSpec", "check_fields"]
@@ -70,14 +72,15 @@ class ExportSection(Config):
     """Where the results go and in which formats."""
 
     dir: str = "out"
-    formats: tuple[Literal["safetensors", "onnx"], ...] = ("safetensors", "onnx")
+    formats: tuple[Literal[FORMATS], ...] = DEFAULT_FORMATS  # the formats export() takes, from their one list
     overwrite: bool = False
 
     def validate(self) -> None:
         if not self.dir.strip():
             self.fail("dir is empty; give a directory (. for the one the run starts in).")
         if not self.formats or len(set(self.formats)) != len(self.formats):
-            self.fail(f"formats must name safetensors and/or onnx once each, got {list(self.formats)}.")
+            self.fail(f"formats must name {', '.join(FORMATS[:-1])} and/or {FORMATS[-1]} once each, got "
+                      f"{list(self.formats)}.")
 
 
 @dataclass(frozen=True)
@@ -311,7 +314,8 @@ def _history(model: Any) -> list[str]:
             return []
         from netsurgeon.export.artifact import read_provenance
 
-        return [step.pass_name for step in parse_history(read_provenance(Path(name).expanduser())["passes"])]
+        return [step.pass_name for step in parse_history(read_provenance(Path(name).expanduser())["passes"],
+                                                        registered=registered_contract)]
     except (NetsurgeonError, OSError, ValueError, TypeError, AttributeError):
         return []
 

@@ -15,6 +15,10 @@ from netsurgeon.train.distributed import Context, all_reduce_sum
 
 __all__ = ["EvalResult", "check_classes", "evaluate", "recalibrate_bn"]
 
+#: every BatchNorm module (the public subclasses of torch's private ``_BatchNorm``)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LazyBatchNorm1d, nn.LazyBatchNorm2d,
+                nn.LazyBatchNorm3d, nn.SyncBatchNorm)
+
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -82,7 +86,7 @@ def recalibrate_bn(model: nn.Module, batches: Batches, n_batches: int = 50, *,
     statistics), no gradients; the model's mode and momenta are restored. Returns the number of BN
     layers updated (0: nothing to do, the data is not touched).
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    norms = [m for m in model.modules() if isinstance(m, _BATCH_NORMS) and m.track_running_stats]
     if not norms:
         return 0
     momenta = [m.momentum for m in norms]

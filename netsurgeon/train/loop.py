@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from netsurgeon.atomic import check_not_inputs
 from netsurgeon.data import (
     DataSpec,
     draw_seed,
@@ -54,7 +55,6 @@ from netsurgeon.data import (
 )
 from netsurgeon.errors import CheckpointError, ConfigError, TrainingInterrupted
 from netsurgeon.export import FORMATS, ExportResult
-from netsurgeon.export.atomic import check_not_inputs
 from netsurgeon.hooks import EpochStart, hooks_for
 from netsurgeon.models.info import copy_model, get_info, model_input_size
 from netsurgeon.progress import status

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netsurgeon.export.atomic import staged_files
+from netsurgeon.atomic import staged_files
 
 __all__ = ["plot_curves", "write_metrics"]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from netsurgeon.atomic import staged_files
 from netsurgeon.errors import CheckpointError
-from netsurgeon.export.atomic import staged_files
 from netsurgeon.models.checkpoint import describe_load_error
 
 __all__ = ["FORMAT", "TrainState", "load_state", "save_state"]

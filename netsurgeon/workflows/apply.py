@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 
 from netsurgeon.api import apply, plan
+from netsurgeon.atomic import claim_output_dir
 from netsurgeon.config import PassConfig
 from netsurgeon.data import DataSpec, surgery_loader
 from netsurgeon.errors import ConfigError
 from netsurgeon.export import ExportResult, artifact_files, export, parse_formats
-from netsurgeon.export.atomic import claim_output_dir
 from netsurgeon.progress import status
 from netsurgeon.registry import PassSpec, get_pass
 from netsurgeon.report import SurgeryReport

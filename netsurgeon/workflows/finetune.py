@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
+from netsurgeon.atomic import claim_output_dir
 from netsurgeon.data import DataSpec, count_classes
 from netsurgeon.export import parse_formats
-from netsurgeon.export.atomic import claim_output_dir
 from netsurgeon.models.load import is_artifact_path
 from netsurgeon.progress import status
 from netsurgeon.train import FinetuneConfig, FinetuneResult, export_finetuned, run_output_files, run_training

@@ -12,10 +12,10 @@ from typing import Any
 from torch import nn
 
 import netsurgeon.loading as loading
+from netsurgeon.atomic import check_not_inputs, expand_out
 from netsurgeon.config import UINT64_MAX, parse_set_options
 from netsurgeon.data import DataSpec
 from netsurgeon.errors import ConfigError
-from netsurgeon.export.atomic import check_not_inputs, expand_out
 from netsurgeon.models.info import get_info
 from netsurgeon.models.load import describe_weights, is_artifact_path, weights_source
 from netsurgeon.progress import status

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from netsurgeon.atomic import claim_output_dir
 from netsurgeon.data import DataSpec
 from netsurgeon.errors import ConfigError
-from netsurgeon.export.atomic import claim_output_dir
 from netsurgeon.progress import status
 from netsurgeon.recipe import Recipe, RecipeResult
 from netsurgeon.recipe.run import check_outputs, output_dir

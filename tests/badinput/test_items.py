@@ -90,7 +90,7 @@ def test_4_same_finetune_command_same_weights_from_a_name_and_from_an_artifact(t
 
 
 def test_6_a_final_file_appearing_during_the_run_is_not_replaced(tmp_path):
-    from netsurgeon.export.atomic import staged_files
+    from netsurgeon.atomic import staged_files
 
     finals = [tmp_path / "model.safetensors", tmp_path / "model.onnx"]
     with pytest.raises(ExportError, match="appeared while this run was writing"):
@@ -103,7 +103,7 @@ def test_6_a_final_file_appearing_during_the_run_is_not_replaced(tmp_path):
 
 
 def test_6_second_run_on_the_same_out_fails_while_the_first_holds_it(tmp_path):
-    from netsurgeon.export.atomic import claim_output_dir
+    from netsurgeon.atomic import claim_output_dir
 
     with claim_output_dir(tmp_path / "o"):
         line = assert_refused(cli("apply", "erase-relu", "-m", TINY, "--out", tmp_path / "o"))
@@ -151,8 +151,8 @@ def test_8_unwritable_out_is_found_before_any_work(tmp_path, monkeypatch):
 def test_9_disk_full_names_where_and_how_much(tmp_path, monkeypatch):
     import errno
 
+    from netsurgeon.atomic import staged_files
     from netsurgeon.export import export
-    from netsurgeon.export.atomic import staged_files
 
     with pytest.raises(OSError) as info, staged_files([tmp_path / "a.bin"], size_hint=5_000_000) as (temp,):
         raise OSError(errno.ENOSPC, "No space left on device", str(temp))

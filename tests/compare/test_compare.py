@@ -226,7 +226,7 @@ def test_rerun_skips_every_finished_job_and_rebuilds_the_same_table(grid):
 
 
 def test_two_runs_cannot_write_the_same_out(grid, tmp_path):
-    from netsurgeon.export.atomic import claim_output_dir
+    from netsurgeon.atomic import claim_output_dir
 
     out = tmp_path / "busy"
     with claim_output_dir(out):  # another run holds it

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 import netsurgeon.demo as demo
+from netsurgeon.atomic import claim_output_dir
 from netsurgeon.errors import ExportError
-from netsurgeon.export.atomic import claim_output_dir
 
 QUICK = {"model": "netsurgeon:tiny_resnet", "input_size": (3, 8, 8), "baseline_epochs": 1, "epochs": 1,
          "limit_train_batches": 1, "limit_eval_batches": 1, "progress": False}

@@ -74,7 +74,7 @@ def arm(point: str, nth: int) -> None:
         return
 
     export_pkg = importlib.import_module("netsurgeon.export")  # the package (netsurgeon.export is also a function)
-    atomic = importlib.import_module("netsurgeon.export.atomic")
+    atomic = importlib.import_module("netsurgeon.atomic")
     state = importlib.import_module("netsurgeon.train.state")
 
     calls = {"n": 0}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import netsurgeon as ns
-from netsurgeon.graph.scoped import base_class
+from netsurgeon.graph.codegen import base_class
 
 
 @pytest.fixture(scope="module")

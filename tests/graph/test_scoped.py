@@ -9,7 +9,7 @@ from torch import fx, nn
 
 import netsurgeon as ns
 from netsurgeon.errors import SurgeryError
-from netsurgeon.graph.scoped import base_class
+from netsurgeon.graph.codegen import base_class
 from netsurgeon.layers.pd_relu import PDReLU
 
 

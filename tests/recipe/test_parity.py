@@ -1,0 +1,104 @@
+"""One list per fact: a recipe, the CLI and the Python API accept the same export formats, optimizers,
+augmentation presets and data kinds (the recipe schema reads them from the modules that define them), and a
+recipe's ``formats: [pt2]`` writes a ``.pt2``."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import pytest
+from typer.testing import CliRunner
+
+from netsurgeon.cli import app
+from netsurgeon.data import DataSpec
+from netsurgeon.errors import NetsurgeonError
+from netsurgeon.export import FORMATS, parse_formats
+from netsurgeon.recipe import Recipe
+from netsurgeon.recipe.schema import ExportSection
+from netsurgeon.train import FinetuneConfig
+
+TINY = "netsurgeon:tiny_resnet"
+#: a model name no loader knows: the CLI's checks of its options pass first, then it stops here
+NO_MODEL = "netsurgeon:no_such_model"
+NOT_VALUES = ("nope", "pt3", "lion-x", "")  # names no list holds (and an empty one)
+runner = CliRunner()
+
+
+def _choices(field: str) -> tuple[str, ...]:
+    """The values FinetuneConfig's own type lists for ``field`` (none when it is not a closed list)."""
+    hint = typing.get_type_hints(FinetuneConfig)[field]
+    return tuple(typing.get_args(hint)) if typing.get_origin(hint) is typing.Literal else ()
+
+
+def _api(check) -> str | None:  # noqa: ANN001
+    try:
+        check()
+    except (NetsurgeonError, ValueError, TypeError) as err:
+        return str(err)
+    return None
+
+
+def _recipe_accepts(values: dict) -> bool:
+    try:
+        Recipe.from_dict({"model": {"name": TINY}, "surgery": [{"pass": "erase-relu"}], **values})
+    except NetsurgeonError:
+        return False
+    return True
+
+
+def _cli_accepts(*args: str, tmp_path) -> bool:  # noqa: ANN001
+    """The finetune command gets past every check of its options (it stops at the unknown model)."""
+    result = runner.invoke(app, ["finetune", NO_MODEL, "--num-classes", "10", "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code != 0
+    return "unknown netsurgeon model" in result.output
+
+
+def _cases() -> list[tuple[str, str]]:
+    cases = [("format", v) for v in (*FORMATS, *NOT_VALUES)]
+    cases += [("optimizer", v) for v in (*_choices("optimizer"), "sgd", "adamw", "lamb", *NOT_VALUES)]
+    cases += [("augment", v) for v in (*_choices("augment"), *NOT_VALUES)]
+    cases += [("data", v) for v in ("digits", "fashion-mnist", "fashion-mnist:DIR", "folder:DIR",
+                                    "torchvision:CIFAR10:ROOT", "mnist", "folder", "torchvision:CIFAR10", "")]
+    return list(dict.fromkeys(cases))
+
+
+@pytest.mark.parametrize(("what", "value"), _cases(), ids=lambda v: v or "empty")
+def test_the_api_a_recipe_and_the_cli_accept_the_same_values(what, value, tmp_path):
+    value = value.replace("DIR", str(tmp_path / "d")).replace("ROOT", str(tmp_path / "r"))
+    if what == "format":
+        api = _api(lambda: parse_formats([value]))  # what export(formats=...) checks
+        recipe = _recipe_accepts({"export": {"formats": [value]}})
+        cli = _cli_accepts("--data", "digits", "--format", value, tmp_path=tmp_path) if value else None
+    elif what == "data":
+        api = _api(lambda: DataSpec.parse(value))  # what finetune(data=...) parses
+        recipe = _recipe_accepts({"finetune": {"data": value}})
+        cli = _cli_accepts("--data", value, tmp_path=tmp_path)
+    else:
+        api = _api(lambda: FinetuneConfig(**{what: value}))
+        recipe = _recipe_accepts({"finetune": {"data": "digits", what: value}})
+        cli = _cli_accepts("--data", "digits", "--set", f"{what}={value}", tmp_path=tmp_path)
+    accepted = api is None
+    said = f"{what}={value!r}: the Python API {'accepts' if accepted else 'refuses'} it,"
+    assert recipe == accepted, f"{said} a recipe not"
+    if cli is not None:  # (an empty --format means no export to the CLI, a choice of its own)
+        assert cli == accepted, f"{said} the CLI not"
+
+
+def test_every_defined_value_is_a_case():
+    """The lists the cases are drawn from are the defining modules' own: each value of them is tested above."""
+    cases = set(_cases())
+    assert {("format", f) for f in FORMATS} <= cases
+    for field in ("optimizer", "augment"):
+        assert {(field, v) for v in _choices(field)} <= cases
+    assert typing.get_args(typing.get_args(typing.get_type_hints(ExportSection)["formats"])[0]) == FORMATS
+
+
+def test_a_recipe_with_formats_pt2_exports_a_pt2(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: {{name: {TINY}}}\nsurgery:\n  - pass: erase-relu\nexport: {{formats: [pt2]}}\n")
+    result = runner.invoke(app, ["run", str(recipe), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    files = {p.name for p in (tmp_path / "out").iterdir()}
+    assert "model.pt2" in files and "model.onnx" not in files and "model.safetensors" not in files, files
+    assert dataclasses.is_dataclass(Recipe.from_yaml(tmp_path / "out" / "recipe.yaml").export)
