@@ -1,4 +1,4 @@
-"""``netsurgeon compare MODEL --data D --arm A [--arm B ...] --seeds K --out DIR``: did the surgery help?"""
+"""``netsurgeon compare --model MODEL --data D --arm A [--arm B ...] --seeds K --out DIR``: did the surgery help?"""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from netsurgeon.cli._common import (
     CheckpointOpt,
     InputSizeOpt,
     JsonOpt,
+    ModelArg,
     NumClassesOpt,
+    OptionalModelOpt,
     PretrainedOpt,
+    one_model,
     reports_errors,
 )
 from netsurgeon.compare import SlurmOptions
@@ -25,9 +28,8 @@ _FIELDS = ", ".join(FinetuneConfig.field_names())
 
 @reports_errors
 def compare(
-    model: Annotated[str | None, typer.Argument(
-        metavar="MODEL", help="timm:NAME, torchvision:NAME, NAME, or an artifact (from the recipe with --recipe).")]
-    = None,
+    model_arg: ModelArg = None,
+    model: OptionalModelOpt = None,
     data: Annotated[str | None, typer.Option("--data", "-d", help="digits, fashion-mnist[:DIR], folder:DIR, or "
                                                                   "torchvision:NAME:ROOT.")] = None,
     arm: Annotated[list[str] | None, typer.Option(
@@ -72,7 +74,8 @@ def compare(
     slurm = SlurmOptions(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
                          cpus_per_job=cpus_per_job, max_concurrent=max_concurrent)
     result = compare_from_settings(CompareSettings(
-        model, data, list(arm or []), seeds, out, epochs=epochs, config=list(set_ or []), recipe=recipe,
+        one_model(model_arg, model, required=False), data, list(arm or []), seeds, out, epochs=epochs,
+        config=list(set_ or []), recipe=recipe,
         checkpoint=checkpoint, num_classes=num_classes, input_size=input_size, pretrained=pretrained,
         formats=formats, executor=executor, jobs=jobs, slurm=slurm, sbatch=list(sbatch or [])))
     if as_json:
