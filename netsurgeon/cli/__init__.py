@@ -21,7 +21,7 @@ app = typer.Typer(
 for module in (passes, inspect, apply, finetune, run, verify, compare, demo):
     module.register(app)
 for command in app.registered_commands:  # no "Possible options: --help" for an unknown option
-    command.cls = command.cls or SuggestingCommand
+    command.cls = SuggestingCommand
 
 
 def main() -> None:
