@@ -187,9 +187,10 @@ def run_pass(ws: Workspace, config: PassConfig, *, spec_label: str = "the model"
         raise type(err)(f"{spec.name}{context}: {err}") from err
     contract = outcome.contract or spec.contract
     if not outcome.changes:
+        advice = (f": {outcome.hint}" if outcome.hint
+                  else "; run 'netsurgeon inspect' to see the model's sites and blocks")
         warnings.warn(
-            f"{spec.name} changed nothing on {spec_label} ({config.describe()}); "
-            "run 'netsurgeon inspect' to see the model's sites and blocks.",
+            f"{spec.name} changed nothing on {spec_label} ({config.describe()}){advice}.",
             NoEffectWarning,
             stacklevel=3,
         )
@@ -198,7 +199,7 @@ def run_pass(ws: Workspace, config: PassConfig, *, spec_label: str = "the model"
                                    sites=tuple(c.site for c in outcome.changes), contract=contract,
                                    resolved=dict(outcome.resolved), new_params=tuple(new_params)))
     return PassReport(spec.name, config.to_dict(), contract.value, list(outcome.changes), list(outcome.notes),
-                      sorted(outcome.changed_keys))
+                      sorted(outcome.changed_keys), outcome.hint if not outcome.changes else "")
 
 
 def _surgery_report(info: ModelInfo, ws: Workspace, reports: list[PassReport], model: nn.Module, sites_before: int,

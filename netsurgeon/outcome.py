@@ -20,6 +20,9 @@ class PassOutcome:
     contract: Contract | None = None  # overrides the registered contract (a warm-started head is exact)
     changed_keys: set[str] = field(default_factory=set)  # state_dict tensors changed on purpose
     resolved: dict[str, Any] = field(default_factory=dict)  # what 'auto' values became (kept in the history)
+    #: when nothing changed: what the model has instead and what to set ("33 ReLU6 sites: add relu6=true"),
+    #: shown in apply's no-effect warning and compare's refusal of the arm
+    hint: str = ""
 
     def note(self, message: str) -> None:
         self.notes.append(message)

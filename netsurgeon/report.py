@@ -30,6 +30,7 @@ class PassReport:
     changes: list[SiteChange] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # skipped blocks, reasons, hints
     keys_changed: list[str] = field(default_factory=list)  # state_dict tensors the pass changed on purpose
+    hint: str = ""  # nothing changed: what the model has instead and what to set (PassOutcome.hint)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from netsurgeon.cli import apply, compare, demo, finetune, inspect, passes, run, verify
+from netsurgeon.cli._common import SuggestingCommand
 
 app = typer.Typer(
     name="netsurgeon",
@@ -19,6 +20,8 @@ app = typer.Typer(
 )
 for module in (passes, inspect, apply, finetune, run, verify, compare, demo):
     module.register(app)
+for command in app.registered_commands:  # no "Possible options: --help" for an unknown option
+    command.cls = SuggestingCommand
 
 
 def main() -> None:

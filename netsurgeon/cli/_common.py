@@ -15,15 +15,22 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
-from netsurgeon.errors import NetsurgeonError, NoEffectWarning
+from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning
 
-__all__ = ["CheckpointOpt", "InputSizeOpt", "JsonOpt", "ModelOpt", "NumClassesOpt", "PretrainedOpt",
-           "SkipUnreadableOpt", "WeightsOpt", "reports_errors", "warn_random"]
+__all__ = ["CheckpointOpt", "InputSizeOpt", "JsonOpt", "ModelArg", "ModelOpt", "NumClassesOpt", "OptionalModelOpt",
+           "PretrainedOpt", "SkipUnreadableOpt", "SuggestingCommand", "WeightsOpt", "one_model", "reports_errors",
+           "warn_random"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="timm:NAME, torchvision:NAME, NAME, or an artifact.")]
+#: the model of a command that also takes it positionally (as it did before --model): give either, once
+OptionalModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="timm:NAME, torchvision:NAME, NAME, or an artifact (or give it as MODEL).")]
+ModelArg = Annotated[str | None, typer.Argument(
+    metavar="MODEL", help="The model, as --model takes it (the positional form is kept).", show_default=False)]
 CheckpointOpt = Annotated[
     Path | None, typer.Option("--checkpoint", "-c", help="Weights: .safetensors, .pth/.pt/.bin/.ckpt/.pth.tar "
                                                           "(timm train.py, torchvision, Lightning; weights only), "
@@ -42,6 +49,31 @@ PretrainedOpt = Annotated[bool, typer.Option(
 SkipUnreadableOpt = Annotated[bool, typer.Option(
     "--skip-unreadable-images", help="folder: data: open every image up front and leave out unreadable ones "
                                      "(default: stop at the first, naming it).")]
+
+
+def one_model(positional: str | None, option: str | None, *, required: bool = True) -> str | None:
+    """The model given as MODEL or as --model (either, or both when they agree)."""
+    if positional is not None and option is not None and positional != option:
+        raise ConfigError(f"the model is given twice and differs (MODEL {positional!r}, --model {option!r}); "
+                          "give it once, as --model.")
+    model = option if option is not None else positional
+    if model is None and required:
+        raise ConfigError("give the model: --model NAME (timm:NAME, torchvision:NAME, NAME, or an artifact).")
+    return model
+
+
+class SuggestingCommand(TyperCommand):
+    """A command whose unknown-option error never suggests ``--help``: difflib finds ``--help`` close to
+    ``--model`` (0.62 > its 0.6 cutoff), and the usage line above the error already says "Try '... --help'"."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as err:  # typer's NoSuchOption (its vendored click is private): found by its field
+            possible = getattr(err, "possibilities", None)
+            if possible and "--help" in possible:
+                err.possibilities = [p for p in possible if p != "--help"]
+            raise
 
 
 def reports_errors(fn: F) -> F:

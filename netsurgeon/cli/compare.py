@@ -1,4 +1,4 @@
-"""``netsurgeon compare MODEL --data D --arm A [--arm B ...] --seeds K --out DIR``: did the surgery help?"""
+"""``netsurgeon compare --model MODEL --data D --arm A [--arm B ...] --seeds K --out DIR``: did the surgery help?"""
 
 from __future__ import annotations
 
@@ -12,11 +12,15 @@ from netsurgeon.cli._common import (
     CheckpointOpt,
     InputSizeOpt,
     JsonOpt,
+    ModelArg,
     NumClassesOpt,
+    OptionalModelOpt,
     PretrainedOpt,
+    one_model,
     reports_errors,
 )
 from netsurgeon.compare import SlurmOptions
+from netsurgeon.compare.plan import check_plans
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.workflows.compare import DEFAULT_FORMATS, DEFAULT_SEEDS, CompareSettings, compare_from_settings
 
@@ -25,9 +29,8 @@ _FIELDS = ", ".join(FinetuneConfig.field_names())
 
 @reports_errors
 def compare(
-    model: Annotated[str | None, typer.Argument(
-        metavar="MODEL", help="timm:NAME, torchvision:NAME, NAME, or an artifact (from the recipe with --recipe).")]
-    = None,
+    model_arg: ModelArg = None,
+    model: OptionalModelOpt = None,
     data: Annotated[str | None, typer.Option("--data", "-d", help="digits, fashion-mnist[:DIR], folder:DIR, or "
                                                                   "torchvision:NAME:ROOT.")] = None,
     arm: Annotated[list[str] | None, typer.Option(
@@ -51,7 +54,12 @@ def compare(
     pretrained: PretrainedOpt = False,
     formats: Annotated[str, typer.Option("--format", help="Each job's export: safetensors,onnx (or 'none').")]
     = DEFAULT_FORMATS,
-    executor: Annotated[str, typer.Option(help="local (this machine) or slurm (submitit job array).")] = "local",
+    executor: Annotated[str, typer.Option(
+        help="Where the jobs run: local (this machine), parallel (N child processes), slurm (submitit job array), "
+             "or a registered executor.")] = "local",
+    executor_opt: Annotated[list[str] | None, typer.Option(
+        "--executor-opt", help="An option of the executor, key=value (repeat), e.g. workers=4 (parallel), "
+                               "partition=gpu or time_min=120 (slurm); wins over the flags below.")] = None,
     jobs: Annotated[int, typer.Option(help="local: jobs at once (one GPU each when there are GPUs).")] = 1,
     partition: Annotated[str | None, typer.Option(help="slurm: the partition.")] = None,
     time_min: Annotated[int, typer.Option(help="slurm: time limit of one job, minutes.")] = 60,
@@ -60,6 +68,8 @@ def compare(
     max_concurrent: Annotated[int, typer.Option(help="slurm: jobs of the array running at once.")] = 8,
     sbatch: Annotated[list[str] | None, typer.Option(
         help="slurm: an extra #SBATCH parameter, key=value (repeat), e.g. --sbatch qos=low.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan every arm on the base model (sites, parameters) "
+                                                            "and print the plans; train and write nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune the control and each arm from the same start once per seed, paired, and say whether each
@@ -72,9 +82,19 @@ def compare(
     slurm = SlurmOptions(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
                          cpus_per_job=cpus_per_job, max_concurrent=max_concurrent)
     result = compare_from_settings(CompareSettings(
-        model, data, list(arm or []), seeds, out, epochs=epochs, config=list(set_ or []), recipe=recipe,
+        one_model(model_arg, model, required=False), data, list(arm or []), seeds, out, epochs=epochs,
+        config=list(set_ or []), recipe=recipe,
         checkpoint=checkpoint, num_classes=num_classes, input_size=input_size, pretrained=pretrained,
-        formats=formats, executor=executor, jobs=jobs, slurm=slurm, sbatch=list(sbatch or [])))
+        formats=formats, executor=executor, jobs=jobs, slurm=slurm, sbatch=list(sbatch or []),
+        executor_options=list(executor_opt or []), dry_run=dry_run))
+    if dry_run:
+        if as_json:
+            typer.echo(json.dumps({"plans": [p.to_dict() for p in result.plans]}, indent=2))
+        else:
+            typer.echo(result.table)
+            typer.echo("(dry run: nothing trained or written)")
+        check_plans(result.plans)  # an arm that changes nothing: the plans above, then the one-line error
+        return
     if as_json:
         typer.echo(json.dumps({"summary": result.summary, "files": result.files, "ran": result.ran,
                                "skipped": result.skipped}, indent=2))

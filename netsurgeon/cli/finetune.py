@@ -1,4 +1,4 @@
-"""``netsurgeon finetune MODEL_OR_ARTIFACT --data D --epochs N --out DIR``: train, checkpoint, export."""
+"""``netsurgeon finetune --model MODEL_OR_ARTIFACT --data D --epochs N --out DIR``: train, checkpoint, export."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from netsurgeon.cli._common import (
     CheckpointOpt,
     InputSizeOpt,
     JsonOpt,
+    ModelArg,
     NumClassesOpt,
+    OptionalModelOpt,
     PretrainedOpt,
     SkipUnreadableOpt,
     WeightsOpt,
+    one_model,
     reports_errors,
     warn_random,
 )
@@ -27,11 +30,11 @@ _FIELDS = ", ".join(FinetuneConfig.field_names())
 
 @reports_errors
 def finetune(
-    model: Annotated[str, typer.Argument(metavar="MODEL_OR_ARTIFACT",
-                                         help="timm:NAME, torchvision:NAME, NAME, or an artifact (out/ of apply).")],
     data: Annotated[str, typer.Option("--data", "-d", help="digits, fashion-mnist[:DIR], folder:DIR, or "
                                                            "torchvision:NAME:ROOT.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Directory for checkpoints, metrics, plot and model.")],
+    model_arg: ModelArg = None,
+    model: OptionalModelOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 3; same as --set epochs=N).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
     set_: Annotated[list[str] | None, typer.Option(
@@ -57,9 +60,9 @@ def finetune(
     DistributedDataParallel and only rank 0 writes. Ctrl-C saves a checkpoint; --resume continues it.
     """
     outcome = finetune_from_settings(FinetuneSettings(
-        model, data, out, epochs=epochs, resume=resume, config=list(set_ or []), checkpoint=checkpoint,
-        num_classes=num_classes, input_size=input_size, formats=formats, overwrite=overwrite, pretrained=pretrained,
-        skip_unreadable=skip_unreadable, weights=weights_choice))
+        one_model(model_arg, model), data, out, epochs=epochs, resume=resume, config=list(set_ or []),
+        checkpoint=checkpoint, num_classes=num_classes, input_size=input_size, formats=formats, overwrite=overwrite,
+        pretrained=pretrained, skip_unreadable=skip_unreadable, weights=weights_choice))
     if not is_main_process():
         return
     result = outcome.result

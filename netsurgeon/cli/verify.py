@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from netsurgeon.cli._common import JsonOpt, reports_errors
+from netsurgeon.cli._common import JsonOpt, one_model, reports_errors
 from netsurgeon.errors import ExportError
 from netsurgeon.export import verify_artifact
 from netsurgeon.progress import status
@@ -16,10 +16,16 @@ from netsurgeon.progress import status
 
 @reports_errors
 def verify(
-    path: Annotated[Path, typer.Argument(help="An export directory, or its model.safetensors.")],
+    path_arg: Annotated[str | None, typer.Argument(
+        metavar="PATH", help="An export directory, or its model.safetensors (or give it as --model).",
+        show_default=False)] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="The artifact: an export directory or its "
+                                                                    "model.safetensors (or give it as PATH).")]
+    = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Reload the model from model.safetensors alone and check ONNX parity (exit 1 on failure)."""
+    path = Path(one_model(path_arg, model))
     status(f"verifying {path}")
     result = verify_artifact(path)
     if as_json:

@@ -8,13 +8,15 @@ difference to the control and the per-image McNemar test (``netsurgeon.compare.s
 surgery, not the luck of the draw. ``compare.md``/``.json``/``.csv``/``.png`` hold the result.
 
 Modules: ``spec`` (what the experiment is, as JSON), ``job`` (one (arm, seed): the code path every
-executor runs), ``executors`` (local, local in parallel, SLURM through submitit), ``stats``, ``report``,
-``run`` (``compare``: lock, check, skip/resume, report).
+executor runs: ``apply`` then ``netsurgeon.train.finetune``), ``plan`` (every arm dry-run on the base model
+before any training; an arm that changes nothing is refused), ``executors`` (a registry: local, parallel,
+SLURM through submitit), ``stats``, ``report``, ``run`` (``compare``: check, plan, lock, skip/resume, report).
 """
 
-from netsurgeon.compare.executors import JobFailed, SlurmOptions
+from netsurgeon.compare.executors import JobFailed, SlurmOptions, make_executor, register_executor
+from netsurgeon.compare.plan import ArmPlan
 from netsurgeon.compare.run import CompareResult, compare, run_spec
 from netsurgeon.compare.spec import CONTROL, Arm, CompareSpec, parse_arm
 
-__all__ = ["CONTROL", "Arm", "CompareResult", "CompareSpec", "JobFailed", "SlurmOptions", "compare", "parse_arm",
-           "run_spec"]
+__all__ = ["CONTROL", "Arm", "ArmPlan", "CompareResult", "CompareSpec", "JobFailed", "SlurmOptions", "compare",
+           "make_executor", "parse_arm", "register_executor", "run_spec"]

@@ -26,7 +26,6 @@ import io
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,9 @@ import torch
 from torch import nn
 
 from netsurgeon.compare.spec import Arm, CompareSpec
+from netsurgeon.config import plain_values
 from netsurgeon.errors import ConfigError
+from netsurgeon.train.config import FinetuneConfig
 
 __all__ = ["JOB_FILE", "PREDICTIONS", "read_job", "read_predictions", "run_job", "start_model"]
 
@@ -76,34 +77,39 @@ def build_base(spec: CompareSpec, seed: int) -> nn.Module:
                       input_size=spec.input_size, pretrained=spec.pretrained)
 
 
-def operate(spec: CompareSpec, arm: Arm, base: nn.Module, train: torch.utils.data.Dataset) -> tuple[nn.Module, int]:
-    """The arm's passes applied to (a copy of) ``base``, and the number of sites they changed."""
+def operate(spec: CompareSpec, arm: Arm, base: nn.Module, seed: int) -> tuple[nn.Module, int]:
+    """The arm's passes applied to (a copy of) ``base`` as ``netsurgeon apply --data`` and a recipe apply them
+    (data-driven passes measure on :func:`~netsurgeon.data.surgery_loader`'s unaugmented batches), and the
+    number of sites they changed. An arm whose passes change nothing was refused before any job ran
+    (:func:`netsurgeon.compare.plan.plan_arms`)."""
     from netsurgeon.api import apply
-    from netsurgeon.data import make_loader
-    from netsurgeon.errors import NoEffectWarning
-    from netsurgeon.train.distributed import IndexSampler
 
     if not arm.passes:
         return base, 0
-    data = None
-    if any(p.uses_data() for p in arm.passes):  # a few training batches, as in the demo
-        cfg = spec.finetune
-        limit = cfg.limit_train_batches
-        count = len(train) if limit is None else min(len(train), limit * cfg.batch_size)
-        data = make_loader(train, cfg.batch_size, shuffle=False, sampler=IndexSampler(range(count)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoEffectWarning)
-        result = apply(base, list(arm.passes), data=data)
+    result = apply(base, list(arm.passes), data=surgery_data(spec, arm, base, seed))
     return result.model, result.report.changed
+
+
+def surgery_data(spec: CompareSpec, arm: Arm, base: nn.Module, seed: int) -> torch.utils.data.DataLoader | None:
+    """The batches a data-driven pass of ``arm`` measures on (None when none uses data): the training split,
+    unaugmented, in the fine-tune's batch size, as a recipe gives them."""
+    from netsurgeon.data import surgery_loader
+
+    if not any(p.uses_data() for p in arm.passes):
+        return None
+    return surgery_loader(spec.data, base, batch_size=spec.finetune.batch_size, seed=seed)
+
+
+def job_config(spec: CompareSpec, seed: int) -> FinetuneConfig:
+    """The fine-tune config of seed ``seed``'s jobs: the comparison's, with its seed (what ``netsurgeon finetune
+    --set seed=S`` with the same settings trains with)."""
+    return dataclasses.replace(spec.finetune, seed=seed)
 
 
 def start_model(spec: CompareSpec, arm: Arm, seed: int) -> tuple[nn.Module, nn.Module, int]:
     """(the model this job fine-tunes from, the seed's base model, sites changed)."""
-    from netsurgeon.train import resolve_data
-
     base = build_base(spec, seed)
-    train, _, _ = resolve_data(spec.data, base)
-    model, sites = operate(spec, arm, base, train)
+    model, sites = operate(spec, arm, base, seed)
     return model, base, sites
 
 
@@ -162,18 +168,20 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     from netsurgeon.atomic import staged_files
     from netsurgeon.loading import load_model
     from netsurgeon.models.info import probe_input
-    from netsurgeon.train import CHECKPOINT, export_finetuned, resolve_data, run_training
+    from netsurgeon.train import CHECKPOINT, finetune, resolve_data
 
     started = time.perf_counter()
-    base = build_base(spec, seed)
-    train, test, _ = resolve_data(spec.data, base)
-    model, sites = operate(spec, arm, base, train)
+    cfg = job_config(spec, seed)
+    model, base, sites = start_model(spec, arm, seed)
+    # the datasets the loop builds from the spec (the same call on the same model and config): the test split
+    # for the predictions, and both transforms for the record
+    train, test, _ = resolve_data(spec.data, model, cfg)
     after_surgery = _evaluate_top1(model, test, spec)
     digests = _digests(model)
-    cfg = dataclasses.replace(spec.finetune, seed=seed)
     resume = (job_dir / CHECKPOINT).exists()
-    result = run_training(model, (train, test), cfg, out_dir=job_dir, resume=resume, overwrite=not resume)
-    export_finetuned(result, job_dir, spec.formats)
+    # exactly `netsurgeon finetune` from here: the same function with the data spec, config and seed
+    result = finetune(model, spec.data, cfg, out_dir=job_dir, resume=resume, overwrite=not resume,
+                      formats=spec.formats)
     predictions = predict(result.model, test, spec)
     reload_diff = None
     if "safetensors" in spec.formats:
@@ -186,6 +194,9 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
         "arm": arm.name, "slug": arm.slug, "seed": seed, "sites_changed": sites, "params": params,
         "params_delta": params - sum(p.numel() for p in base.parameters()), "top1_after_surgery": after_surgery,
         "metrics": result.metrics, "final": result.final,
+        "config": plain_values(cfg.to_dict()), "data": spec.data,
+        "transforms": {"train": repr(getattr(train, "transform", None)),
+                       "test": repr(getattr(test, "transform", None))},
         "onnx_max_abs_diff": result.export.onnx_max_abs_diff if result.export else None,
         "reload_max_abs_diff": reload_diff, "start_digests": digests, "resumed": resume,
         "seconds": round(time.perf_counter() - started, 1),

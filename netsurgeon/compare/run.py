@@ -9,15 +9,18 @@ is refused in one line that names what differs, and nothing in ``out`` is touche
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from netsurgeon.compare.executors import JobFailed, SlurmOptions, run_local, run_parallel, run_slurm
+from netsurgeon.compare.executors import Executor, Grid, JobFailed, SlurmOptions, make_executor, parse_executor_options
 from netsurgeon.compare.job import read_job
+from netsurgeon.compare.plan import ArmPlan, check_plans, format_plans, plan_arms
 from netsurgeon.compare.report import format_table, verdict_lines, write_report
 from netsurgeon.compare.spec import CONFIG_FILE, Arm, CompareSpec, describe_differences
 from netsurgeon.config import PassConfig
@@ -25,7 +28,7 @@ from netsurgeon.errors import ConfigError
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
 
-__all__ = ["CompareResult", "compare", "run_spec"]
+__all__ = ["CompareResult", "compare", "resolve_executor", "run_spec"]
 
 ArmLike = str | Sequence[PassConfig] | Arm
 
@@ -41,6 +44,7 @@ class CompareResult:
     ran: int = 0  # jobs run (or resumed) by this call
     skipped: int = 0  # jobs already finished
     seconds: float = 0.0
+    plans: list[ArmPlan] = field(default_factory=list)  # every arm's dry run (all a dry run returns)
 
 
 def compare(
@@ -57,10 +61,12 @@ def compare(
     input_size: Sequence[int] | None = None,
     formats: Sequence[str] = ("safetensors",),
     alpha: float = 0.05,
-    executor: Literal["local", "slurm"] = "local",
+    executor: str | Executor = "local",
     jobs: int = 1,
     slurm: SlurmOptions | None = None,
+    executor_options: Mapping[str, Any] | Sequence[str] | None = None,
     progress: bool = True,
+    dry_run: bool = False,
 ) -> CompareResult:
     """Fine-tune the control ("fine-tune only") and every arm from ``model`` once per seed, paired, and say
     whether each arm differs from the control (see :mod:`netsurgeon.compare`).
@@ -74,14 +80,36 @@ def compare(
         finetune: the one fine-tune config every job uses (its ``seed`` is replaced by the job's).
         out: the comparison's directory; running the same call again resumes it.
         formats: each job's export formats (empty: checkpoint and metrics only).
-        executor: ``local`` (``jobs`` at a time; 1: in this process) or ``slurm`` (submitit, ``slurm`` options).
+        executor: a registered executor's name (``local``: ``jobs`` at a time, 1: in this process; ``parallel``;
+            ``slurm``: submitit, ``slurm`` options) or an executor instance (``netsurgeon.compare.executors``).
+        executor_options: the executor's options as ``key=value`` items or a mapping (``--executor-opt``).
         progress: one status line per job on stderr (which job, how many done, time left).
+        dry_run: plan every arm on the base model and return the plans (``result.plans``); train and write
+            nothing.
     """
     spec = CompareSpec.build(model, data, arms, seeds, finetune, checkpoint=checkpoint, pretrained=pretrained,
                              num_classes=num_classes, input_size=input_size, formats=formats, alpha=alpha)
     if progress is False:
         spec = spec.with_runtime(progress=False)
-    return run_spec(spec, out, executor=executor, jobs=jobs, slurm=slurm, progress=progress)
+    return run_spec(spec, out, executor=executor, jobs=jobs, slurm=slurm, executor_options=executor_options,
+                    progress=progress, dry_run=dry_run)
+
+
+def resolve_executor(executor: str | Executor = "local", jobs: int = 1, slurm: SlurmOptions | None = None,
+                     options: Mapping[str, Any] | Sequence[str] | None = None) -> Executor:
+    """The executor the options name: ``local`` with ``jobs`` > 1 is ``parallel`` (``workers=jobs``), ``slurm``
+    starts from ``slurm``'s options; ``options`` (``--executor-opt key=value``) win over both."""
+    if not isinstance(executor, str):
+        return executor
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
+    values = parse_executor_options(options)
+    name = "parallel" if executor == "local" and jobs > 1 else executor
+    if name == "parallel" and jobs > 1:
+        values.setdefault("workers", jobs)
+    if name == "slurm" and slurm is not None:
+        values = {**{f.name: getattr(slurm, f.name) for f in dataclasses.fields(slurm)}, **values}
+    return make_executor(name, values)
 
 
 def _check_existing(spec: CompareSpec, out: Path) -> None:
@@ -114,17 +142,24 @@ def _eta(seconds: float) -> str:
         f"{seconds / 3600:.1f} h"
 
 
-def run_spec(spec: CompareSpec, out: str | Path, *, executor: str = "local", jobs: int = 1,
-             slurm: SlurmOptions | None = None, progress: bool = True, on_submit: Any = None) -> CompareResult:
-    """Run a resolved :class:`CompareSpec` into ``out`` (what :func:`compare` and the CLI call)."""
+def run_spec(spec: CompareSpec, out: str | Path, *, executor: str | Executor = "local", jobs: int = 1,
+             slurm: SlurmOptions | None = None, executor_options: Mapping[str, Any] | Sequence[str] | None = None,
+             progress: bool = True, on_submit: Any = None, dry_run: bool = False) -> CompareResult:
+    """Run a resolved :class:`CompareSpec` into ``out`` (what :func:`compare` and the CLI call): the executor is
+    checked, then every arm is planned on the base model (an arm that changes nothing is refused), all before
+    anything is written or trained."""
     from netsurgeon.atomic import claim_output_dir
 
-    if executor not in ("local", "slurm"):
-        raise ConfigError(f"--executor must be local or slurm, got {executor!r}.")
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
+    runner = resolve_executor(executor, jobs, slurm, executor_options)
+    check = getattr(runner, "check", None)
+    if check is not None:
+        check()  # e.g. no SLURM here: one line, nothing run
     out = Path(out).expanduser()
     started = time.perf_counter()
+    plans = plan_arms(spec)
+    if dry_run:
+        return CompareResult({}, format_plans(plans), [], plans=plans, seconds=round(time.perf_counter() - started, 1))
+    check_plans(plans)
     with claim_output_dir(out):  # held until the report is written
         _check_existing(spec, out)
         _write_config(spec, out)
@@ -133,19 +168,13 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str = "local", job
         skipped = len(grid) - len(pending)
         status(f"compare: {len(spec.arms)} arms x {len(spec.seeds)} seeds = {len(grid)} jobs into {out}"
                + (f"; {skipped} already finished" if skipped else ""), progress)
-        if executor == "slurm":
-            def submitted(ids: list[str]) -> None:
-                status(f"submitted {len(ids)} jobs to SLURM ({ids[0].split('_')[0] if ids else '-'}); their logs are "
-                       f"in {out / 'slurm'}", progress)
-                if on_submit is not None:
-                    on_submit(ids)
+        order = itertools.count(skipped + 1)
 
-            results = run_slurm(out, pending, slurm or SlurmOptions(), on_submit=submitted)
-        elif jobs > 1:
-            status(f"running {len(pending)} jobs, {jobs} at a time (each job's output in its job.log)", progress)
-            results = run_parallel(out, pending, jobs, lambda arm, seed: spec.job_dir(out, arm, seed))
-        else:
-            results = _announced(run_local(out, pending), pending, skipped, len(grid), progress, started)
+        def starting(job: tuple[Arm, int]) -> None:
+            status(f"[{next(order)}/{len(grid)}] {job[0].name}, seed {job[1]}: running", progress)
+
+        results = runner.run(Grid(out, spec, pending, say=lambda line: status(line, progress), starting=starting,
+                                  on_submit=on_submit))
         failures = []
         for count, ((arm, seed), record) in enumerate(results, start=1):
             done = skipped + count
@@ -165,12 +194,4 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str = "local", job
         raise JobFailed(f"{len(failures)} job(s) failed ({failures[0]}); the report holds the finished ones, and "
                         "running the same command again retries the rest.")
     return CompareResult(summary, table, verdict_lines(summary), [str(f) for f in files], len(pending), skipped,
-                         round(time.perf_counter() - started, 1))
-
-
-def _announced(results, pending: list, skipped: int, total: int, progress: bool, started: float):
-    """Sequential jobs: say which one starts before it runs."""
-    iterator = iter(results)
-    for i, (arm, seed) in enumerate(pending):
-        status(f"[{skipped + i + 1}/{total}] {arm.name}, seed {seed}: running", progress)
-        yield next(iterator)
+                         round(time.perf_counter() - started, 1), plans)

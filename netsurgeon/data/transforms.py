@@ -69,6 +69,11 @@ class ImageTransform:
         image = _adapt_channels(image, self.channels)
         return (image - self.mean[:, None, None]) / self.std[:, None, None]
 
+    def __repr__(self) -> str:  # what a compare job records as its transform
+        rounded = [[round(v, 4) for v in t.tolist()] for t in (self.mean, self.std)]
+        return (f"{type(self).__name__}(size=({self.channels}, {self.height}, {self.width}), mean={rounded[0]}, "
+                f"std={rounded[1]})")
+
 
 def _as_tensor(image: Any) -> torch.Tensor:
     if isinstance(image, torch.Tensor):

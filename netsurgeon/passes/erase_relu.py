@@ -194,4 +194,7 @@ def erase_relu(ws: Workspace, cfg: EraseReLU) -> PassOutcome:
         edit = editor.insert_after(source, ACT_TYPES["ReLU"][0](), "netsurgeon_head_relu")
         changes.append(SiteChange(site=edit.path, before="(none)", after="nn.ReLU before global pooling",
                                   block="head", scope=edit.scope))
-    return PassOutcome(changes, notes)
+    outcome = PassOutcome(changes, notes)
+    if not changes and "ReLU6" not in cfg.act_types and index.sites(("ReLU6",)):
+        outcome.hint = f"{len(index.sites(('ReLU6',)))} ReLU6 sites: add act_types=[ReLU,ReLU6]"
+    return outcome

@@ -20,6 +20,7 @@ artifact replays the pass on reload so the pseudo derivative comes back. ONNX ex
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -121,4 +122,9 @@ def pd_relu(ws: Workspace, cfg: PseudoDerivativeReLU) -> PassOutcome:
         edit = editor.replace(site, module, _attr_name(site))
         changes.append(site_change(site, edit, after=f"PDReLU({module.extra_repr()}) at {edit.path}",
                                    block=site.scope or "<model>"))
-    return PassOutcome(changes)
+    outcome = PassOutcome(changes)
+    if not sites and not cfg.relu6:  # a MobileNet/EfficientNet-style model: its activations are ReLU6
+        relu6 = len(select_sites(index, dataclasses.replace(cfg, relu6=True)))
+        if relu6:
+            outcome.hint = f"{relu6} ReLU6 site{'s' if relu6 != 1 else ''}: add relu6=true"
+    return outcome

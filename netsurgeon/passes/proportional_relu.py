@@ -275,4 +275,6 @@ def proportional_relu(ws: Workspace, cfg: ProportionalReLU) -> PassOutcome:
         out.note(f"min_keep={cfg.min_keep} kept extra ReLUs in {len(raised)} scope(s): {', '.join(raised[:5])}"
                 f"{' ...' if len(raised) > 5 else ''}")
     out.changes = erase_sites(ws.editor(), [(p.name, s) for p in plans for s in p.erased])
+    if not out.changes and "ReLU6" not in cfg.act_types and index.sites(("ReLU6",)):
+        out.hint = f"{len(index.sites(('ReLU6',)))} ReLU6 sites: add act_types=[ReLU,ReLU6]"
     return out

@@ -8,6 +8,6 @@ What the tests and the benchmarks share lives here too (``model_lists``; ``cover
 cache): tests import nothing from ``benchmarks/``.
 """
 
-from netsurgeon.testing.models import MODELS, TinyConvNet, TinyResNet, Untraceable
+from netsurgeon.testing.models import MODELS, TinyConvNet, TinyMobileNet, TinyResNet, Untraceable
 
-__all__ = ["MODELS", "TinyConvNet", "TinyResNet", "Untraceable"]
+__all__ = ["MODELS", "TinyConvNet", "TinyMobileNet", "TinyResNet", "Untraceable"]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MODELS", "TinyConvNet", "TinyResNet", "Untraceable"]
+__all__ = ["MODELS", "TinyConvNet", "TinyMobileNet", "TinyResNet", "Untraceable"]
 
 
 class TinyConvNet(nn.Module):
@@ -82,6 +82,40 @@ class TinyResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+class TinyMobileNet(nn.Module):
+    """MobileNetV2-style: conv-BN-ReLU6 stem, two inverted residual blocks (expand 1x1, depthwise 3x3, both
+    ReLU6, linear 1x1 projection), global pooling and one Linear: 5 ReLU6 sites and no ReLU (pd-relu and
+    erase-relu find nothing here unless told to take ReLU6)."""
+
+    input_size = (3, 32, 32)
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 8) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU6())
+        self.blocks = nn.ModuleList([_Inverted(w, 2 * w), _Inverted(w, 2 * w)])
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+class _Inverted(nn.Module):
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.expand = nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6())
+        self.depthwise = nn.Sequential(nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden, bias=False),
+                                       nn.BatchNorm2d(hidden), nn.ReLU6())
+        self.project = nn.Sequential(nn.Conv2d(hidden, channels, 1, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.depthwise(self.expand(x)))
+
+
 class Untraceable(TinyConvNet):
     """TinyConvNet whose forward branches on a tensor value: torch.fx cannot trace it."""
 
@@ -94,5 +128,6 @@ class Untraceable(TinyConvNet):
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "tiny_convnet": TinyConvNet,
     "tiny_resnet": TinyResNet,
+    "tiny_mobilenet": TinyMobileNet,
     "untraceable": Untraceable,
 }

@@ -39,10 +39,12 @@ class CompareSettings:
     input_size: str | Sequence[int] | None = None
     pretrained: bool = False
     formats: str | Sequence[str] = DEFAULT_FORMATS  # each job's export ('none': none)
-    executor: str = "local"  # local or slurm
-    jobs: int = 1
+    executor: str = "local"  # a registered executor: local, parallel, slurm
+    jobs: int = 1  # local: jobs at once (more than 1: the parallel executor)
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     sbatch: SetValues = ()  # more #SBATCH parameters: key=value items (--sbatch), or a dict; join slurm.sbatch
+    executor_options: SetValues = ()  # the executor's options: --executor-opt key=value items, or a dict
+    dry_run: bool = False  # plan every arm on the base model and print the plans; train and write nothing
 
 
 def compare_from_settings(settings: CompareSettings) -> CompareResult:
@@ -76,15 +78,17 @@ def compare_from_settings(settings: CompareSettings) -> CompareResult:
         out = out or Path(r.export.dir)
         if s.formats == DEFAULT_FORMATS:
             fmt_list = list(r.export.formats)
-    if model is None or data is None or out is None:
-        raise ConfigError("give MODEL, --data and --out (or a --recipe that has them).")
+    if model is None or data is None or (out is None and not s.dry_run):
+        raise ConfigError("give --model, --data and --out (or a --recipe that has them).")
     if not arms:
         raise ConfigError("give at least one --arm (the control, 'fine-tune only', is always included).")
     spec = CompareSpec.build(model, data, arms, seed_list, FinetuneConfig.from_dict(values),
                              checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
                              input_size=parse_input_size(input_size), formats=fmt_list, alpha=alpha)
     slurm = dataclasses.replace(s.slurm, sbatch={**s.slurm.sbatch, **set_values(s.sbatch)})
-    return run_spec(spec, out, executor=s.executor, jobs=s.jobs, slurm=slurm, progress=spec.finetune.progress)
+    return run_spec(spec, out if out is not None else ".", executor=s.executor, jobs=s.jobs, slurm=slurm,
+                    executor_options=set_values(s.executor_options), progress=spec.finetune.progress,
+                    dry_run=s.dry_run)
 
 
 def parse_seeds(seeds: str | int | Sequence[int]) -> int | list[int]:

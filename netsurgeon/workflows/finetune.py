@@ -18,7 +18,7 @@ from netsurgeon.data import DataSpec, count_classes
 from netsurgeon.export import parse_formats
 from netsurgeon.models.load import is_artifact_path
 from netsurgeon.progress import status
-from netsurgeon.train import FinetuneConfig, FinetuneResult, export_finetuned, run_output_files, run_training
+from netsurgeon.train import FinetuneConfig, FinetuneResult, finetune, run_output_files
 from netsurgeon.train.distributed import is_main_process
 from netsurgeon.workflows.options import (
     SetValues,
@@ -90,6 +90,6 @@ def finetune_from_settings(settings: FinetuneSettings) -> FinetuneOutcome:
         weights, random = weights_line(s.model, loaded)
         status(f"weights: {weights}")
         status(f"fine-tuning on {s.data} for {config.epochs} epochs" + (" (resuming)" if s.resume else ""))
-        result = run_training(loaded, data, config, out_dir=out, resume=s.resume, overwrite=s.overwrite)
-        export_finetuned(result, out, formats)
+        # the one fine-tune function (train, then export) that compare's jobs also call
+        result = finetune(loaded, data, config, out_dir=out, resume=s.resume, overwrite=s.overwrite, formats=formats)
     return FinetuneOutcome(result, weights, random)
