@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from netsurgeon.errors import NetsurgeonError, NoEffectWarning
+from netsurgeon.errors import NetsurgeonError, NoEffectWarning, StatisticsWarning
 
 __all__ = ["CheckpointOpt", "InputSizeOpt", "JsonOpt", "ModelOpt", "NumClassesOpt", "PretrainedOpt",
            "SkipUnreadableOpt", "WeightsOpt", "reports_errors", "warn_random"]
@@ -52,6 +52,7 @@ def reports_errors(fn: F) -> F:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # library noise (fx, exporters); our own warnings are re-shown
             warnings.simplefilter("always", NoEffectWarning)
+            warnings.simplefilter("always", StatisticsWarning)
             warnings.showwarning = _show_warning
             try:
                 return fn(*args, **kwargs)

@@ -185,7 +185,7 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     record = {
         "arm": arm.name, "slug": arm.slug, "seed": seed, "sites_changed": sites, "params": params,
         "params_delta": params - sum(p.numel() for p in base.parameters()), "top1_after_surgery": after_surgery,
-        "metrics": result.metrics, "final": result.final,
+        "metrics": result.metrics, "final": result.final, "weights": result.weights,  # what the export holds
         "onnx_max_abs_diff": result.export.onnx_max_abs_diff if result.export else None,
         "reload_max_abs_diff": reload_diff, "start_digests": digests, "resumed": resume,
         "seconds": round(time.perf_counter() - started, 1),

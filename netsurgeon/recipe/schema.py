@@ -86,8 +86,10 @@ class CompareSection(Config):
     the model, the finetune section (data and settings) and export (dir, formats) are the recipe's."""
 
     arms: tuple[str, ...] = ()
-    seeds: int | tuple[int, ...] = 3
+    seeds: int | tuple[int, ...] | Literal["auto"] = 3  # auto: adaptive seeds, up to max_seeds
+    max_seeds: int | None = None
     alpha: float = 0.05
+    margin: float | None = None  # equivalence margin, points of top-1
 
     def validate(self) -> None:
         if not self.arms:
