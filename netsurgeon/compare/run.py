@@ -139,11 +139,11 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str = "local", job
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
     out = Path(out).expanduser()
     started = time.perf_counter()
-    warning = None if spec.adaptive else seed_warning(len(spec.seeds), len(spec.arms) - 1, spec.alpha)
-    if warning:  # before any training
-        warnings.warn(warning, StatisticsWarning, stacklevel=2)
     with claim_output_dir(out):  # held until the report is written
         _check_existing(spec, out)
+        warning = None if spec.adaptive else seed_warning(len(spec.seeds), len(spec.arms) - 1, spec.alpha)
+        if warning:  # before any training
+            warnings.warn(warning, StatisticsWarning, stacklevel=2)
         _write_config(spec, out)
         looks = spec.looks()[0] if spec.adaptive else (len(spec.seeds),)
         ran: set[tuple[str, int]] = set()

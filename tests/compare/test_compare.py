@@ -306,3 +306,29 @@ def test_local_jobs_in_parallel_give_the_same_table(grid, tmp_path):
     assert result.ran == 9
     assert (tmp_path / "p" / "compare.md").read_text() == (out / "compare.md").read_text()
     assert (tmp_path / "p" / "jobs" / "control" / "seed-0" / "job.log").exists()
+
+
+def test_with_ema_the_report_and_the_per_image_tests_use_the_exported_weights(tmp_path):
+    """EMA on and exported (ema_export=ema): compare.md/.json show EMA top-1 per arm, the paired differences are the
+    EMA weights' top-1, and predictions.csv (McNemar) come from the same EMA weights."""
+    out = tmp_path / "ema"
+    tune = {**TUNE, "epochs": 1, "ema_decay": 0.5, "ema_warmup": False, "ema_export": "ema"}
+    with pytest.warns(UserWarning, match="can never reach alpha"):
+        result = compare("netsurgeon:tiny_resnet", "digits", ["erase-relu"], 2, tune, out=out, input_size=(3, 8, 8))
+    summary = json.loads((out / "compare.json").read_text())
+    assert "ema_test_top1" in summary["metrics"]
+    control, arm = summary["arms"]
+    assert control["weights"] == arm["weights"] == ["ema", "ema"]
+    ema = {slug: [final_metric(out, slug, s, "ema_test_top1") for s in (0, 1)] for slug in ("control", "erase-relu")}
+    raw = {slug: [final_metric(out, slug, s) for s in (0, 1)] for slug in ("control", "erase-relu")}
+    assert ema != raw  # the two weights differ here, so the check below can fail
+    assert arm["paired"]["differences"] == pytest.approx(list(np.subtract(ema["erase-relu"], ema["control"])))
+    assert arm["mean"]["ema_test_top1"] == pytest.approx(np.mean(ema["erase-relu"]))
+    for slug in ("control", "erase-relu"):
+        for seed in (0, 1):
+            p = read_predictions(job_dir(out, slug, seed))
+            top1 = 100 * np.mean(np.array(p["label"]) == np.array(p["prediction"]))
+            assert top1 == pytest.approx(ema[slug][seed])  # the per-image tests see the exported (EMA) weights
+    md = (out / "compare.md").read_text()
+    assert "EMA top-1 (%)" in md and "| EMA |" in md and "exported EMA weights" in md
+    assert "| EMA |" in result.table
