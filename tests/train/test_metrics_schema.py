@@ -5,6 +5,8 @@ The rule is read from the source (``ast``), so it is grep-able and fails on the 
 
 * a key with an underscore (``test_top1``, ``ema_test_top1``, ``images_per_s``, ...) may not appear as a string
   literal, nor as a keyword argument (``row.update(test_top1=...)``), anywhere outside the schema;
+* nor a string that looks like one but is none (``"test_ema_top1"``, what the compare report read while the loop
+  wrote ``ema_test_top1``);
 * the one-word keys (``epoch``, ``lr``, ``seconds``) are common words, so only their use as a key is checked:
   ``x["epoch"]``, ``x.get("epoch")``, ``"epoch" in x``, ``{"epoch": ...}``, ``dict(epoch=...)``, except the
   few subjects below that are not metrics rows (torch's optimizer param groups, a compare job's record).
@@ -13,6 +15,7 @@ The rule is read from the source (``ast``), so it is grep-able and fails on the 
 from __future__ import annotations
 
 import ast
+import re
 import typing
 from pathlib import Path
 
@@ -22,6 +25,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "netsurgeon"
 SCHEMA = PACKAGE / "train" / "schema.py"
 GENERIC = {k for k in KEYS if "_" not in k}
 DISTINCT = set(KEYS) - GENERIC
+#: a string that looks like a metrics key but is none (``"test_ema_top1"``: the loop writes ``ema_test_top1``)
+LOOKALIKE = re.compile(r"^(test|train|ema)_\w*(top1|top5|loss)$")
 #: (module, the subscripted expression, key): keys of other dicts that happen to share a one-word name
 NOT_METRICS = {("netsurgeon/train/loop.py", "group", "lr"),  # torch's optimizer param group
                ("netsurgeon/train/loop.py", "g", "lr"),
@@ -45,6 +50,8 @@ def violations(rel: str, text: str) -> list[str]:
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Constant) and node.value in DISTINCT:
             flag(node, f"the metrics key {node.value!r} as a string: use Key.{node.value.upper()}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and LOOKALIKE.match(node.value):
+            flag(node, f"{node.value!r} looks like a metrics key but is none: use Key (netsurgeon/train/schema.py)")
         elif isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
@@ -77,7 +84,8 @@ def test_no_module_spells_a_metrics_key_outside_the_schema():
 def test_the_rule_catches_each_spelling():
     """Each form the rule reads fails on a module that uses it (the rule can fail), and the exceptions pass."""
     for text in ('row["test_top1"]', 'row.get("ema_test_top1")', "row.update(test_top5=1)", 'row["epoch"]',
-                 'row.get("lr")', '"seconds" in row', '{"epoch": 0}', "dict(r, epoch=1)", 'g["lr"]'):
+                 'row.get("lr")', '"seconds" in row', '{"epoch": 0}', "dict(r, epoch=1)", 'g["lr"]',
+                 'final["test_ema_top1"]'):
         assert violations("netsurgeon/train/metrics.py", text), text
     clean = 'group["lr"]\ng.get("lr")\nstate = ("epoch", "batch")\nrow[Key.TEST_TOP1]\n{"params": p, "lr": 1}\n'
     assert violations("netsurgeon/train/loop.py", clean) == []
