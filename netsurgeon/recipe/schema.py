@@ -9,6 +9,7 @@ A recipe has five top-level keys::
     export:   {dir: out, formats: [safetensors, onnx], overwrite: false}
     seed:     0                                                          seeds surgery and fine-tuning
     compare:  {arms: [erase-relu, "pd-relu:alpha=0.2"], seeds: 3}         optional: netsurgeon compare --recipe
+              (seeds: auto with max_seeds: N; alpha; margin: top-1 points)
 
 Each section is a frozen :class:`~netsurgeon.config.Config` dataclass (pass configs are the passes' own),
 so a recipe accepts exactly what the Python API and the CLI accept, with the same defaults. Field types
