@@ -181,7 +181,11 @@ def _t_power(n: int, delta: float, sd: float, level: float) -> float:
 
     crit = stats.t.ppf(1 - level / 2, n - 1)
     nc = delta * math.sqrt(n) / sd
-    return float(stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc))
+    upper, lower = float(stats.nct.sf(crit, n - 1, nc)), float(stats.nct.cdf(-crit, n - 1, nc))
+    # scipy's nct gives nan far in a tail (a large nc): the wrong-sign tail is then ~0, the other ~ the normal's
+    lower = 0.0 if math.isnan(lower) else lower
+    upper = float(stats.norm.sf(crit - nc)) if math.isnan(upper) else upper
+    return upper + lower
 
 
 def power(differences: Sequence[float], level: float, target: float = POWER, max_seeds: int = 10_000) -> Power:

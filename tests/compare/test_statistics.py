@@ -101,6 +101,8 @@ def test_power_line_min_detectable_and_seeds_needed_against_the_noncentral_t():
     assert t_power(n, mean) >= 0.8 > t_power(n - 1, mean)
     assert cs.power([1.0, 2.0, 3.0], 0.05).min_detectable == float("inf")  # 3 seeds: below the exact test's floor
     assert cs.power([1.0, 2.0, 3.0], 0.05).seeds_needed >= 6
+    # a large effect: scipy's noncentral t gives nan in the far tail; the floor (8 seeds at 0.05/6) decides
+    assert cs.power([5, 4, 6, 4.5, 5, 4, 6, 4.5], 0.05 / 6).seeds_needed == 8
 
 
 def test_plan_looks_splits_alpha_and_starts_where_the_exact_test_can_decide():
