@@ -77,7 +77,7 @@ def sign_flip_p(differences: Sequence[float]) -> float:
     from scipy import stats
 
     d = np.asarray(differences, dtype=float)
-    if len(d) == 0 or not np.any(d):
+    if len(d) < 2 or not np.any(d):  # one seed: both signs equally extreme, p = 2/2 = 1 (scipy needs two)
         return 1.0
     exact = 2 ** len(d) <= EXACT_LIMIT
     result = stats.permutation_test((d,), np.mean, permutation_type="samples", vectorized=True,

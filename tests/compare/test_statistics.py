@@ -40,6 +40,9 @@ def test_sign_flip_p_for_4_and_6_seeds_equals_the_hand_count():
     assert cs.sign_flip_p(d6) == pytest.approx(4 / 64) == hand_sign_flip_p(d6)
     assert cs.sign_flip_p([1, 2, 3, 4, 5, 6]) == pytest.approx(2 / 64) == cs.smallest_p(6)
     assert cs.sign_flip_p([0, 0, 0]) == 1.0
+    assert cs.sign_flip_p([3.0]) == 1.0 == cs.smallest_p(1)  # one seed (the demo): no test, no error
+    one = cs.seed_test([3.0], [1.0], confidence=0.95, level=0.05)
+    assert one.interval is None and cs.verdict(one, one.p_value, 0.05)[0] == "undecided"
 
 
 def test_smallest_p_and_the_seeds_an_alpha_needs():
