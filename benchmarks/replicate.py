@@ -3,8 +3,9 @@
 Trains one baseline (torchvision resnet18 at 32x32, from scratch, seed 0), then runs one comparison:
 the control ("fine-tune only") and each pass, fine-tuned from that baseline for the same budget once
 per seed (paired: the same start, sample order and test images per seed). Prints the comparison's
-table (mean ± standard deviation over seeds, the paired difference to the control with its 95%
-interval, the exact McNemar test, Holm-corrected, and a verdict) and, with ``--write``, puts it and
+table (mean ± standard deviation over seeds, the paired difference to the control with its bootstrap
+interval, the exact sign-flip test over seeds, Holm-corrected, and a verdict: docs/statistics.md) and,
+with ``--write``, puts it and
 its picture into ``docs/replication.md`` / ``docs/replication.png``.
 
     python benchmarks/replicate.py                      # 3 seeds, Fashion-MNIST from Debian's package

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,12 +27,13 @@ import torch
 from netsurgeon.compare import CONTROL, CompareSpec, run_spec
 from netsurgeon.config import PassConfig
 from netsurgeon.data import count_classes
-from netsurgeon.errors import ConfigError
+from netsurgeon.errors import ConfigError, StatisticsWarning
 from netsurgeon.loading import load_model
 from netsurgeon.passes import EraseReLU, GradientRectifiedFC, ProportionalReLU, PseudoDerivativeReLU, SpinalHeadConfig
 from netsurgeon.progress import status
 from netsurgeon.train import FinetuneConfig, finetune, resolve_data
 from netsurgeon.train.metrics import plot_curves
+from netsurgeon.train.schema import Key
 
 __all__ = ["DEFAULT_PASSES", "DemoResult", "DemoRow", "format_table", "run_demo"]
 
@@ -102,18 +104,21 @@ def run_demo(
         baseline = finetune(base, (train, test), FinetuneConfig(epochs=baseline_epochs, lr=0.05, warmup_epochs=0.5,
                                                                 **common),
                             out_dir=out / "baseline", overwrite=overwrite, formats=("safetensors",))
-        base_top1 = baseline.final["test_top1"]
+        base_top1 = baseline.final[Key.TEST_TOP1]
         spec = CompareSpec.build(str(out / "baseline"), data, [[p] for p in passes], [seed],
                                  FinetuneConfig(epochs=epochs, lr=0.01, **common), formats=("safetensors", "onnx"))
-        compared = run_spec(spec, out / "compare", progress=progress)
+        with warnings.catch_warnings():  # one seed by design: the demo shows the variants; verdicts need seeds
+            warnings.simplefilter("ignore", StatisticsWarning)
+            compared = run_spec(spec, out / "compare", progress=progress)
         rows, series = [], {"baseline": baseline.metrics}
         for arm in spec.arms:
             job = json.loads((spec.job_dir(out / "compare", arm, seed) / "job.json").read_text())
             name = CONTROL if not arm.passes else arm.passes[0].pass_name
             rows.append(DemoRow(name, job["sites_changed"], job["params"], job["params_delta"], base_top1,
-                                job["top1_after_surgery"], job["metrics"][0]["test_top1"], job["final"]["test_top1"],
+                                job["top1_after_surgery"], job["metrics"][0][Key.TEST_TOP1],
+                                job["final"][Key.TEST_TOP1],
                                 job["onnx_max_abs_diff"], job["reload_max_abs_diff"], job["seconds"]))
-            series[name] = [dict(r, epoch=r["epoch"] + baseline_epochs) for r in job["metrics"]]
+            series[name] = [{**r, Key.EPOCH: r[Key.EPOCH] + baseline_epochs} for r in job["metrics"]]
         files = _write_results(rows, series, out, f"{model} on {data}") + compared.files
     return DemoResult(rows, files, round(time.perf_counter() - started, 1))
 

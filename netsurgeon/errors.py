@@ -22,6 +22,7 @@ __all__ = [
     "NoMatchError",
     "PretrainedUnavailableError",
     "RecipeError",
+    "StatisticsWarning",
     "SurgeryError",
     "TraceError",
     "TrainingInterrupted",
@@ -122,6 +123,10 @@ class TrainingInterrupted(NetsurgeonError):
 
 class NoEffectWarning(UserWarning):
     """A pass ran and changed nothing."""
+
+
+class StatisticsWarning(UserWarning):
+    """A comparison cannot reach a verdict as planned (e.g. too few seeds for the exact test to reach alpha)."""
 
 
 def suggest(name: str, choices: list[str], n: int = 3) -> str:

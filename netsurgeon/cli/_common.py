@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperCommand
 
-from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning
+from netsurgeon.errors import ConfigError, NetsurgeonError, NoEffectWarning, StatisticsWarning
 
 __all__ = ["CheckpointOpt", "InputSizeOpt", "JsonOpt", "ModelArg", "ModelOpt", "NumClassesOpt", "OptionalModelOpt",
            "PretrainedOpt", "SkipUnreadableOpt", "SuggestingCommand", "WeightsOpt", "one_model", "reports_errors",
@@ -84,6 +84,7 @@ def reports_errors(fn: F) -> F:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # library noise (fx, exporters); our own warnings are re-shown
             warnings.simplefilter("always", NoEffectWarning)
+            warnings.simplefilter("always", StatisticsWarning)
             warnings.showwarning = _show_warning
             try:
                 return fn(*args, **kwargs)

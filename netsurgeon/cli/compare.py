@@ -37,8 +37,13 @@ def compare(
         "--arm", "-a", help="An arm: passes in order, with :key=value parameters, e.g. erase-relu, "
                             "'pd-relu:alpha=0.2', 'erase-relu,gru-fc' (repeat). The control is always included.")]
     = None,
-    seeds: Annotated[str, typer.Option(help="K (seeds 0..K-1) or a comma-separated list, e.g. 0,1,2.")]
+    seeds: Annotated[str, typer.Option(help="K (seeds 0..K-1), a comma-separated list (0,1,2), or auto: seeds in "
+                                            "looks until every arm is decided, at most --max-seeds.")]
     = DEFAULT_SEEDS,
+    max_seeds: Annotated[int | None, typer.Option(help="With --seeds auto: the most seeds to run.")] = None,
+    margin: Annotated[float | None, typer.Option(
+        help="Equivalence margin, points of top-1: an arm whose interval lies inside ±M is 'equivalent within ±M'.")]
+    = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="The comparison's directory (rerun to resume).")]
     = None,
     epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs of every job (same as --set epochs=N).")]
@@ -73,7 +78,8 @@ def compare(
     as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune the control and each arm from the same start once per seed, paired, and say whether each
-    arm is better, worse, or not detectably different (paired t-interval, exact McNemar, Holm).
+    arm is better, worse, equivalent within --margin, or undecided (seed-level: exact sign-flip test over seeds,
+    Holm across arms, bootstrap interval; docs/statistics.md).
 
     Writes compare.md, compare.json, compare.csv, compare.png and every job's directory
     (jobs/ARM/seed-S/: checkpoint, metrics, curves, artifact, predictions.csv) under --out.
@@ -86,7 +92,8 @@ def compare(
         config=list(set_ or []), recipe=recipe,
         checkpoint=checkpoint, num_classes=num_classes, input_size=input_size, pretrained=pretrained,
         formats=formats, executor=executor, jobs=jobs, slurm=slurm, sbatch=list(sbatch or []),
-        executor_options=list(executor_opt or []), dry_run=dry_run))
+        executor_options=list(executor_opt or []), dry_run=dry_run, max_seeds=max_seeds,
+        margin=margin))
     if dry_run:
         if as_json:
             typer.echo(json.dumps({"plans": [p.to_dict() for p in result.plans]}, indent=2))

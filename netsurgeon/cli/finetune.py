@@ -23,6 +23,7 @@ from netsurgeon.cli._common import (
 )
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.train.distributed import is_main_process
+from netsurgeon.train.schema import Key
 from netsurgeon.workflows.finetune import FinetuneSettings, finetune_from_settings
 
 _FIELDS = ", ".join(FinetuneConfig.field_names())
@@ -80,12 +81,12 @@ def finetune(
 
 def format_metrics(rows: list[dict]) -> str:
     """The per-epoch metrics as an aligned text table."""
-    columns = [("epoch", "epoch", "{}"), ("lr", "lr", "{:.3g}"), ("train_loss", "train loss", "{:.4f}"),
-               ("train_top1", "train top-1", "{:.2f}"), ("test_loss", "test loss", "{:.4f}"),
-               ("test_top1", "test top-1", "{:.2f}"), ("test_top5", "test top-5", "{:.2f}"),
-               ("images_per_s", "images/s", "{:.0f}")]
-    if any("ema_test_top1" in row for row in rows):  # weight EMA on
-        columns.insert(7, ("ema_test_top1", "EMA top-1", "{:.2f}"))
+    columns = [(Key.EPOCH, "epoch", "{}"), (Key.LR, "lr", "{:.3g}"), (Key.TRAIN_LOSS, "train loss", "{:.4f}"),
+               (Key.TRAIN_TOP1, "train top-1", "{:.2f}"), (Key.TEST_LOSS, "test loss", "{:.4f}"),
+               (Key.TEST_TOP1, "test top-1", "{:.2f}"), (Key.TEST_TOP5, "test top-5", "{:.2f}"),
+               (Key.IMAGES_PER_S, "images/s", "{:.0f}")]
+    if any(Key.EMA_TEST_TOP1 in row for row in rows):  # weight EMA on
+        columns.insert(7, (Key.EMA_TEST_TOP1, "EMA top-1", "{:.2f}"))
     table = [[title for _, title, _ in columns]]
     for row in rows:
         table.append([fmt.format(row[key]) if row.get(key) is not None else "-" for key, _, fmt in columns])

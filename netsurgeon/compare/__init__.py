@@ -4,8 +4,10 @@ One base model, one data spec and one fine-tune config; the control ("fine-tune 
 (an ordered list of passes) are fine-tuned once per seed, each as an ordinary ``finetune`` output
 directory under ``out/jobs/ARM/seed-S/``. For one seed every arm starts from the same weights, sees the
 same sample order and is evaluated on the same test images (the paired design), so the per-seed
-difference to the control and the per-image McNemar test (``netsurgeon.compare.stats``) measure the
-surgery, not the luck of the draw. ``compare.md``/``.json``/``.csv``/``.png`` hold the result.
+difference to the control measures the surgery, not the luck of the draw; the seed is the unit of the
+statistics (``netsurgeon.compare.stats``: exact sign-flip test, bootstrap interval, Holm, power; McNemar
+per seed as a per-image diagnostic). ``seeds="auto"`` runs the seeds in looks until every arm is decided.
+``compare.md``/``.json``/``.csv``/``.png`` hold the result.
 
 Modules: ``spec`` (what the experiment is, as JSON), ``job`` (one (arm, seed): the code path every
 executor runs: ``apply`` then ``netsurgeon.train.finetune``), ``plan`` (every arm dry-run on the base model

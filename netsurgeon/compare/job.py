@@ -193,7 +193,7 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     record = {
         "arm": arm.name, "slug": arm.slug, "seed": seed, "sites_changed": sites, "params": params,
         "params_delta": params - sum(p.numel() for p in base.parameters()), "top1_after_surgery": after_surgery,
-        "metrics": result.metrics, "final": result.final,
+        "metrics": result.metrics, "final": result.final, "weights": result.weights,  # what the export holds
         "config": plain_values(cfg.to_dict()), "data": spec.data,
         "transforms": {"train": repr(getattr(train, "transform", None)),
                        "test": repr(getattr(test, "transform", None))},

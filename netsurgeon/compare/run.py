@@ -13,20 +13,23 @@ import dataclasses
 import itertools
 import json
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from netsurgeon.compare.executors import Executor, Grid, JobFailed, SlurmOptions, make_executor, parse_executor_options
 from netsurgeon.compare.job import read_job
 from netsurgeon.compare.plan import ArmPlan, check_plans, format_plans, plan_arms
-from netsurgeon.compare.report import format_table, verdict_lines, write_report
-from netsurgeon.compare.spec import CONFIG_FILE, Arm, CompareSpec, describe_differences
+from netsurgeon.compare.report import all_decided, format_table, summarize, verdict_lines, write_report
+from netsurgeon.compare.spec import CONFIG_FILE, REPORT_ONLY, Arm, CompareSpec, describe_differences
+from netsurgeon.compare.stats import seed_warning
 from netsurgeon.config import PassConfig
-from netsurgeon.errors import ConfigError
+from netsurgeon.errors import ConfigError, StatisticsWarning
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
+from netsurgeon.train.schema import Key
 
 __all__ = ["CompareResult", "compare", "resolve_executor", "run_spec"]
 
@@ -51,7 +54,7 @@ def compare(
     model: str,
     data: str,
     arms: Sequence[ArmLike],
-    seeds: int | Sequence[int] = 3,
+    seeds: int | Sequence[int] | Literal["auto"] = 3,
     finetune: FinetuneConfig | dict[str, Any] | None = None,
     *,
     out: str | Path,
@@ -61,6 +64,8 @@ def compare(
     input_size: Sequence[int] | None = None,
     formats: Sequence[str] = ("safetensors",),
     alpha: float = 0.05,
+    margin: float | None = None,
+    max_seeds: int | None = None,
     executor: str | Executor = "local",
     jobs: int = 1,
     slurm: SlurmOptions | None = None,
@@ -76,7 +81,10 @@ def compare(
         data: a data spec (``digits``, ``fashion-mnist[:DIR]``, ``folder:DIR``, ``torchvision:NAME:ROOT``).
         arms: each an ordered list of passes: ``"erase-relu"``, ``"pd-relu:alpha=0.2"``, ``"erase-relu,gru-fc"``,
             or a list of pass configs. The control is always added first.
-        seeds: K (seeds 0..K-1) or an explicit list.
+        seeds: K (seeds 0..K-1), an explicit list, or ``"auto"``: seeds 0, 1, ... in looks until every arm is
+            decided or ``max_seeds`` ran (``docs/statistics.md``: alpha is split over the looks).
+        alpha: the family-wise error rate of the verdicts (Holm across arms).
+        margin: top-1 points: an arm whose interval lies inside ±margin is "equivalent within ±margin".
         finetune: the one fine-tune config every job uses (its ``seed`` is replaced by the job's).
         out: the comparison's directory; running the same call again resumes it.
         formats: each job's export formats (empty: checkpoint and metrics only).
@@ -88,7 +96,8 @@ def compare(
             nothing.
     """
     spec = CompareSpec.build(model, data, arms, seeds, finetune, checkpoint=checkpoint, pretrained=pretrained,
-                             num_classes=num_classes, input_size=input_size, formats=formats, alpha=alpha)
+                             num_classes=num_classes, input_size=input_size, formats=formats, alpha=alpha,
+                             margin=margin, max_seeds=max_seeds)
     if progress is False:
         spec = spec.with_runtime(progress=False)
     return run_spec(spec, out, executor=executor, jobs=jobs, slurm=slurm, executor_options=executor_options,
@@ -119,7 +128,8 @@ def _check_existing(spec: CompareSpec, out: Path) -> None:
             stored = json.loads(path.read_text())["spec"]
         except (ValueError, KeyError, TypeError):
             raise ConfigError(f"{path} is damaged; choose another --out.") from None
-        differ = describe_differences(stored, spec.to_dict())
+        current = {k: v for k, v in spec.to_dict().items() if k not in REPORT_ONLY}
+        differ = describe_differences({k: v for k, v in stored.items() if k not in REPORT_ONLY}, current)
         if differ:
             raise ConfigError(f"{out} holds a comparison with another configuration ({'; '.join(differ)}); run the "
                               "same settings to resume it, or choose another --out.")
@@ -147,7 +157,11 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str | Executor = "
              progress: bool = True, on_submit: Any = None, dry_run: bool = False) -> CompareResult:
     """Run a resolved :class:`CompareSpec` into ``out`` (what :func:`compare` and the CLI call): the executor is
     checked, then every arm is planned on the base model (an arm that changes nothing is refused), all before
-    anything is written or trained."""
+    anything is written or trained.
+
+    Fixed seeds: the whole grid, then the report. Adaptive seeds (``spec.max_seeds``): the grid up to each planned
+    look in turn, stopping after the look at which every arm is decided (or the last look); a rerun walks the same
+    looks over the finished jobs and goes on where the last run stopped."""
     from netsurgeon.atomic import claim_output_dir
 
     runner = resolve_executor(executor, jobs, slurm, executor_options)
@@ -162,36 +176,64 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str | Executor = "
     check_plans(plans)
     with claim_output_dir(out):  # held until the report is written
         _check_existing(spec, out)
+        warning = None if spec.adaptive else seed_warning(len(spec.seeds), len(spec.arms) - 1, spec.alpha)
+        if warning:  # before any training
+            warnings.warn(warning, StatisticsWarning, stacklevel=2)
         _write_config(spec, out)
-        grid = spec.jobs()
-        pending = [(arm, seed) for arm, seed in grid if read_job(spec.job_dir(out, arm, seed)) is None]
-        skipped = len(grid) - len(pending)
-        status(f"compare: {len(spec.arms)} arms x {len(spec.seeds)} seeds = {len(grid)} jobs into {out}"
-               + (f"; {skipped} already finished" if skipped else ""), progress)
-        order = itertools.count(skipped + 1)
-
-        def starting(job: tuple[Arm, int]) -> None:
-            status(f"[{next(order)}/{len(grid)}] {job[0].name}, seed {job[1]}: running", progress)
-
-        results = runner.run(Grid(out, spec, pending, say=lambda line: status(line, progress), starting=starting,
-                                  on_submit=on_submit))
-        failures = []
-        for count, ((arm, seed), record) in enumerate(results, start=1):
-            done = skipped + count
-            left = len(grid) - done
-            per_job = (time.perf_counter() - started) / count
-            eta = f", about {_eta(per_job * left)} left" if left else ""
-            if isinstance(record, Exception):
-                failures.append(f"{arm.name} seed {seed}: {record}")
-                status(f"[{done}/{len(grid)}] {arm.name}, seed {seed} FAILED: {record}", progress)
+        looks = spec.looks()[0] if spec.adaptive else (len(spec.seeds),)
+        ran: set[tuple[str, int]] = set()
+        skipped: set[tuple[str, int]] = set()
+        failures: list[str] = []
+        for i, count in enumerate(looks):
+            grid = [(arm, seed) for arm, seed in spec.jobs() if seed in spec.seeds[:count]]
+            pending = [(arm, seed) for arm, seed in grid if read_job(spec.job_dir(out, arm, seed)) is None]
+            done_before = len(grid) - len(pending)
+            if spec.adaptive:
+                status(f"compare: look {i + 1} of {len(looks)}: {len(spec.arms)} arms x {count} seeds "
+                       f"(at most {spec.max_seeds}) into {out}" + (f"; {done_before} jobs already finished"
+                                                                  if done_before else ""), progress)
             else:
-                top1 = record["final"].get("test_top1")
-                status(f"[{done}/{len(grid)}] {arm.name}, seed {seed} done"
-                       + (f": test top-1 {top1:.2f}%" if top1 is not None else "") + eta, progress)
+                status(f"compare: {len(spec.arms)} arms x {len(spec.seeds)} seeds = {len(grid)} jobs into {out}"
+                       + (f"; {done_before} already finished" if done_before else ""), progress)
+            failures += _run_jobs(spec, out, runner, pending, done_before, len(grid), progress=progress,
+                                  on_submit=on_submit)
+            skipped |= {(a.slug, s) for a, s in grid if (a, s) not in pending and (a.slug, s) not in ran}
+            ran |= {(a.slug, s) for a, s in pending}
+            if failures or (spec.adaptive and all_decided(summarize(spec, out))):
+                break
         summary, files = write_report(spec, out)
     table = format_table(summary)
     if failures:
         raise JobFailed(f"{len(failures)} job(s) failed ({failures[0]}); the report holds the finished ones, and "
                         "running the same command again retries the rest.")
-    return CompareResult(summary, table, verdict_lines(summary), [str(f) for f in files], len(pending), skipped,
+    return CompareResult(summary, table, verdict_lines(summary), [str(f) for f in files], len(ran), len(skipped),
                          round(time.perf_counter() - started, 1), plans)
+
+
+def _run_jobs(spec: CompareSpec, out: Path, runner: Executor, pending: list[tuple[Arm, int]], skipped: int,
+              total: int, *, progress: bool, on_submit: Any) -> list[str]:
+    """Run ``pending`` through the executor, one status line per job; returns the failures."""
+    started = time.perf_counter()
+    if not pending:
+        return []
+    order = itertools.count(skipped + 1)
+
+    def starting(job: tuple[Arm, int]) -> None:
+        status(f"[{next(order)}/{total}] {job[0].name}, seed {job[1]}: running", progress)
+
+    results = runner.run(Grid(out, spec, pending, say=lambda line: status(line, progress), starting=starting,
+                              on_submit=on_submit))
+    failures = []
+    for count, ((arm, seed), record) in enumerate(results, start=1):
+        done = skipped + count
+        left = total - done
+        per_job = (time.perf_counter() - started) / count
+        eta = f", about {_eta(per_job * left)} left" if left else ""
+        if isinstance(record, Exception):
+            failures.append(f"{arm.name} seed {seed}: {record}")
+            status(f"[{done}/{total}] {arm.name}, seed {seed} FAILED: {record}", progress)
+        else:
+            top1 = record["final"].get(Key.TEST_TOP1)
+            status(f"[{done}/{total}] {arm.name}, seed {seed} done"
+                   + (f": test top-1 {top1:.2f}%" if top1 is not None else "") + eta, progress)
+    return failures

@@ -20,12 +20,14 @@ from netsurgeon.config import PassConfig, plain_values
 from netsurgeon.errors import ConfigError
 from netsurgeon.train.config import FinetuneConfig
 
-__all__ = ["CONFIG_FILE", "CONTROL", "Arm", "CompareSpec", "describe_differences", "parse_arm"]
+__all__ = ["CONFIG_FILE", "CONTROL", "REPORT_ONLY", "Arm", "CompareSpec", "describe_differences", "parse_arm"]
 
 CONTROL = "fine-tune only"
 CONFIG_FILE = "compare-config.json"
 #: fine-tune settings that do not change a job's result (they may differ between a run and its resumption)
 NOT_RESULTS = ("progress", "workers", "eval_every", "seed")
+#: spec settings that change only the report (a rerun with another value rebuilds it)
+REPORT_ONLY = ("margin",)
 
 
 @dataclass(frozen=True)
@@ -100,13 +102,40 @@ class CompareSpec:
     formats: tuple[str, ...] = ("safetensors",)
     alpha: float = 0.05
     weights_sha256: str | None = None  # of the checkpoint or the artifact's weights: a file replaced in place differs
+    margin: float | None = None  # equivalence margin, points of top-1 (the report only: may change on a rerun)
+    max_seeds: int | None = None  # adaptive seeds (--seeds auto): seeds 0..max_seeds-1 are run in looks
+
+    @property
+    def adaptive(self) -> bool:
+        return self.max_seeds is not None
+
+    def looks(self) -> tuple[tuple[int, ...], float]:
+        """The seed counts the verdicts are computed at and the level of each (adaptive: several looks at
+        ``alpha / looks``, :func:`netsurgeon.compare.stats.plan_looks`; fixed: one, at alpha)."""
+        from netsurgeon.compare.stats import plan_looks
+
+        if self.max_seeds is None:
+            return (len(self.seeds),), self.alpha
+        return plan_looks(self.max_seeds, len(self.arms) - 1, self.alpha)
 
     @classmethod
-    def build(cls, model: str, data: str, arms: Sequence[str | Sequence[PassConfig] | Arm], seeds: int | Sequence[int],
-              finetune: FinetuneConfig | dict[str, Any] | None = None, *, checkpoint: str | Path | None = None,
-              pretrained: bool = False, num_classes: int | None = None, input_size: Sequence[int] | None = None,
-              formats: Sequence[str] = ("safetensors",), alpha: float = 0.05) -> CompareSpec:
-        """Validate and resolve (the control is added first; ``seeds=K`` means 0..K-1)."""
+    def build(cls, model: str, data: str, arms: Sequence[str | Sequence[PassConfig] | Arm],
+              seeds: int | Sequence[int] | str, finetune: FinetuneConfig | dict[str, Any] | None = None, *,
+              checkpoint: str | Path | None = None, pretrained: bool = False, num_classes: int | None = None,
+              input_size: Sequence[int] | None = None, formats: Sequence[str] = ("safetensors",),
+              alpha: float = 0.05, margin: float | None = None, max_seeds: int | None = None) -> CompareSpec:
+        """Validate and resolve (the control is added first; ``seeds=K`` means 0..K-1; ``seeds="auto"`` runs
+        seeds 0..max_seeds-1 in looks until every arm is decided)."""
+        if seeds == "auto":
+            if max_seeds is None or max_seeds < 2:
+                raise ConfigError(f"--seeds auto needs --max-seeds N (at least 2), got {max_seeds}.")
+            seeds = max_seeds
+        elif max_seeds is not None:
+            raise ConfigError("--max-seeds goes with --seeds auto; give one or the other.")
+        elif isinstance(seeds, str):
+            raise ConfigError(f"seeds must be K, a list of seeds or auto, got {seeds!r}.")
+        if margin is not None and not margin > 0:
+            raise ConfigError(f"--margin must be a positive number of top-1 points, got {margin}.")
         from netsurgeon.data import DataSpec, count_classes
         from netsurgeon.export import parse_formats
         from netsurgeon.models.load import is_artifact_path
@@ -140,8 +169,16 @@ class CompareSpec:
             model = str(Path(model).expanduser().resolve())
             weights = model if model.endswith(".safetensors") else str(Path(model) / "model.safetensors")
         digest = _sha256(Path(weights)) if weights is not None and Path(weights).is_file() else None
-        return cls(model, data, tuple(resolved), seeds, cfg, ckpt, pretrained, num_classes,
-                   tuple(input_size) if input_size is not None else None, fmts, alpha, digest)
+        spec = cls(model, data, tuple(resolved), seeds, cfg, ckpt, pretrained, num_classes,
+                   tuple(input_size) if input_size is not None else None, fmts, alpha, digest,
+                   float(margin) if margin is not None else None, max_seeds)
+        if spec.adaptive and not spec.looks()[0]:
+            from netsurgeon.compare.stats import seeds_to_reach
+
+            need = seeds_to_reach(alpha / max(1, len(resolved) - 1))
+            raise ConfigError(f"--max-seeds {max_seeds} can never reach alpha {alpha:g} with {len(resolved) - 1} "
+                              f"arm(s) (the exact sign-flip test needs {need} seeds); give --max-seeds {need} or more.")
+        return spec
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
@@ -150,7 +187,7 @@ class CompareSpec:
                 "num_classes": self.num_classes, "input_size": list(self.input_size) if self.input_size else None,
                 "data": self.data, "finetune": tune, "arms": [a.to_dict() for a in self.arms],
                 "seeds": list(self.seeds), "formats": list(self.formats), "alpha": self.alpha,
-                "weights_sha256": self.weights_sha256}
+                "weights_sha256": self.weights_sha256, "margin": self.margin, "max_seeds": self.max_seeds}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], finetune_extra: dict[str, Any] | None = None) -> CompareSpec:
@@ -159,7 +196,7 @@ class CompareSpec:
         return cls(values["model"], values["data"], tuple(Arm.from_dict(a) for a in values["arms"]),
                    tuple(values["seeds"]), cfg, values.get("checkpoint"), values.get("pretrained", False),
                    values.get("num_classes"), size, tuple(values.get("formats", ())), values.get("alpha", 0.05),
-                   values.get("weights_sha256"))
+                   values.get("weights_sha256"), values.get("margin"), values.get("max_seeds"))
 
     @classmethod
     def read(cls, out: Path) -> CompareSpec:

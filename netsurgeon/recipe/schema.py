@@ -9,6 +9,7 @@ A recipe has five top-level keys::
     export:   {dir: out, formats: [safetensors, onnx], overwrite: false}   formats: export.FORMATS
     seed:     0                                                          seeds surgery and fine-tuning
     compare:  {arms: [erase-relu, "pd-relu:alpha=0.2"], seeds: 3}         optional: netsurgeon compare --recipe
+              (seeds: auto with max_seeds: N; alpha; margin: top-1 points)
 
 Each section is a frozen :class:`~netsurgeon.config.Config` dataclass (pass configs are the passes' own),
 so a recipe accepts exactly what the Python API and the CLI accept, with the same defaults; the allowed values
@@ -89,8 +90,10 @@ class CompareSection(Config):
     the model, the finetune section (data and settings) and export (dir, formats) are the recipe's."""
 
     arms: tuple[str, ...] = ()
-    seeds: int | tuple[int, ...] = 3
+    seeds: int | tuple[int, ...] | Literal["auto"] = 3  # auto: adaptive seeds, up to max_seeds
+    max_seeds: int | None = None
     alpha: float = 0.05
+    margin: float | None = None  # equivalence margin, points of top-1
 
     def validate(self) -> None:
         if not self.arms:

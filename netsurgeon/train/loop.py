@@ -69,6 +69,7 @@ from netsurgeon.train.distributed import (
 )
 from netsurgeon.train.evaluate import EvalResult, check_classes, evaluate, recalibrate_bn
 from netsurgeon.train.metrics import plot_curves, write_metrics
+from netsurgeon.train.schema import Key
 from netsurgeon.train.state import TrainState, load_state, restore_rng, save_state
 from netsurgeon.train.tracking import TENSORBOARD_DIR, Trackers, tensorboard_on
 
@@ -453,10 +454,10 @@ class _Run:
         row: dict[str, Any] = {}
         result = self._evaluate()
         if result is not None:
-            row.update(test_loss=result.loss, test_top1=result.top1, test_top5=result.top5)
+            row.update({Key.TEST_LOSS: result.loss, Key.TEST_TOP1: result.top1, Key.TEST_TOP5: result.top5})
             if self.ema is not None:
                 ema = self._evaluate(self.ema.module)
-                row.update(ema_test_loss=ema.loss, ema_test_top1=ema.top1, ema_test_top5=ema.top5)
+                row.update({Key.EMA_TEST_LOSS: ema.loss, Key.EMA_TEST_TOP1: ema.top1, Key.EMA_TEST_TOP5: ema.top5})
         return row
 
     def _train_batches(self, epoch: int, indices: Sequence[int]):
@@ -499,9 +500,9 @@ class _Run:
                 self.ema.module.load_state_dict(self.model.state_dict())
             if recalibrated:
                 self.log(f"re-estimated {recalibrated} BatchNorm layers on {n_batches} batches at most")
-        row: dict[str, Any] = {"epoch": 0, "bn_recalibrated": recalibrated, **self._evaluation_row()}
-        if "test_top1" in row:
-            self.log(f"before fine-tuning: test top-1 {row['test_top1']:.2f}%")
+        row: dict[str, Any] = {Key.EPOCH: 0, Key.BN_RECALIBRATED: recalibrated, **self._evaluation_row()}
+        if Key.TEST_TOP1 in row:
+            self.log(f"before fine-tuning: test top-1 {row[Key.TEST_TOP1]:.2f}%")
         self.state.metrics.append(row)
 
     def _as_input(self, batches: DataLoader):
@@ -626,9 +627,9 @@ class _Run:
         """lr: the pretrained parameters' rate; lr_new: the rate of parameters a pass created (when any)."""
         base = [g["lr"] for g in self.optimizer.param_groups if not g.get("netsurgeon_new")]
         new = [g["lr"] for g in self.optimizer.param_groups if g.get("netsurgeon_new")]
-        rates = {"lr": base[0] if base else new[0]}
+        rates = {Key.LR: base[0] if base else new[0]}
         if base and new:
-            rates["lr_new"] = new[0]
+            rates[Key.LR_NEW] = new[0]
         return rates
 
     def _end_epoch(self, epoch: int, sums: _Sums, elapsed: float) -> None:
@@ -637,18 +638,18 @@ class _Run:
         broadcast_buffers(self.model, ctx)
         total_loss, total_correct, total_seen = all_reduce_sum([float(sums.loss), float(sums.correct), sums.seen],
                                                                ctx)
-        row: dict[str, Any] = {"epoch": epoch + 1, **self._learning_rates(),
-                               "train_loss": total_loss / max(total_seen, 1),
-                               "train_top1": 100 * total_correct / max(total_seen, 1), "seconds": round(elapsed, 3),
-                               "images_per_s": round(total_seen / max(elapsed, 1e-9), 1)}
+        row: dict[str, Any] = {Key.EPOCH: epoch + 1, **self._learning_rates(),
+                               Key.TRAIN_LOSS: total_loss / max(total_seen, 1),
+                               Key.TRAIN_TOP1: 100 * total_correct / max(total_seen, 1), Key.SECONDS: round(elapsed, 3),
+                               Key.IMAGES_PER_S: round(total_seen / max(elapsed, 1e-9), 1)}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             row.update(self._evaluation_row())
         state.metrics.append(row)
         state.epoch, state.batch, state.loss_sum, state.correct, state.seen = epoch + 1, 0, 0.0, 0.0, 0.0
-        test = f", test top-1 {row['test_top1']:.2f}%" if "test_top1" in row else ""
-        test += f" (EMA {row['ema_test_top1']:.2f}%)" if "ema_test_top1" in row else ""
-        self.log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}{test} "
-                 f"({row['images_per_s']:.0f} images/s)")
+        test = f", test top-1 {row[Key.TEST_TOP1]:.2f}%" if Key.TEST_TOP1 in row else ""
+        test += f" (EMA {row[Key.EMA_TEST_TOP1]:.2f}%)" if Key.EMA_TEST_TOP1 in row else ""
+        self.log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row[Key.TRAIN_LOSS]:.4f}{test} "
+                 f"({row[Key.IMAGES_PER_S]:.0f} images/s)")
 
     def _backward(self, loss: torch.Tensor) -> None:
         if self.scaler is not None:
@@ -681,8 +682,8 @@ class _Run:
             return self.model, "raw"
         choice = self.cfg.ema_export
         if choice == "best":
-            last = next((r for r in reversed(self.state.metrics) if "ema_test_top1" in r), None)
-            choice = "ema" if last is None or last["ema_test_top1"] > last["test_top1"] else "raw"
+            last = next((r for r in reversed(self.state.metrics) if Key.EMA_TEST_TOP1 in r), None)
+            choice = "ema" if last is None or last[Key.EMA_TEST_TOP1] > last[Key.TEST_TOP1] else "raw"
         return (self.ema.module if choice == "ema" else self.model), choice
 
     def _open_trackers(self, resume: bool) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from netsurgeon.atomic import staged_files
+from netsurgeon.train.schema import Key
 
 __all__ = ["plot_curves", "write_metrics"]
 
@@ -40,15 +41,17 @@ def plot_curves(series: dict[str, Sequence[dict[str, Any]]], path: Path, *, titl
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for name, rows in series.items():
-        trained = [r for r in rows if r.get("train_loss") is not None]
+        trained = [r for r in rows if r.get(Key.TRAIN_LOSS) is not None]
         if trained:
-            ax_loss.plot([r["epoch"] for r in trained], [r["train_loss"] for r in trained], marker="o", label=name)
-        evaluated = [r for r in rows if r.get("test_top1") is not None]
+            ax_loss.plot([r[Key.EPOCH] for r in trained], [r[Key.TRAIN_LOSS] for r in trained], marker="o",
+                         label=name)
+        evaluated = [r for r in rows if r.get(Key.TEST_TOP1) is not None]
         if evaluated:
-            ax_acc.plot([r["epoch"] for r in evaluated], [r["test_top1"] for r in evaluated], marker="o", label=name)
-        averaged = [r for r in rows if r.get("ema_test_top1") is not None]
+            ax_acc.plot([r[Key.EPOCH] for r in evaluated], [r[Key.TEST_TOP1] for r in evaluated], marker="o",
+                        label=name)
+        averaged = [r for r in rows if r.get(Key.EMA_TEST_TOP1) is not None]
         if averaged:  # weight EMA on: its accuracy beside the raw weights'
-            ax_acc.plot([r["epoch"] for r in averaged], [r["ema_test_top1"] for r in averaged], marker="s",
+            ax_acc.plot([r[Key.EPOCH] for r in averaged], [r[Key.EMA_TEST_TOP1] for r in averaged], marker="s",
                         linestyle="--", label=f"{name} (EMA)")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
     ax_acc.set(xlabel="epoch (0: before fine-tuning)", ylabel="test top-1 (%)", title="test accuracy")

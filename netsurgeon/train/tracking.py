@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from netsurgeon.errors import ConfigError
+from netsurgeon.train.schema import Key
 
 __all__ = ["SCALARS", "TENSORBOARD_DIR", "Trackers", "tensorboard_on"]
 
 TENSORBOARD_DIR = "tensorboard"
 #: metrics-row key -> scalar tag
-SCALARS = {"train_loss": "train/loss", "train_top1": "train/top1", "lr": "lr/base", "lr_new": "lr/new_params",
-           "test_loss": "test/loss", "test_top1": "test/top1", "test_top5": "test/top5", "ema_test_loss": "ema/loss",
-           "ema_test_top1": "ema/top1", "ema_test_top5": "ema/top5", "images_per_s": "speed/images_per_s"}
+SCALARS = {Key.TRAIN_LOSS: "train/loss", Key.TRAIN_TOP1: "train/top1", Key.LR: "lr/base", Key.LR_NEW: "lr/new_params",
+           Key.TEST_LOSS: "test/loss", Key.TEST_TOP1: "test/top1", Key.TEST_TOP5: "test/top5",
+           Key.EMA_TEST_LOSS: "ema/loss", Key.EMA_TEST_TOP1: "ema/top1", Key.EMA_TEST_TOP5: "ema/top5",
+           Key.IMAGES_PER_S: "speed/images_per_s"}
 
 
 def tensorboard_on(log: str) -> bool:
@@ -59,14 +61,14 @@ class Trackers:
             self.wandb = wandb.init(project=project, name=name, config=config, dir=str(out), resume="allow")
 
     def log(self, row: dict[str, Any]) -> None:
-        step = int(row["epoch"])
+        step = int(row[Key.EPOCH])
         values = {tag: float(row[key]) for key, tag in SCALARS.items() if row.get(key) is not None}
         if self.writer is not None:
             for tag, value in values.items():
                 self.writer.add_scalar(tag, value, step)
             self.writer.flush()
         if self.wandb is not None:
-            self.wandb.log({**values, "epoch": step}, step=step)
+            self.wandb.log({**values, Key.EPOCH: step}, step=step)
 
     def close(self) -> None:
         if self.writer is not None:

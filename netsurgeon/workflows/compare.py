@@ -29,7 +29,7 @@ class CompareSettings:
     model: str | None = None
     data: str | None = None
     arms: Sequence[str] = ()  # passes in order, with :key=value parameters; the control is always included
-    seeds: str | int | Sequence[int] = DEFAULT_SEEDS  # K (seeds 0..K-1), or a list ("0,1,2")
+    seeds: str | int | Sequence[int] = DEFAULT_SEEDS  # K (seeds 0..K-1), a list ("0,1,2"), or "auto" (max_seeds)
     out: str | Path | None = None
     epochs: int | None = None
     config: SetValues = ()  # every job's FinetuneConfig fields: --set key=value items, or a dict
@@ -45,6 +45,8 @@ class CompareSettings:
     sbatch: SetValues = ()  # more #SBATCH parameters: key=value items (--sbatch), or a dict; join slurm.sbatch
     executor_options: SetValues = ()  # the executor's options: --executor-opt key=value items, or a dict
     dry_run: bool = False  # plan every arm on the base model and print the plans; train and write nothing
+    max_seeds: int | None = None  # with seeds="auto": the most seeds to run
+    margin: float | None = None  # equivalence margin, points of top-1
 
 
 def compare_from_settings(settings: CompareSettings) -> CompareResult:
@@ -57,6 +59,7 @@ def compare_from_settings(settings: CompareSettings) -> CompareResult:
     fmt_list = [] if no_export or (not isinstance(s.formats, str) and not s.formats) else parse_formats(s.formats)
     seed_list = parse_seeds(s.seeds)
     model, data, out, arms, alpha = s.model, s.data, s.out, list(s.arms), 0.05
+    max_seeds, margin = s.max_seeds, s.margin
     checkpoint, num_classes, pretrained, input_size = s.checkpoint, s.num_classes, s.pretrained, s.input_size
     if s.recipe is not None:
         r = Recipe.from_yaml(s.recipe)
@@ -73,7 +76,10 @@ def compare_from_settings(settings: CompareSettings) -> CompareResult:
             input_size = ",".join(map(str, r.model.input_size))
         values = {**r.finetune.to_dict(), "seed": r.seed, **values}
         arms = list(r.compare.arms) + arms
-        seed_list = r.compare.seeds if s.seeds == DEFAULT_SEEDS else seed_list
+        if s.seeds == DEFAULT_SEEDS:
+            seed_list = r.compare.seeds
+            max_seeds = max_seeds if max_seeds is not None else r.compare.max_seeds
+        margin = margin if margin is not None else r.compare.margin
         alpha = r.compare.alpha
         out = out or Path(r.export.dir)
         if s.formats == DEFAULT_FORMATS:
@@ -84,20 +90,23 @@ def compare_from_settings(settings: CompareSettings) -> CompareResult:
         raise ConfigError("give at least one --arm (the control, 'fine-tune only', is always included).")
     spec = CompareSpec.build(model, data, arms, seed_list, FinetuneConfig.from_dict(values),
                              checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
-                             input_size=parse_input_size(input_size), formats=fmt_list, alpha=alpha)
+                             input_size=parse_input_size(input_size), formats=fmt_list, alpha=alpha, margin=margin,
+                             max_seeds=max_seeds)
     slurm = dataclasses.replace(s.slurm, sbatch={**s.slurm.sbatch, **set_values(s.sbatch)})
     return run_spec(spec, out if out is not None else ".", executor=s.executor, jobs=s.jobs, slurm=slurm,
                     executor_options=set_values(s.executor_options), progress=spec.finetune.progress,
                     dry_run=s.dry_run)
 
 
-def parse_seeds(seeds: str | int | Sequence[int]) -> int | list[int]:
-    """``--seeds``: K (an int, seeds 0..K-1) or a comma-separated list."""
+def parse_seeds(seeds: str | int | Sequence[int]) -> int | list[int] | str:
+    """``--seeds``: K (an int, seeds 0..K-1), a comma-separated list, or ``auto`` (adaptive, with max_seeds)."""
     if not isinstance(seeds, str):
         return seeds if isinstance(seeds, int) else list(seeds)
+    if seeds.strip().lower() == "auto":
+        return "auto"
     try:
         if "," in seeds:
             return [int(v) for v in seeds.split(",") if v.strip()]
         return int(seeds)
     except ValueError:
-        raise ConfigError(f"--seeds takes K or a list like 0,1,2, got {seeds!r}.") from None
+        raise ConfigError(f"--seeds takes K, a list like 0,1,2, or auto, got {seeds!r}.") from None

@@ -8,7 +8,6 @@ executed through submitit's debug executor.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,9 @@ from netsurgeon.compare import SlurmOptions, compare
 from netsurgeon.compare.job import read_predictions
 from netsurgeon.errors import ConfigError, ExportError
 from tests.badinput.helpers import cli, error_lines, snapshot
+
+#: three seeds on purpose (a small grid): compare warns that they can never reach alpha (checked where it matters)
+pytestmark = pytest.mark.filterwarnings("ignore::netsurgeon.errors.StatisticsWarning")
 
 ARMS = ["erase-relu", "pd-relu"]
 SLUGS = ["control", "erase-relu", "pd-relu"]
@@ -107,34 +109,46 @@ def test_predictions_agree_with_the_jobs_metrics(grid):
             assert 100 * np.mean(p["top5"]) == pytest.approx(final_metric(out, slug, seed, "test_top5"))
 
 
-def test_paired_differences_and_intervals_equal_a_recomputation(grid):
+def test_paired_differences_intervals_and_p_values_equal_scipy_on_the_jobs(grid):
+    """The seed-level statistics recomputed from each job's metrics.jsonl with scipy directly."""
     out, _, _ = grid
     summary = json.loads((out / "compare.json").read_text())
     arms = {a["slug"]: a for a in summary["arms"]}
     control = [final_metric(out, "control", s) for s in SEEDS]
+    p_values = {}
     for slug in ("erase-relu", "pd-relu"):
         tuned = [final_metric(out, slug, s) for s in SEEDS]
         diffs = np.array(tuned) - np.array(control)
-        got = arms[slug]["paired_top1"]
+        got = arms[slug]["paired"]
         assert got["differences"] == pytest.approx(list(diffs))
         assert got["mean"] == pytest.approx(diffs.mean())
         assert arms[slug]["mean"]["test_top1"] == pytest.approx(np.mean(tuned))
         assert arms[slug]["std"]["test_top1"] == pytest.approx(np.std(tuned, ddof=1))
-        if diffs.std() == 0:
-            assert got["ci95"] == pytest.approx([diffs.mean(), diffs.mean()])
-        else:
-            low, high = stats.t.interval(0.95, len(diffs) - 1, loc=diffs.mean(), scale=stats.sem(diffs))
-            assert got["ci95"] == pytest.approx([low, high])
+        assert arms[slug]["weights"] == ["raw"] * 3
+        expected_p = 1.0 if not diffs.any() else stats.permutation_test(
+            (diffs,), np.mean, permutation_type="samples", n_resamples=np.inf).pvalue
+        assert got["p_value"] == pytest.approx(expected_p)
+        if len(set(diffs)) > 1:
+            ci = stats.bootstrap((diffs,), np.mean, method="BCa", n_resamples=9999,
+                                 rng=np.random.default_rng(0)).confidence_interval
+            assert (got["interval"]["low"], got["interval"]["high"]) == pytest.approx((ci.low, ci.high))
+        p_values[slug] = got["p_value"]
     assert arms["control"]["mean"]["test_top1"] == pytest.approx(np.mean(control))
+    small, large = sorted(p_values, key=p_values.get)  # Holm with two arms
+    assert arms[small]["paired"]["p_holm"] == pytest.approx(min(1.0, 2 * p_values[small]))
+    assert arms[large]["paired"]["p_holm"] == pytest.approx(max(min(1.0, 2 * p_values[small]), p_values[large]))
+    for slug in p_values:  # 3 seeds: the exact test's smallest p is 0.25, so nothing is decided (no margin)
+        assert arms[slug]["verdict"] == "undecided" and "at least 7 seeds" in arms[slug]["decide"]
+    assert "3 seeds can never reach alpha 0.05" in summary["warnings"][0]
+    assert "can never reach alpha" in (out / "compare.md").read_text()
 
 
-def test_mcnemar_p_values_equal_scipy_on_the_saved_predictions(grid):
+def test_mcnemar_per_seed_equals_scipy_on_the_saved_predictions(grid):
     out, _, _ = grid
     summary = json.loads((out / "compare.json").read_text())
     arms = {a["slug"]: a for a in summary["arms"]}
-    pooled = {}
     for slug in ("erase-relu", "pd-relu"):
-        b_total = c_total = 0
+        assert "pooled" not in arms[slug]["mcnemar"]  # a per-image diagnostic per seed, not pooled into a verdict
         for i, seed in enumerate(SEEDS):
             ctrl, arm = read_predictions(job_dir(out, "control", seed)), read_predictions(job_dir(out, slug, seed))
             assert ctrl["index"] == arm["index"] and ctrl["label"] == arm["label"]  # the same test images
@@ -145,22 +159,6 @@ def test_mcnemar_p_values_equal_scipy_on_the_saved_predictions(grid):
             got = arms[slug]["mcnemar"]["per_seed"][i]
             assert (got["control_only"], got["arm_only"]) == (b, c)
             assert got["p_value"] == pytest.approx(expected)
-            b_total, c_total = b_total + b, c_total + c
-        expected = stats.binomtest(c_total, b_total + c_total, 0.5).pvalue if b_total + c_total else 1.0
-        assert arms[slug]["mcnemar"]["pooled"]["p_value"] == pytest.approx(expected)
-        pooled[slug] = expected
-    # Holm with two arms: the smaller p doubled; the larger max(itself, the smaller adjusted)
-    small, large = sorted(pooled, key=pooled.get)
-    holm_small = min(1.0, 2 * pooled[small])
-    assert arms[small]["mcnemar"]["pooled"]["p_holm"] == pytest.approx(holm_small)
-    assert arms[large]["mcnemar"]["pooled"]["p_holm"] == pytest.approx(max(holm_small, pooled[large]))
-    for slug in pooled:  # the verdict follows from the adjusted p and the interval
-        a = arms[slug]
-        low, high = a["paired_top1"]["ci95"]
-        significant = a["mcnemar"]["pooled"]["p_holm"] < 0.05
-        expected = ("better" if significant and low > 0 else "worse" if significant and high < 0
-                    else "no difference detected at this budget")
-        assert a["verdict"] == expected
 
 
 def pairing_evidence(out: Path, orders: dict, slug: str, seed: int) -> dict:
@@ -262,20 +260,6 @@ def test_bad_arms_and_seeds_are_one_line_errors(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_statistics_helpers_against_scipy():
-    from netsurgeon.compare import stats as cs
-
-    assert cs.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert cs.holm([0.5]) == [0.5]
-    t = cs.mcnemar([True] * 10 + [False] * 3, [False] * 8 + [True] * 5)
-    assert (t.control_only, t.arm_only) == (8, 3)
-    assert t.p_value == pytest.approx(stats.binomtest(3, 11, 0.5).pvalue)
-    paired = cs.paired_difference([4.0, 5.0, 7.0], [1.0, 1.0, 2.0])  # differences 3, 4, 5
-    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
-    assert (paired.low, paired.high) == pytest.approx((4 - half, 4 + half))
-    assert cs.verdict(paired, 0.01) == "better" and cs.verdict(paired, 0.2).startswith("no difference")
-
-
 def test_killed_mid_grid_the_same_command_skips_finished_jobs_and_resumes_the_interrupted_one(grid, tmp_path):
     """kill -9 right after the second job's first epoch checkpoint (the third checkpoint of the grid)."""
     from tests.faults.test_kill import killed, temporaries, weights
@@ -325,3 +309,29 @@ def test_local_jobs_in_parallel_give_the_same_table(grid, tmp_path):
     assert result.ran == 9
     assert (tmp_path / "p" / "compare.md").read_text() == (out / "compare.md").read_text()
     assert (tmp_path / "p" / "jobs" / "control" / "seed-0" / "job.log").exists()
+
+
+def test_with_ema_the_report_and_the_per_image_tests_use_the_exported_weights(tmp_path):
+    """EMA on and exported (ema_export=ema): compare.md/.json show EMA top-1 per arm, the paired differences are the
+    EMA weights' top-1, and predictions.csv (McNemar) come from the same EMA weights."""
+    out = tmp_path / "ema"
+    tune = {**TUNE, "epochs": 1, "ema_decay": 0.5, "ema_warmup": False, "ema_export": "ema"}
+    with pytest.warns(UserWarning, match="can never reach alpha"):
+        result = compare("netsurgeon:tiny_resnet", "digits", ["erase-relu"], 2, tune, out=out, input_size=(3, 8, 8))
+    summary = json.loads((out / "compare.json").read_text())
+    assert "ema_test_top1" in summary["metrics"]
+    control, arm = summary["arms"]
+    assert control["weights"] == arm["weights"] == ["ema", "ema"]
+    ema = {slug: [final_metric(out, slug, s, "ema_test_top1") for s in (0, 1)] for slug in ("control", "erase-relu")}
+    raw = {slug: [final_metric(out, slug, s) for s in (0, 1)] for slug in ("control", "erase-relu")}
+    assert ema != raw  # the two weights differ here, so the check below can fail
+    assert arm["paired"]["differences"] == pytest.approx(list(np.subtract(ema["erase-relu"], ema["control"])))
+    assert arm["mean"]["ema_test_top1"] == pytest.approx(np.mean(ema["erase-relu"]))
+    for slug in ("control", "erase-relu"):
+        for seed in (0, 1):
+            p = read_predictions(job_dir(out, slug, seed))
+            top1 = 100 * np.mean(np.array(p["label"]) == np.array(p["prediction"]))
+            assert top1 == pytest.approx(ema[slug][seed])  # the per-image tests see the exported (EMA) weights
+    md = (out / "compare.md").read_text()
+    assert "EMA top-1 (%)" in md and "| EMA |" in md and "exported EMA weights" in md
+    assert "| EMA |" in result.table
