@@ -172,7 +172,9 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     digests = _digests(model)
     cfg = dataclasses.replace(spec.finetune, seed=seed)
     resume = (job_dir / CHECKPOINT).exists()
-    result = run_training(model, (train, test), cfg, out_dir=job_dir, resume=resume, overwrite=not resume)
+    result = run_training(model, (train, test), cfg, out_dir=job_dir, resume=resume, overwrite=not resume,
+                          resume_hint="run the same compare command again to continue (finished jobs are kept, "
+                                      "this one resumes from its checkpoint)")
     export_finetuned(result, job_dir, spec.formats)
     predictions = predict(result.model, test, spec)
     reload_diff = None

@@ -20,6 +20,7 @@ from netsurgeon.models.load import is_artifact_path
 from netsurgeon.progress import status
 from netsurgeon.train import FinetuneConfig, FinetuneResult, export_finetuned, run_output_files, run_training
 from netsurgeon.train.distributed import is_main_process
+from netsurgeon.train.loop import check_out_dir, one_finetune_run
 from netsurgeon.workflows.options import (
     SetValues,
     check_inputs_kept,
@@ -90,6 +91,8 @@ def finetune_from_settings(settings: FinetuneSettings) -> FinetuneOutcome:
         weights, random = weights_line(s.model, loaded)
         status(f"weights: {weights}")
         status(f"fine-tuning on {s.data} for {config.epochs} epochs" + (" (resuming)" if s.resume else ""))
-        result = run_training(loaded, data, config, out_dir=out, resume=s.resume, overwrite=s.overwrite)
-        export_finetuned(result, out, formats)
+        check_out_dir(out, loaded, config, resume=s.resume, overwrite=s.overwrite)
+        with one_finetune_run(out, resume=s.resume):  # the previous run is replaced once this one has exported
+            result = run_training(loaded, data, config, out_dir=out, resume=s.resume, overwrite=s.overwrite)
+            export_finetuned(result, out, formats)
     return FinetuneOutcome(result, weights, random)
