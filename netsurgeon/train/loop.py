@@ -670,6 +670,8 @@ class _Run:
             state.step += 1
             if self.ema is not None:
                 self.ema.update(self.model, step=state.step)
+                for hook in self.hooks:
+                    hook.after_ema_update(self.model, self.ema.module)
         sums.add(loss, logits, y)
         state.batch += 1
         return last
