@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,15 +25,6 @@ INTERRUPTED = 130
 
 
 # ------------------------------------------------------------------ 19: signals at any point of a run
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """A finished run of ``TRAIN`` (the previous run an ``--overwrite`` must keep when it fails)."""
-    out = tmp_path_factory.mktemp("finished") / "run"
-    result = cli(*TRAIN, "--out", out)
-    assert result.exit_code == 0, result.output
-    return out
-
-
 @pytest.mark.parametrize(("point", "previous"), [
     ("sigterm-eval:1", True),
     pytest.param("sigterm-eval:1", False, marks=pytest.mark.slow),
