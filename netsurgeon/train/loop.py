@@ -482,6 +482,7 @@ class _Run:
         self.train_model = torch.compile(train_model) if cfg.compile else train_model
         self.state = TrainState()
         self.files: list[str] = []
+        self.unchecked_loss: tuple[torch.Tensor, str] | None = None  # the last batch's loss, checked one batch late
 
     # ------------------------------------------------------------------ helpers
     def log(self, message: str) -> None:
@@ -613,6 +614,7 @@ class _Run:
                 if bar is not None:
                     bar.update(1)
                 if stepped and self._stop_requested(stop):  # only between optimizer steps
+                    self._check_finite()
                     sums.store(state)
                     self._save()
                     where = (f"{self.out / CHECKPOINT}; {self.resume_hint}" if self.out
@@ -661,8 +663,8 @@ class _Run:
             loss = self._loss(logits, targets)
             for extra in aux:
                 loss = loss + AUX_LOSS_WEIGHT * self._loss(extra, targets)
-            self._check_finite(loss, epoch)
             self._backward(loss if group_images == len(y) else loss * (len(y) / group_images))
+        self._check_finite((loss.detach(), f"at epoch {epoch + 1}, step {state.step + 1} (batch {state.batch + 1})"))
         if last:
             self._step()
             for hook in self.hooks:
@@ -676,14 +678,22 @@ class _Run:
         state.batch += 1
         return last
 
-    def _check_finite(self, loss: torch.Tensor, epoch: int) -> None:
-        """Stop at the first non-finite loss, before its backward pass (every rank at the same batch)."""
-        bad = float(not bool(torch.isfinite(loss.detach())))
+    def _check_finite(self, new: tuple[torch.Tensor, str] | None = None) -> None:
+        """Stop at the first non-finite loss (every rank at the same batch), before anything from it is saved.
+
+        The previous batch's loss is read once this batch's backward pass is queued, so a GPU is not made to
+        wait for every step; a bad step's update is never saved (a checkpoint checks first, and the epoch's
+        end checks the weights)."""
+        pending, self.unchecked_loss = self.unchecked_loss, new
+        if pending is None:
+            return
+        loss, where = pending
+        bad = float(not bool(torch.isfinite(loss)))
         if self.ctx.distributed:
             bad = all_reduce_sum([bad], self.ctx)[0]
         if bad:
-            raise self._diverged(f"at epoch {epoch + 1}, step {self.state.step + 1} (batch {self.state.batch + 1}): "
-                                 f"the loss is {float(loss):g}")
+            self.unchecked_loss = None
+            raise self._diverged(f"{where}: the loss is {float(loss):g}")
 
     def _diverged(self, where: str) -> TrainingDiverged:
         return TrainingDiverged(f"training diverged {where}; try a lower lr (now {self.cfg.lr:g}) or "
@@ -717,6 +727,7 @@ class _Run:
     def _end_epoch(self, epoch: int, sums: _Sums, elapsed: float) -> None:
         """Reduce across ranks, evaluate when due, append the metrics row and reset the position."""
         cfg, ctx, state = self.cfg, self.ctx, self.state
+        self._check_finite()  # the epoch's last batch
         broadcast_buffers(self.model, ctx)
         total_loss, total_correct, total_seen = all_reduce_sum([float(sums.loss), float(sums.correct), sums.seen],
                                                                ctx)

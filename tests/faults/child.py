@@ -16,6 +16,8 @@ SIGTERM points (the process is not killed: it is sent SIGTERM, as SLURM, Kuberne
   which forwards SIGTERM to every rank);
 * ``sigterm-eval``: at the Nth evaluation's first batch (1: the evaluation before fine-tuning);
 * ``sigterm-bn``: at the BatchNorm re-estimation's first batch (with ``bn_recalibrate=on``);
+* ``sigterm-export``: while the Nth model.safetensors is being written (after training);
+* ``sigterm-load``: while the Nth model is being built (before training);
 * ``sighup-train``: SIGHUP (the terminal closed) after the Nth training step;
 * ``sigint-group-train``: SIGINT to the whole process group after the Nth training step, as a terminal's Ctrl-C
   reaches the DataLoader workers too (start the child in its own session).
@@ -61,6 +63,26 @@ def arm_sigterm(point: str, nth: int) -> None:
             return lr
 
         loop._Run._train_step = step
+    elif point == "sigterm-export":
+        export_pkg = importlib.import_module("netsurgeon.export")
+        original_write = export_pkg.write_safetensors
+
+        def write(*args, **kwargs):
+            if due():
+                os.kill(target, signal.SIGTERM)
+            original_write(*args, **kwargs)
+
+        export_pkg.write_safetensors = write
+    elif point == "sigterm-load":
+        workflow = importlib.import_module("netsurgeon.workflows.finetune")
+        original_load = workflow.load_from_options
+
+        def load(*args, **kwargs):
+            if due():
+                os.kill(target, signal.SIGTERM)
+            return original_load(*args, **kwargs)
+
+        workflow.load_from_options = load
     elif point in ("sigterm-eval", "sigterm-bn"):
         name = "evaluate" if point == "sigterm-eval" else "recalibrate_bn"
         original = getattr(loop, name)

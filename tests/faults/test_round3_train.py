@@ -46,6 +46,29 @@ def test_sigterm_before_training_stops_with_a_message_and_leaves_out_as_it_was(t
     assert snapshot(tmp_path) == before  # the previous run as it was, or no --out at all
 
 
+def test_sigterm_during_the_export_keeps_the_trained_run_and_resume_exports_it(tmp_path, baseline):
+    out = tmp_path / "o"
+    proc = run_child("sigterm-export:1", *TRAIN, "--out", out, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    assert proc.returncode == INTERRUPTED, (proc.returncode, proc.stderr[-2000:])
+    assert "terminated (SIGTERM) while exporting" in proc.stderr and "continue with --resume" in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert (out / "checkpoint.pt").exists() and not (out / "model.safetensors").exists() and temporaries(out) == []
+    result = cli(*TRAIN, "--out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert same_weights(weights(out), baseline)
+
+
+@pytest.mark.slow
+def test_sigterm_while_loading_stops_in_one_line_leaving_out_as_it_was(tmp_path, finished):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    before = snapshot(tmp_path)
+    proc = run_child("sigterm-load:1", *TRAIN, "--out", out, "--overwrite")
+    assert proc.returncode == INTERRUPTED, (proc.returncode, proc.stderr[-2000:])
+    assert "terminated (SIGTERM) before training started" in proc.stderr and "Traceback" not in proc.stderr
+    assert snapshot(tmp_path) == before
+
+
 def test_sighup_is_handled_like_sigterm_and_resumes_to_identical_weights(tmp_path, baseline):
     out = tmp_path / "o"
     proc = run_child("sighup-train:1", *TRAIN, "--out", out, OMP_NUM_THREADS=str(torch.get_num_threads()))
