@@ -15,10 +15,12 @@ One process or many (torchrun + DistributedDataParallel), CPU or GPU. What it do
    history (``netsurgeon.hooks``) run at their events. Evaluation uses the model's own preprocessing.
    After every epoch (rank 0 only): an atomic checkpoint, the metrics as CSV and JSON lines, a PNG of
    the curves, and TensorBoard scalars (``netsurgeon.train.tracking``).
-4. Ctrl-C or SIGTERM (what SLURM, Kubernetes and torchrun send before killing) stops after the running
-   batch, on every rank at the same batch, saves a checkpoint and raises ``TrainingInterrupted``
-   (resuming from it gives bit-identical weights on the CPU; a second Ctrl-C aborts at once, a repeated
-   SIGTERM does not: a scheduler and torchrun may both deliver one).
+4. Ctrl-C, SIGTERM (what SLURM, Kubernetes and torchrun send before killing) or SIGHUP stops after the running
+   batch, on every rank at the same batch, saves a checkpoint and raises ``TrainingInterrupted`` (before
+   training, during the epoch-0 evaluation or BN recalibration, it stops at their next batch, saving nothing).
+   A non-finite loss (or weights, or test loss) raises ``TrainingDiverged`` before anything from it is saved.
+   Resuming from it gives bit-identical weights on the CPU; a second Ctrl-C aborts at once, a repeated
+   SIGTERM does not (a scheduler and torchrun may both deliver one).
 5. Returns the trained model (raw or EMA weights) with its metrics and what the run was (config, data,
    AMP, world size): a :class:`FinetuneResult`. Exporting it is the caller's step
    (:func:`netsurgeon.train.finish.export_finetuned`; ``finetune`` runs both).

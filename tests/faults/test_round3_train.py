@@ -46,6 +46,7 @@ def test_sigterm_before_training_stops_with_a_message_and_leaves_out_as_it_was(t
     assert snapshot(tmp_path) == before  # the previous run as it was, or no --out at all
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_export_keeps_the_trained_run_and_resume_exports_it(tmp_path, baseline):
     out = tmp_path / "o"
     proc = run_child("sigterm-export:1", *TRAIN, "--out", out, OMP_NUM_THREADS=str(torch.get_num_threads()))
