@@ -10,6 +10,8 @@
   the final file in the meantime, this one fails and removes what it staged.
 * A full disk (``ENOSPC``/``EDQUOT``) becomes one :class:`~netsurgeon.errors.DiskFullError` line that
   says where and about how much was needed.
+* :func:`one_run` keeps an output directory holding one run: a new run's files replace the previous run's only
+  when it completes; a run that fails leaves the previous one exactly as it was.
 * :func:`claim_output_dir` makes a run own its output directory for its whole duration (an exclusive
   ``flock`` on the directory where the system has one, released by the kernel even on ``kill -9``), and checks
   up front that the directory can be created and written, before any work is done.
@@ -24,7 +26,7 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from netsurgeon.errors import DiskFullError, ExportError
@@ -35,11 +37,26 @@ except ImportError:  # not POSIX (Windows): no lock, as on file systems without 
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["check_not_inputs", "check_writable", "claim_output_dir", "clean_stale_temporaries", "expand_out",
-           "input_files", "staged_files"]
+           "input_files", "is_disk_full", "one_run", "staged_files"]
 
 _TAG = "netsurgeon"
 _TEMP = re.compile(rf"^\.(?P<final>.+)\.{_TAG}-(?P<pid>[1-9][0-9]{{0,9}})-[0-9a-f]{{8}}\.tmp$")
+_BACKUP = re.compile(rf"^\.previous\.{_TAG}-(?P<pid>[1-9][0-9]{{0,9}})-[0-9a-f]{{8}}$")
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: what writers that are not Python file objects say on a full disk (safetensors' Rust io error, torch.save's
+#: PytorchStreamWriter), since neither raises an OSError with an errno
+_DISK_FULL_TEXT = ("no space left on device", "os error 28", "code: 28", "disk quota exceeded", "storagefull",
+                   "file write failed")
+_ACTIVE_RUNS: set[str] = set()
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk is full: an ``OSError`` with ENOSPC/EDQUOT, or the ``SafetensorError`` or
+    ``RuntimeError`` that safetensors and ``torch.save`` raise for it."""
+    if isinstance(err, OSError) and err.errno is not None:
+        return err.errno in _DISK_FULL
+    text = str(err).lower()
+    return any(words in text for words in _DISK_FULL_TEXT)
 
 
 def expand_out(value: str | Path, flag: str = "--out") -> Path:
@@ -196,9 +213,9 @@ def staged_files(finals: list[Path], *, replace: bool = True, size_hint: int | N
                 else:
                     _link_no_clobber(temp, final)
                 placed.append(final)
-        except OSError as err:
-            if err.errno in _DISK_FULL:
-                where = Path(err.filename) if getattr(err, "filename", None) else finals[0].parent
+        except Exception as err:  # OSError, or a writer's own error (SafetensorError, torch.save's RuntimeError)
+            if not isinstance(err, ExportError) and is_disk_full(err):
+                where = Path(err.filename) if getattr(err, "filename", None) else finals[0]
                 if where.name.endswith(".tmp"):
                     where = next((f for t, f in zip(temps, finals, strict=False) if t == where), where)
                 raise disk_full_error(where, size_hint) from None
@@ -213,6 +230,78 @@ def staged_files(finals: list[Path], *, replace: bool = True, size_hint: int | N
         for temp in temps:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _clean_stale_backups(out: Path) -> None:
+    for entry in out.iterdir() if out.is_dir() else ():
+        match = _BACKUP.match(entry.name)
+        if match is not None and not _alive(int(match["pid"])) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def one_run(out: str | Path, names: Sequence[str], *,
+            keep: Callable[[BaseException], bool] | None = None) -> Iterator[None]:
+    """Make ``out`` hold one run: the previous run's files among ``names`` are moved into a hidden backup folder
+    (``.previous.netsurgeon-PID-XXXXXXXX``) while the block writes, and deleted when it completes. When the
+    block fails, what it wrote under ``names`` is removed and the previous files are moved back: ``out`` is
+    exactly as it was (a directory the block created is removed again when left empty). ``keep(err)``: a
+    failure that commits the new run all the same (a resumable interruption). Call it after every check passed.
+
+    Nested blocks for the same directory are one (the outermost decides); backups a killed run left are
+    removed by the next run in ``out``."""
+    out = Path(out)
+    key = str(out.resolve())
+    if key in _ACTIVE_RUNS:
+        yield
+        return
+    _ACTIVE_RUNS.add(key)
+    existed = out.exists()
+    backup: Path | None = None
+    moved: list[str] = []
+
+    def restore() -> None:
+        for name in names:
+            _remove(out / name)
+        for name in moved:
+            os.rename(backup / name, out / name)  # type: ignore[operator]
+        if backup is not None:
+            with contextlib.suppress(OSError):
+                backup.rmdir()
+        if not existed:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+
+    try:
+        _clean_stale_backups(out)
+        present = [name for name in names if os.path.lexists(out / name)]
+        try:
+            if present:
+                backup = out / f".previous.{_TAG}-{os.getpid()}-{secrets.token_hex(4)}"
+                backup.mkdir()
+                for name in present:
+                    os.rename(out / name, backup / name)
+                    moved.append(name)
+            yield
+        except BaseException as err:
+            if keep is not None and keep(err):
+                if backup is not None:
+                    shutil.rmtree(backup, ignore_errors=True)
+            else:
+                restore()
+            raise
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    finally:
+        _ACTIVE_RUNS.discard(key)
 
 
 def check_writable(out: Path, flag: str = "--out") -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "StatisticsWarning",
     "SurgeryError",
     "TraceError",
+    "TrainingDiverged",
     "TrainingInterrupted",
     "UnknownNameError",
     "suggest",
@@ -119,6 +120,11 @@ class TrainingInterrupted(NetsurgeonError):
     """Fine-tuning was stopped with Ctrl-C after saving a checkpoint; the CLI exits with 130."""
 
     exit_code = 130
+
+
+class TrainingDiverged(NetsurgeonError, ArithmeticError):
+    """Fine-tuning met a non-finite loss (or weights, or test loss): it stops there, before the step that
+    met it is saved or exported; the message names the step and what to try."""
 
 
 class NoEffectWarning(UserWarning):

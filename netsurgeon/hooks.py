@@ -61,6 +61,10 @@ class TrainingHooks:
     def after_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """After each optimizer step."""
 
+    def after_ema_update(self, model: nn.Module, ema_model: nn.Module) -> None:
+        """After each update of the weight EMA (``ema_decay``): ``ema_model`` is the averaged copy of ``model``
+        (a constraint that holds on ``model``'s weights may need applying to it too)."""
+
     def state_dict(self) -> dict[str, Any]:
         """What a training checkpoint keeps of this hook (read back with ``weights_only=True``)."""
         return {}

@@ -181,7 +181,9 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     resume = (job_dir / CHECKPOINT).exists()
     # exactly `netsurgeon finetune` from here: the same function with the data spec, config and seed
     result = finetune(model, spec.data, cfg, out_dir=job_dir, resume=resume, overwrite=not resume,
-                      formats=spec.formats)
+                      formats=spec.formats,
+                      resume_hint="run the same compare command again to continue (finished jobs are kept, "
+                                  "this one resumes from its checkpoint)")
     predictions = predict(result.model, test, spec)
     reload_diff = None
     if "safetensors" in spec.formats:

@@ -21,7 +21,15 @@ from netsurgeon.export.artifact import (
     write_safetensors,
 )
 from netsurgeon.export.header import header_problems
-from netsurgeon.export.onnx import inference_copy, onnx_parity, provenance_props, to_onnx_proto, write_onnx
+from netsurgeon.export.onnx import (
+    NON_FINITE,
+    inference_copy,
+    onnx_parity,
+    outputs_finite,
+    provenance_props,
+    to_onnx_proto,
+    write_onnx,
+)
 from netsurgeon.export.pt2 import pt2_parity, read_pt2_provenance, to_exported_program, write_pt2
 from netsurgeon.history import parse_history
 from netsurgeon.models.info import get_info, probe_input
@@ -154,6 +162,8 @@ def export(
         record["model"]["input_size"] = list(input_size)
     record["tensors"] = tensor_record(file_tensors(model))
     _check_header(record)
+    if not outputs_finite(inference_copy(model), _example(model, input_size)):  # every format, before any write
+        raise ExportError(f"{NON_FINITE}; nothing was written.")
     size_hint = sum(t.numel() * t.element_size() for t in model.state_dict().values()) * len(formats)
     result = ExportResult(files=[str(f) for f in finals])
     with staged_files(finals, replace=overwrite, size_hint=size_hint) as temps:
@@ -178,8 +188,7 @@ def export(
                 write_onnx(proto, temp, provenance_props(record))
                 parity = onnx_parity(plain, temp, example)
                 if not parity.finite:
-                    raise ExportError("the model's outputs contain NaN or infinity on the export probe (damaged "
-                                      "weights?); nothing was written.")
+                    raise ExportError(f"{NON_FINITE} in onnxruntime; nothing was written.")
                 if not parity.ok:
                     raise ExportError(
                         f"ONNX parity failed: max |eager - onnxruntime| = {parity.max_abs_diff:.3g} > "
@@ -239,6 +248,8 @@ def verify_artifact(path: str | Path) -> VerifyResult:
     if onnx_path.exists() and not onnx_path.is_file():  # a FIFO would block the reader forever
         raise ArtifactError(f"{onnx_path} is not a regular file; remove it to verify {st.name} alone.")
     model = load_artifact(st, record)
+    if not outputs_finite(inference_copy(model), _example(model, record["model"]["input_size"])):
+        raise ArtifactError(f"{st.name}: {NON_FINITE}; it is not usable: re-export a model whose outputs are finite.")
     steps = parse_history(record["passes"], registered=registered_contract)
     result = VerifyResult(str(st), None, None, None, [s.pass_name for s in steps], ok=True)
     result.messages.append(f"rebuilt {record['model']['spec']} + {len(record['passes'])} pass(es) from {st.name}")

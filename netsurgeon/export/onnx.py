@@ -137,6 +137,21 @@ class Parity:
         return self.finite and self.max_abs_diff <= self.tolerance
 
 
+#: the refusal of a model whose outputs are not finite (every format's export, and verify, say it alike)
+NON_FINITE = ("the model's outputs contain NaN or infinity on the export probe (a diverged fine-tune, or damaged "
+              "weights?)")
+
+
+@torch.no_grad()
+def outputs_finite(model: nn.Module, example: torch.Tensor) -> bool:
+    """Whether every output of ``model`` (an :func:`inference_copy`) on ``example`` is finite: what each export
+    format and ``verify`` check first (weights can be finite while BatchNorm statistics blow outputs up)."""
+    from torch.utils._pytree import tree_leaves
+
+    out = model(example)
+    return all(bool(torch.isfinite(t).all()) for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+
+
 @torch.no_grad()
 def onnx_parity(model: nn.Module, path: Path, example: torch.Tensor) -> Parity:
     """Compare ``model`` (an :func:`inference_copy`) with onnxruntime on the example batch and on a

@@ -12,9 +12,12 @@ Model specs:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import urllib.parse
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +108,8 @@ def build_model(library: str, name: str, *, num_classes: int | None, pretrained:
         import timm
 
         try:
-            model = timm.create_model(name, pretrained=pretrained, **kw)
+            with _hub_offline_when_unreachable() if pretrained else contextlib.nullcontext():
+                model = timm.create_model(name, pretrained=pretrained, **kw)
         except Exception as err:
             if pretrained:
                 raise _offline(f"timm:{name}", err) from None
@@ -129,6 +133,38 @@ def build_model(library: str, name: str, *, num_classes: int | None, pretrained:
         raise ModelLoadError(f"torchvision could not build {name!r}: {err}") from None
     size = (3, 299, 299) if name == "inception_v3" else DEFAULT_INPUT_SIZE
     return model, size
+
+
+#: seconds to reach the Hugging Face Hub before pretrained weights are looked up in the local cache only
+HUB_CONNECT_TIMEOUT_S = 3.0
+
+
+def hub_reachable(timeout: float = HUB_CONNECT_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hugging Face Hub (``HF_ENDPOINT``) opens within ``timeout`` seconds."""
+    from huggingface_hub import constants
+
+    url = urllib.parse.urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _hub_offline_when_unreachable() -> Iterator[None]:
+    """huggingface_hub's offline mode (``HF_HUB_OFFLINE``: cached files only, no request) while the hub cannot be
+    reached: a cached download still loads, a missing one fails at once instead of after ~50 s of retries."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or hub_reachable():
+        yield
+        return
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = False
 
 
 def _offline(spec: str, err: BaseException) -> PretrainedUnavailableError:

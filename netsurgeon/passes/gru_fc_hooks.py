@@ -88,6 +88,20 @@ class GruFcHooks(TrainingHooks):
         self.on_optimizer(model, event.optimizer)
         return "gru-fc rectified again: " + "; ".join(c.after for c in changes)
 
+    @torch.no_grad()
+    def after_ema_update(self, model: nn.Module, ema_model: nn.Module) -> None:
+        """freeze_zeros: the EMA copy's rectified weights are exactly zero too (an average of a weight that was
+        non-zero before a later round rectified it only tends to zero)."""
+        if not self.config.freeze_zeros:
+            return
+        for name in self.layers:
+            mask = getattr(model.get_submodule(name), MASK_BUFFER)
+            linear = ema_model.get_submodule(name)
+            linear.weight.masked_fill_(mask, 0.0)
+            kept = getattr(linear, MASK_BUFFER, None)
+            if kept is None or not torch.equal(kept, mask):  # a later round's mask (kept with the copy)
+                set_mask(linear, mask.clone())
+
     def state_dict(self) -> dict[str, Any]:
         masks = {name: getattr(self.model.get_submodule(name), MASK_BUFFER) for name in self.layers}
         return {"rectified": self.rectified, "masks": masks}

@@ -29,6 +29,11 @@ from netsurgeon.recipe.schema import RecipeSpec
 from netsurgeon.report import SurgeryReport
 from netsurgeon.train import FinetuneConfig, export_finetuned, run_output_files, run_training
 from netsurgeon.train.distributed import is_main_process
+from netsurgeon.train.loop import check_out_dir, one_finetune_run
+
+#: what an interrupted recipe fine-tune says to do next (a recipe run has no --resume)
+RECIPE_RESUME_HINT = ("a recipe run cannot continue it (netsurgeon run has no --resume): run the recipe again with "
+                      "--set export.overwrite=true to start over")
 
 __all__ = ["RecipeResult", "check_outputs", "output_dir", "plan_recipe", "run_recipe"]
 
@@ -112,10 +117,18 @@ def run_recipe(recipe: RecipeSpec, *, out_dir: str | Path | None = None, progres
     metrics: list[dict[str, Any]] = []
     if recipe.finetune is not None:
         cfg = recipe.finetune if progress else _quiet(recipe)
-        tuned = run_training(model, recipe.data, cfg, out_dir=out, overwrite=recipe.export.overwrite)
-        export_finetuned(tuned, out, recipe.export.formats, extra=provenance)
-        model, metrics, files = tuned.model, tuned.metrics, tuned.files
-    elif is_main_process():
+        check_out_dir(out, model, cfg, resume=False, overwrite=recipe.export.overwrite)
+        with one_finetune_run(out, resume=False, more=[p.name for p in finals]):  # one run: all, or as it was
+            tuned = run_training(model, recipe.data, cfg, out_dir=out, overwrite=recipe.export.overwrite,
+                                 resume_hint=RECIPE_RESUME_HINT)
+            export_finetuned(tuned, out, recipe.export.formats, extra=provenance)
+            model, metrics, files = tuned.model, tuned.metrics, tuned.files
+            if is_main_process():
+                _write_recipe_files(finals, text, digest)
+        if not is_main_process():
+            return RecipeResult(model, report, metrics, [], digest)
+        return RecipeResult(model, report, metrics, sorted({*files, *(str(p) for p in finals)}), digest)
+    if is_main_process():
         status(f"exporting to {out}", progress)
         files = export(model, out, formats=recipe.export.formats, report=report, seed=recipe.seed,
                        overwrite=recipe.export.overwrite, extra=provenance).files
@@ -123,10 +136,14 @@ def run_recipe(recipe: RecipeSpec, *, out_dir: str | Path | None = None, progres
         files = []
     if not is_main_process():  # under torchrun only rank 0 writes
         return RecipeResult(model, report, metrics, [], digest)
+    _write_recipe_files(finals, text, digest)
+    return RecipeResult(model, report, metrics, sorted({*files, *(str(p) for p in finals)}), digest)
+
+
+def _write_recipe_files(finals: list[Path], text: str, digest: str) -> None:
     with staged_files(finals) as (yaml_tmp, sha_tmp):
         yaml_tmp.write_text(text)  # exactly the hashed text: `sha256sum -c recipe.sha256` checks it
         sha_tmp.write_text(f"{digest}  recipe.yaml\n")
-    return RecipeResult(model, report, metrics, sorted({*files, *(str(p) for p in finals)}), digest)
 
 
 def _quiet(recipe: RecipeSpec) -> FinetuneConfig:

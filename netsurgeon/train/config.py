@@ -150,6 +150,21 @@ class FinetuneConfig(Config):
             self.fail(f"ema_decay must be between 0 and 1 (e.g. 0.999), got {self.ema_decay}.")
         if self.augment != "timm" and (self.auto_augment or self.re_prob or self.color_jitter):
             self.fail("auto_augment, re_prob and color_jitter belong to augment=timm; add --set augment=timm.")
+        if self.auto_augment:
+            self._check_auto_augment(self.auto_augment)
+
+    def _check_auto_augment(self, policy: str) -> None:
+        """Build the policy as timm's training transform does (its parser asserts on an unknown one)."""
+        from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
+
+        params = {"translate_const": 100, "img_mean": (124, 116, 104)}
+        build = (rand_augment_transform if policy.startswith("rand") else
+                 augment_and_mix_transform if policy.startswith("augmix") else auto_augment_transform)
+        try:
+            build(policy, dict(params, translate_pct=0.3) if policy.startswith("augmix") else params)
+        except Exception:  # noqa: BLE001 - timm's parser asserts, or fails on a bad number
+            self.fail(f"auto_augment {policy!r} is not a timm policy; use e.g. rand-m9-mstd0.5-inc1 (RandAugment), "
+                      "augmix-m5-w4-d2 (AugMix), original or v0 (AutoAugment).")
 
     def augmentation(self):  # noqa: ANN201 (netsurgeon.data.Augment, imported lazily)
         """The training augmentation settings as ``netsurgeon.data.Augment``."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -45,15 +45,16 @@ def check_classes(logits: torch.Tensor, num_classes: int | None) -> None:
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Batches, *, ctx: Context | None = None, num_classes: int | None = None,
              autocast: contextlib.AbstractContextManager | None = None, limit: int | None = None,
-             channels_last: bool = False) -> EvalResult:
-    """Loss and top-1/top-5 accuracy of ``model`` in eval mode (summed over ranks under torchrun)."""
+             channels_last: bool = False, should_stop: Callable[[], bool] | None = None) -> EvalResult:
+    """Loss and top-1/top-5 accuracy of ``model`` in eval mode (summed over ranks under torchrun);
+    ``should_stop()`` true ends it early (the caller stops: a signal arrived)."""
     ctx = ctx or Context()
     was_training = model.training
     model.eval()
     loss_sum = correct1 = correct5 = count = 0.0
     try:
         for i, (x, y) in enumerate(batches):
-            if limit is not None and i >= limit:
+            if (limit is not None and i >= limit) or (should_stop is not None and should_stop()):
                 break
             x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
             if channels_last:
@@ -73,13 +74,15 @@ def evaluate(model: nn.Module, batches: Batches, *, ctx: Context | None = None, 
         model.train(was_training)
     loss_sum, correct1, correct5, count = all_reduce_sum([loss_sum, correct1, correct5, count], ctx)
     if count == 0:
+        if should_stop is not None and should_stop():
+            return EvalResult(float("nan"), 0.0, 0.0, 0)
         raise ConfigError("the evaluation data is empty.")
     return EvalResult(loss_sum / count, 100 * correct1 / count, 100 * correct5 / count, int(count))
 
 
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, batches: Batches, n_batches: int = 50, *,
-                   device: torch.device | None = None) -> int:
+                   device: torch.device | None = None, should_stop: Callable[[], bool] | None = None) -> int:
     """Re-estimate every BatchNorm's running mean/var on ``n_batches`` of training data.
 
     Train mode, ``momentum=None`` (a cumulative average, so the result does not depend on the old
@@ -97,7 +100,7 @@ def recalibrate_bn(model: nn.Module, batches: Batches, n_batches: int = 50, *,
     model.train()
     try:
         for i, (x, _) in enumerate(batches):
-            if i >= n_batches:
+            if i >= n_batches or (should_stop is not None and should_stop()):
                 break
             model(x.to(device) if device is not None else x)
     finally:

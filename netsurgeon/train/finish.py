@@ -20,7 +20,7 @@ from netsurgeon.export import ExportResult, export
 from netsurgeon.models.info import copy_model, get_info
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
-from netsurgeon.train.loop import DataArg, FinetuneResult, as_config, run_training
+from netsurgeon.train.loop import DataArg, FinetuneResult, as_config, check_out_dir, one_finetune_run, run_training
 
 __all__ = ["export_finetuned", "finetune", "training_provenance"]
 
@@ -69,6 +69,7 @@ def finetune(
     overwrite: bool = False,
     formats: Sequence[str] = ("safetensors", "onnx"),
     extra: dict[str, Any] | None = None,
+    resume_hint: str | None = None,
 ) -> FinetuneResult:
     """Fine-tune a copy of ``model`` on ``data`` (:func:`~netsurgeon.train.loop.run_training`), then export the
     result into ``out_dir`` (:func:`export_finetuned`).
@@ -80,14 +81,23 @@ def finetune(
         config: a :class:`FinetuneConfig`, or a dict of its fields (strings parsed like ``--set`` values).
         out_dir: where checkpoints, metrics, the plot and the final model go (nothing is written without it).
         resume: continue from ``out_dir/checkpoint.pt``.
-        overwrite: start a new run in an ``out_dir`` that already holds one.
+        overwrite: start a new run in an ``out_dir`` that already holds one (replaced only once this one has
+            trained and exported; a failed run leaves it as it was).
         formats: the final export's formats (empty: no export).
         extra: more provenance for the exported artifact (the recipe runner adds the recipe).
+        resume_hint: what an interruption's message says to do next (default: ``--resume``; compare's jobs and
+            recipes resume by running the same command again).
 
     Raises:
         ConfigError (bad config, class-count mismatch), CheckpointError (resume problems),
         TrainingInterrupted (Ctrl-C; the checkpoint is saved first).
     """
-    result = run_training(model, data, as_config(config), out_dir=out_dir, resume=resume, overwrite=overwrite)
-    export_finetuned(result, out_dir, formats, extra=extra)
+    cfg = as_config(config)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        check_out_dir(out, model, cfg, resume=resume, overwrite=overwrite)
+    with one_finetune_run(out, resume=resume):  # the export is part of the run: a failed one leaves out as it was
+        hint = {} if resume_hint is None else {"resume_hint": resume_hint}
+        result = run_training(model, data, cfg, out_dir=out_dir, resume=resume, overwrite=overwrite, **hint)
+        export_finetuned(result, out_dir, formats, extra=extra)
     return result

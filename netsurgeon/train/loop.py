@@ -15,10 +15,12 @@ One process or many (torchrun + DistributedDataParallel), CPU or GPU. What it do
    history (``netsurgeon.hooks``) run at their events. Evaluation uses the model's own preprocessing.
    After every epoch (rank 0 only): an atomic checkpoint, the metrics as CSV and JSON lines, a PNG of
    the curves, and TensorBoard scalars (``netsurgeon.train.tracking``).
-4. Ctrl-C or SIGTERM (what SLURM, Kubernetes and torchrun send before killing) stops after the running
-   batch, on every rank at the same batch, saves a checkpoint and raises ``TrainingInterrupted``
-   (resuming from it gives bit-identical weights on the CPU; a second Ctrl-C aborts at once, a repeated
-   SIGTERM does not: a scheduler and torchrun may both deliver one).
+4. Ctrl-C, SIGTERM (what SLURM, Kubernetes and torchrun send before killing) or SIGHUP stops after the running
+   batch, on every rank at the same batch, saves a checkpoint and raises ``TrainingInterrupted`` (before
+   training, during the epoch-0 evaluation or BN recalibration, it stops at their next batch, saving nothing).
+   A non-finite loss (or weights, or test loss) raises ``TrainingDiverged`` before anything from it is saved.
+   Resuming from it gives bit-identical weights on the CPU; a second Ctrl-C aborts at once, a repeated
+   SIGTERM does not (a scheduler and torchrun may both deliver one).
 5. Returns the trained model (raw or EMA weights) with its metrics and what the run was (config, data,
    AMP, world size): a :class:`FinetuneResult`. Exporting it is the caller's step
    (:func:`netsurgeon.train.finish.export_finetuned`; ``finetune`` runs both).
@@ -33,7 +35,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from netsurgeon.atomic import check_not_inputs
+from netsurgeon.atomic import check_not_inputs, check_writable, one_run
 from netsurgeon.data import (
     DataSpec,
     draw_seed,
@@ -53,7 +55,7 @@ from netsurgeon.data import (
     seeded,
     train_transform,
 )
-from netsurgeon.errors import CheckpointError, ConfigError, TrainingInterrupted
+from netsurgeon.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
 from netsurgeon.export import FORMATS, ExportResult
 from netsurgeon.hooks import EpochStart, hooks_for
 from netsurgeon.models.info import copy_model, get_info, model_input_size
@@ -65,22 +67,36 @@ from netsurgeon.train.distributed import (
     all_reduce_sum,
     broadcast_buffers,
     epoch_indices,
+    is_main_process,
     setup,
 )
 from netsurgeon.train.evaluate import EvalResult, check_classes, evaluate, recalibrate_bn
 from netsurgeon.train.metrics import plot_curves, write_metrics
 from netsurgeon.train.schema import Key
 from netsurgeon.train.state import TrainState, load_state, restore_rng, save_state
-from netsurgeon.train.tracking import TENSORBOARD_DIR, Trackers, tensorboard_on
+from netsurgeon.train.tracking import TENSORBOARD_DIR, Trackers, check_loggers, tensorboard_on
 
-__all__ = ["CHECKPOINT", "DataArg", "FinetuneResult", "as_config", "resolve_data", "run_output_files", "run_outputs",
-           "run_training"]
+__all__ = [
+    "CHECKPOINT",
+    "RESUME_HINT",
+    "DataArg",
+    "FinetuneResult",
+    "as_config",
+    "check_out_dir",
+    "one_finetune_run",
+    "resolve_data",
+    "run_output_files",
+    "run_outputs",
+    "run_training",
+]
 
 CHECKPOINT = "checkpoint.pt"
 #: config keys that may differ between a run and its resumption (they do not change the weights)
 RESUMABLE_DIFFERENCES = {"progress", "workers", "eval_every", "limit_eval_batches", "log", "wandb_project",
                          "ema_export"}
 DataArg = str | DataSpec | Dataset | tuple[Dataset, Dataset | None]
+#: the next step an interrupted run names (``netsurgeon finetune``'s; compare and recipes say their own)
+RESUME_HINT = "continue with --resume"
 
 
 #: weight of each auxiliary classifier's loss (torchvision GoogLeNet and Inception-v3 in train mode), as in
@@ -149,16 +165,20 @@ def resolve_data(data: DataArg, model: nn.Module, config: FinetuneConfig | None 
 
 
 class _StopRequest:
-    """SIGINT or SIGTERM sets a flag the loop checks between batches; a second SIGINT aborts at once.
+    """SIGINT, SIGTERM or SIGHUP sets a flag the loop checks between batches (and between evaluation batches
+    before training); a second SIGINT aborts at once.
 
     SIGTERM is what SLURM, Kubernetes and torchrun's agent send before killing (torchrun forwards it to
     every rank and waits 30 s): it is never an abort, since a job's ranks may get it twice (once from the
-    scheduler, once forwarded by torchrun)."""
+    scheduler, once forwarded by torchrun). SIGHUP (the terminal closed) is handled like SIGTERM."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+    TRAINING = "stopping after this batch and saving a checkpoint"
+    STARTING = "stopping before training starts; --out stays as it was"
 
     def __init__(self) -> None:
         self.requested = False
+        self.doing = self.TRAINING  # what a stop does now (the loop sets it)
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequest:
@@ -168,17 +188,16 @@ class _StopRequest:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if signum == signal.SIGTERM:
+        if signum != signal.SIGINT:
             if not self.requested:
-                print("\nterminated (SIGTERM): stopping after this batch and saving a checkpoint", file=sys.stderr,
-                      flush=True)
+                what = "terminated" if signum == signal.SIGTERM else "hangup"
+                print(f"\n{what} ({signal.Signals(signum).name}): {self.doing}", file=sys.stderr, flush=True)
             self.requested = True
             return
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupt: stopping after this batch and saving a checkpoint (Ctrl-C again to abort)",
-              file=sys.stderr, flush=True)
+        print(f"\ninterrupt: {self.doing} (Ctrl-C again to abort)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self._previous.items():
@@ -295,6 +314,7 @@ def _check_resumable(stored: dict[str, Any], cfg: FinetuneConfig, path: Path,
 def run_outputs(cfg: FinetuneConfig, formats: Sequence[str]) -> list[str]:
     """The names a run writes in its output directory (files, and the TensorBoard events folder); a new
     kind of output is one more name here (``run_output_files`` checks them all up front)."""
+    check_loggers(cfg.log)  # before any work: a missing logger package is found up front
     names = [CHECKPOINT, "metrics.csv", "metrics.jsonl", "curves.png"]
     names += [f"model.{f}" for f in formats]
     return names + ([TENSORBOARD_DIR] if tensorboard_on(cfg.log) else [])
@@ -323,6 +343,7 @@ def run_training(
     out_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    resume_hint: str = RESUME_HINT,
 ) -> FinetuneResult:
     """Fine-tune a copy of ``model`` on ``data`` (see the module docstring for what happens when); export
     nothing (``netsurgeon.train.finetune`` trains, then exports).
@@ -335,23 +356,43 @@ def run_training(
         out_dir: where checkpoints, metrics and the plot go (nothing is written without it). Every file a run
             may write there, the final export's included (``run_output_files``), is checked before training.
         resume: continue from ``out_dir/checkpoint.pt``.
-        overwrite: start a new run in an ``out_dir`` that already holds one.
+        overwrite: start a new run in an ``out_dir`` that already holds one (it is replaced when this one
+            completes; until then, and when this one fails, the previous run stays as it was).
+        resume_hint: what an interruption's message says to do next (a caller that resumes otherwise says so).
 
     Raises:
         ConfigError (bad config, class-count mismatch), CheckpointError (resume problems),
-        TrainingInterrupted (Ctrl-C; the checkpoint is saved first).
+        TrainingInterrupted (Ctrl-C, SIGTERM, SIGHUP; the checkpoint is saved first), TrainingDiverged (a
+        non-finite loss, weights or test loss: nothing from that step on is saved).
     """
     cfg = as_config(config)
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None:
         raise ConfigError("resume needs the output directory of the run to continue (--out).")
     if out is not None:
-        _check_out_dir(out, model, cfg, resume=resume, overwrite=overwrite)  # log=tensorboard without it: an error
-    ctx = setup(cfg.device)
-    try:
-        return _Run(model, data, cfg, ctx, out).run(resume)
-    finally:
-        ctx.close()
+        check_out_dir(out, model, cfg, resume=resume, overwrite=overwrite)  # log=tensorboard without it: an error
+    with one_finetune_run(out, resume=resume):  # a failed run leaves out as it was (a caller's block: theirs)
+        ctx = setup(cfg.device)
+        try:
+            return _Run(model, data, cfg, ctx, out, resume_hint=resume_hint).run(resume)
+        finally:
+            ctx.close()
+
+
+def one_finetune_run(out: Path | None, *, resume: bool,
+                     more: Sequence[str] = ()) -> contextlib.AbstractContextManager:
+    """The block in which a fine-tuning run (training, then its export) writes ``out``: a fresh or ``overwrite``
+    run replaces the previous run's files (every name a run may write, and ``more``) only when it completes; one
+    that fails leaves ``out`` as it was. An interruption that saved a checkpoint keeps the new run (resumable).
+    A resumed run keeps what it saved (its checkpoint was the previous state). Rank 0 only."""
+    if out is None or not is_main_process():
+        return contextlib.nullcontext()
+    names = [] if resume else [*run_outputs(FinetuneConfig(log="none"), FORMATS), TENSORBOARD_DIR, *more]
+
+    def resumable(err: BaseException) -> bool:
+        return isinstance(err, (TrainingInterrupted, KeyboardInterrupt)) and (out / CHECKPOINT).exists()
+
+    return one_run(out, names, keep=resumable)
 
 
 def as_config(config: FinetuneConfig | dict[str, Any] | None) -> FinetuneConfig:
@@ -366,7 +407,9 @@ def run_output_files(out: Path, cfg: FinetuneConfig | None = None) -> list[Path]
     return [out / name for name in run_outputs(cfg or FinetuneConfig(), FORMATS)]
 
 
-def _check_out_dir(out: Path, model: nn.Module, cfg: FinetuneConfig, *, resume: bool, overwrite: bool) -> None:
+def check_out_dir(out: Path, model: nn.Module, cfg: FinetuneConfig, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an ``out`` that is a file, where a run's file would replace an input, or that holds a run's files
+    without ``resume``/``overwrite`` (before :func:`one_finetune_run` moves the previous run aside)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory.")
     info = get_info(model)
@@ -376,6 +419,9 @@ def _check_out_dir(out: Path, model: nn.Module, cfg: FinetuneConfig, *, resume: 
     if not resume and not overwrite and present:
         raise ConfigError(f"{out} already holds a run's files ({', '.join(present)}); pass --resume to continue it, "
                           "--overwrite to replace them, or choose another --out.")
+    events = out / TENSORBOARD_DIR
+    if resume and tensorboard_on(cfg.log) and events.exists():  # else TensorBoard's writer thread fails later
+        check_writable(events, flag="the TensorBoard folder of --out (--set log=none to do without)")
 
 
 @dataclass
@@ -404,8 +450,9 @@ class _Sums:
 class _Run:
     """One fine-tuning run's state (kept in one place so ``finetune`` reads top to bottom)."""
 
-    def __init__(self, model: nn.Module, data: DataArg, cfg: FinetuneConfig, ctx: Context, out: Path | None) -> None:
-        self.cfg, self.ctx, self.out = cfg, ctx, out
+    def __init__(self, model: nn.Module, data: DataArg, cfg: FinetuneConfig, ctx: Context, out: Path | None, *,
+                 resume_hint: str = RESUME_HINT) -> None:
+        self.cfg, self.ctx, self.out, self.resume_hint = cfg, ctx, out, resume_hint
         self.train_set, self.test_set, self.data_label = resolve_data(data, model, cfg)
         self.num_classes = getattr(self.train_set, "num_classes", None)
         self.workers = resolve_workers(cfg.workers, self.train_set)
@@ -438,25 +485,33 @@ class _Run:
         self.train_model = torch.compile(train_model) if cfg.compile else train_model
         self.state = TrainState()
         self.files: list[str] = []
+        self.unchecked_loss: tuple[torch.Tensor, str] | None = None  # the last batch's loss, checked one batch late
 
     # ------------------------------------------------------------------ helpers
     def log(self, message: str) -> None:
         status(message, self.cfg.progress)
 
-    def _evaluate(self, model: nn.Module | None = None) -> EvalResult | None:
+    def _evaluate(self, model: nn.Module | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> EvalResult | None:
         if self.test_batches is None:
             return None
         return evaluate(model or self.model, self.test_batches, ctx=self.ctx, num_classes=self.num_classes,
-                        autocast=self.autocast, limit=self.cfg.limit_eval_batches, channels_last=self.channels_last)
+                        autocast=self.autocast, limit=self.cfg.limit_eval_batches, channels_last=self.channels_last,
+                        should_stop=should_stop)
 
-    def _evaluation_row(self) -> dict[str, Any]:
+    def _stop_before_training(self, stop: _StopRequest, during: str) -> None:
+        if self._stop_requested(stop):
+            raise TrainingInterrupted(f"interrupted during {during}, before training started: nothing of this run "
+                                      "was kept (--out is as it was); run the same command again to start over.")
+
+    def _evaluation_row(self, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
         """test_loss/top1/top5 of the raw weights, and ema_test_* of the EMA weights when on."""
         row: dict[str, Any] = {}
-        result = self._evaluate()
+        result = self._evaluate(should_stop=should_stop)
         if result is not None:
             row.update({Key.TEST_LOSS: result.loss, Key.TEST_TOP1: result.top1, Key.TEST_TOP5: result.top5})
             if self.ema is not None:
-                ema = self._evaluate(self.ema.module)
+                ema = self._evaluate(self.ema.module, should_stop=should_stop)
                 row.update({Key.EMA_TEST_LOSS: ema.loss, Key.EMA_TEST_TOP1: ema.top1, Key.EMA_TEST_TOP5: ema.top5})
         return row
 
@@ -469,7 +524,7 @@ class _Run:
         indices = epoch_indices(self.train_set, self.ctx, seed=self.cfg.seed, epoch=epoch)
         if self.cfg.limit_train_batches is not None:
             indices = indices[: self.cfg.limit_train_batches * self.cfg.batch_size]
-        return indices
+        return _without_stray(indices, self.cfg.batch_size)
 
     def _save(self) -> None:
         if self.out is not None and self.ctx.is_main:
@@ -487,20 +542,27 @@ class _Run:
         self.files = sorted(set(self.files) | {str(f) for f in files})
 
     # ------------------------------------------------------------------ phases
-    def start(self) -> None:
-        """Fresh run: BN recalibration after function-changing surgery, then the epoch-0 evaluation."""
+    def start(self, stop: _StopRequest) -> None:
+        """Fresh run: BN recalibration after function-changing surgery, then the epoch-0 evaluation (a stop
+        request ends either at its next batch: nothing is written)."""
         torch.manual_seed(self.cfg.seed + self.ctx.rank)
         recalibrated = 0
+        stop.doing = stop.STARTING
         if _needs_bn_recalibration(self.model, self.cfg):
             order = epoch_indices(self.train_set, Context(device=self.ctx.device), seed=self.cfg.seed, epoch=-1)
             n_batches = min(self.cfg.bn_batches, self.cfg.limit_train_batches or self.cfg.bn_batches)
-            recalibrated = recalibrate_bn(self.model, self._train_batches(-1, order[: n_batches * self.cfg.batch_size]),
-                                          n_batches)
+            order = _without_stray(order[: n_batches * self.cfg.batch_size], self.cfg.batch_size)
+            recalibrated = recalibrate_bn(self.model, self._train_batches(-1, order), n_batches,
+                                          should_stop=lambda: stop.requested)
+            self._stop_before_training(stop, "the BatchNorm re-estimation")
             if self.ema is not None:  # the EMA starts from the recalibrated weights
                 self.ema.module.load_state_dict(self.model.state_dict())
             if recalibrated:
                 self.log(f"re-estimated {recalibrated} BatchNorm layers on {n_batches} batches at most")
-        row: dict[str, Any] = {Key.EPOCH: 0, Key.BN_RECALIBRATED: recalibrated, **self._evaluation_row()}
+        row: dict[str, Any] = {Key.EPOCH: 0, Key.BN_RECALIBRATED: recalibrated,
+                               **self._evaluation_row(should_stop=lambda: stop.requested)}
+        self._stop_before_training(stop, "the evaluation before fine-tuning")
+        stop.doing = stop.TRAINING
         if Key.TEST_TOP1 in row:
             self.log(f"before fine-tuning: test top-1 {row[Key.TEST_TOP1]:.2f}%")
         self.state.metrics.append(row)
@@ -555,9 +617,10 @@ class _Run:
                 if bar is not None:
                     bar.update(1)
                 if stepped and self._stop_requested(stop):  # only between optimizer steps
+                    self._check_finite()
                     sums.store(state)
                     self._save()
-                    where = (f"{self.out / CHECKPOINT}; continue with --resume" if self.out
+                    where = (f"{self.out / CHECKPOINT}; {self.resume_hint}" if self.out
                              else "nothing saved (no --out)")
                     raise TrainingInterrupted(f"interrupted in epoch {epoch + 1}, after batch {state.batch}: {where}.")
         finally:
@@ -604,6 +667,7 @@ class _Run:
             for extra in aux:
                 loss = loss + AUX_LOSS_WEIGHT * self._loss(extra, targets)
             self._backward(loss if group_images == len(y) else loss * (len(y) / group_images))
+        self._check_finite((loss.detach(), f"at epoch {epoch + 1}, step {state.step + 1} (batch {state.batch + 1})"))
         if last:
             self._step()
             for hook in self.hooks:
@@ -611,9 +675,40 @@ class _Run:
             state.step += 1
             if self.ema is not None:
                 self.ema.update(self.model, step=state.step)
+                for hook in self.hooks:
+                    hook.after_ema_update(self.model, self.ema.module)
         sums.add(loss, logits, y)
         state.batch += 1
         return last
+
+    def _check_finite(self, new: tuple[torch.Tensor, str] | None = None) -> None:
+        """Stop at the first non-finite loss (every rank at the same batch), before anything from it is saved.
+
+        The previous batch's loss is read once this batch's backward pass is queued, so a GPU is not made to
+        wait for every step; a bad step's update is never saved (a checkpoint checks first, and the epoch's
+        end checks the weights)."""
+        pending, self.unchecked_loss = self.unchecked_loss, new
+        if pending is None:
+            return
+        loss, where = pending
+        bad = float(not bool(torch.isfinite(loss)))
+        if self.ctx.distributed:
+            bad = all_reduce_sum([bad], self.ctx)[0]
+        if bad:
+            self.unchecked_loss = None
+            raise self._diverged(f"{where}: the loss is {float(loss):g}")
+
+    def _diverged(self, where: str) -> TrainingDiverged:
+        return TrainingDiverged(f"training diverged {where}; try a lower lr (now {self.cfg.lr:g}) or "
+                                "--set clip_grad_norm=1.0; no checkpoint or model from this point on was saved.")
+
+    def _check_epoch_finite(self, epoch: int, row: dict[str, Any]) -> None:
+        """After an epoch: finite losses and state (weights can stay finite while BatchNorm statistics overflow)."""
+        bad = [k for k in (Key.TRAIN_LOSS, Key.TEST_LOSS, Key.EMA_TEST_LOSS) if k in row and not math.isfinite(row[k])]
+        bad += [name for name, t in self.model.state_dict().items()
+                if t.is_floating_point() and not bool(torch.isfinite(t).all())][:3]
+        if bad:
+            raise self._diverged(f"in epoch {epoch + 1}: {', '.join(bad)} not finite")
 
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Soft-target cross-entropy for mixed targets (label smoothing is in them), else hard-label CE."""
@@ -635,6 +730,7 @@ class _Run:
     def _end_epoch(self, epoch: int, sums: _Sums, elapsed: float) -> None:
         """Reduce across ranks, evaluate when due, append the metrics row and reset the position."""
         cfg, ctx, state = self.cfg, self.ctx, self.state
+        self._check_finite()  # the epoch's last batch
         broadcast_buffers(self.model, ctx)
         total_loss, total_correct, total_seen = all_reduce_sum([float(sums.loss), float(sums.correct), sums.seen],
                                                                ctx)
@@ -644,6 +740,7 @@ class _Run:
                                Key.IMAGES_PER_S: round(total_seen / max(elapsed, 1e-9), 1)}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             row.update(self._evaluation_row())
+        self._check_epoch_finite(epoch, row)
         state.metrics.append(row)
         state.epoch, state.batch, state.loss_sum, state.correct, state.seen = epoch + 1, 0, 0.0, 0.0, 0.0
         test = f", test top-1 {row[Key.TEST_TOP1]:.2f}%" if Key.TEST_TOP1 in row else ""
@@ -693,14 +790,14 @@ class _Run:
 
     def run(self, resume: bool) -> FinetuneResult:
         try:
-            if resume:
-                self.restore()
-                self._open_trackers(resume)
-            else:
-                self.start()
-                self._open_trackers(resume)
-                self.trackers.log(self.state.metrics[0])
-            with _StopRequest() as stop:
+            with _StopRequest() as stop:  # from the first evaluation on
+                if resume:
+                    self.restore()
+                    self._open_trackers(resume)
+                else:
+                    self.start(stop)
+                    self._open_trackers(resume)
+                    self.trackers.log(self.state.metrics[0])
                 for epoch in range(self.state.epoch, self.cfg.epochs):
                     self.train_epoch(epoch, stop)
                     self._save()
@@ -718,6 +815,14 @@ class _Run:
         chosen.eval()
         return FinetuneResult(chosen, self.state.metrics, self.files, weights=weights, config=self.cfg,
                               data=self.data_label, amp=self.amp, world_size=self.ctx.world_size, rank=self.ctx.rank)
+
+
+def _without_stray(indices: list[int], batch_size: int) -> list[int]:
+    """The indices without a last batch of one image (BatchNorm cannot train on it): that image is left out of
+    the epoch, as timm's loader drops a last partial batch (``drop_last``); the next epoch's order differs."""
+    if batch_size > 1 and len(indices) > 1 and len(indices) % batch_size == 1:
+        return indices[:-1]
+    return indices
 
 
 def _progress(any_left: bool, epoch: int, cfg: FinetuneConfig, ctx: Context, *, initial: int, total: int):

@@ -15,7 +15,7 @@ from typing import Any
 from netsurgeon.errors import ConfigError
 from netsurgeon.train.schema import Key
 
-__all__ = ["SCALARS", "TENSORBOARD_DIR", "Trackers", "tensorboard_on"]
+__all__ = ["SCALARS", "TENSORBOARD_DIR", "Trackers", "check_loggers", "tensorboard_on"]
 
 TENSORBOARD_DIR = "tensorboard"
 #: metrics-row key -> scalar tag
@@ -36,6 +36,14 @@ def tensorboard_on(log: str) -> bool:
     return installed
 
 
+def check_loggers(log: str) -> None:
+    """Refuse a ``log`` whose package is missing, before any work (not after the first evaluation)."""
+    tensorboard_on(log)
+    if log == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("log=wandb needs the wandb package: pip install 'netsurgeon[wandb]' (then wandb login), "
+                          "or use log=tensorboard.")
+
+
 class Trackers:
     """The run's loggers; ``log(row)`` after each epoch, ``close()`` at the end."""
 
@@ -53,9 +61,7 @@ class Trackers:
                     old.unlink()
             self.writer = SummaryWriter(log_dir=str(directory))
         if log == "wandb":
-            if importlib.util.find_spec("wandb") is None:
-                raise ConfigError("log=wandb needs the wandb package: pip install 'netsurgeon[wandb]' (then wandb "
-                                  "login), or use log=tensorboard.")
+            check_loggers(log)
             import wandb
 
             self.wandb = wandb.init(project=project, name=name, config=config, dir=str(out), resume="allow")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +17,13 @@ import torch
 
 from netsurgeon.atomic import claim_output_dir
 from netsurgeon.data import DataSpec, count_classes
+from netsurgeon.errors import TrainingInterrupted
 from netsurgeon.export import parse_formats
 from netsurgeon.models.load import is_artifact_path
 from netsurgeon.progress import status
-from netsurgeon.train import FinetuneConfig, FinetuneResult, finetune, run_output_files
+from netsurgeon.train import FinetuneConfig, FinetuneResult, export_finetuned, run_output_files, run_training
 from netsurgeon.train.distributed import is_main_process
+from netsurgeon.train.loop import check_out_dir, one_finetune_run
 from netsurgeon.workflows.options import (
     SetValues,
     check_inputs_kept,
@@ -79,7 +83,9 @@ def finetune_from_settings(settings: FinetuneSettings) -> FinetuneOutcome:
     check_num_classes(s.num_classes, s.model)
     check_out_outside_data(out, data)
     check_inputs_kept(run_output_files(out, config), s.model, s.checkpoint)
-    with claim_output_dir(out) if is_main_process() else contextlib.nullcontext():  # before any work
+    phase = {"trained": False}
+    with (claim_output_dir(out) if is_main_process() else contextlib.nullcontext(),  # before any work
+          _terminated_stops(out, s.resume, phase)):
         num_classes = s.num_classes
         if not is_artifact_path(s.model) and num_classes is None and s.checkpoint is None and not s.pretrained:
             num_classes = count_classes(data)
@@ -90,6 +96,38 @@ def finetune_from_settings(settings: FinetuneSettings) -> FinetuneOutcome:
         weights, random = weights_line(s.model, loaded)
         status(f"weights: {weights}")
         status(f"fine-tuning on {s.data} for {config.epochs} epochs" + (" (resuming)" if s.resume else ""))
-        # the one fine-tune function (train, then export) that compare's jobs also call
-        result = finetune(loaded, data, config, out_dir=out, resume=s.resume, overwrite=s.overwrite, formats=formats)
+        check_out_dir(out, loaded, config, resume=s.resume, overwrite=s.overwrite)
+        with one_finetune_run(out, resume=s.resume):  # the previous run is replaced once this one has exported
+            result = run_training(loaded, data, config, out_dir=out, resume=s.resume, overwrite=s.overwrite)
+            phase["trained"] = True
+            export_finetuned(result, out, formats)
     return FinetuneOutcome(result, weights, random)
+
+
+@contextlib.contextmanager
+def _terminated_stops(out: Path, resume: bool, phase: dict[str, bool]) -> Iterator[None]:
+    """SIGTERM or SIGHUP outside the training loop (loading, the export; the loop handles its own) stops the
+    command with one line and the right next step (exit code 130) instead of killing it without a word: before
+    training ``out`` stays as it was, after it the trained run is kept and ``--resume`` exports it."""
+    signals = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if phase["trained"]:
+            raise TrainingInterrupted(f"terminated ({name}) while exporting: the trained run is kept in {out}; "
+                                      "continue with --resume (it exports).")
+        if resume:
+            raise TrainingInterrupted(f"terminated ({name}) before training resumed: {out} is as it was; continue "
+                                      "with --resume.")
+        raise TrainingInterrupted(f"terminated ({name}) before training started: nothing of this run was kept "
+                                  "(--out is as it was); run the same command again to start over.")
+
+    previous = {sig: signal.signal(sig, stop) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

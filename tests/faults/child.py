@@ -13,7 +13,14 @@ SIGTERM points (the process is not killed: it is sent SIGTERM, as SLURM, Kuberne
 * ``sigterm-train``: after the Nth training step;
 * ``sigterm-checkpoint``: while the Nth checkpoint.pt is being written;
 * ``sigterm-parent-train``: after the Nth training step, to the parent process (under torchrun: the agent,
-  which forwards SIGTERM to every rank).
+  which forwards SIGTERM to every rank);
+* ``sigterm-eval``: at the Nth evaluation's first batch (1: the evaluation before fine-tuning);
+* ``sigterm-bn``: at the BatchNorm re-estimation's first batch (with ``bn_recalibrate=on``);
+* ``sigterm-export``: while the Nth model.safetensors is being written (after training);
+* ``sigterm-load``: while the Nth model is being built (before training);
+* ``sighup-train``: SIGHUP (the terminal closed) after the Nth training step;
+* ``sigint-group-train``: SIGINT to the whole process group after the Nth training step, as a terminal's Ctrl-C
+  reaches the DataLoader workers too (start the child in its own session).
 
 Under torchrun a point fires on one rank only: the one in the ``FAULT_RANK`` variable (default 1).
 """
@@ -43,16 +50,53 @@ def arm_sigterm(point: str, nth: int) -> None:
         calls["n"] += 1
         return calls["n"] == nth
 
-    if point in ("sigterm-train", "sigterm-parent-train"):
+    if point in ("sigterm-train", "sigterm-parent-train", "sighup-train", "sigint-group-train"):
         original_step = loop._Run._train_step
 
         def step(self, *args, **kwargs):
             lr = original_step(self, *args, **kwargs)
             if due():
-                os.kill(target, signal.SIGTERM)
+                if point == "sigint-group-train":
+                    os.killpg(os.getpgrp(), signal.SIGINT)
+                else:
+                    os.kill(target, signal.SIGHUP if point == "sighup-train" else signal.SIGTERM)
             return lr
 
         loop._Run._train_step = step
+    elif point == "sigterm-export":
+        export_pkg = importlib.import_module("netsurgeon.export")
+        original_write = export_pkg.write_safetensors
+
+        def write(*args, **kwargs):
+            if due():
+                os.kill(target, signal.SIGTERM)
+            original_write(*args, **kwargs)
+
+        export_pkg.write_safetensors = write
+    elif point == "sigterm-load":
+        workflow = importlib.import_module("netsurgeon.workflows.finetune")
+        original_load = workflow.load_from_options
+
+        def load(*args, **kwargs):
+            if due():
+                os.kill(target, signal.SIGTERM)
+            return original_load(*args, **kwargs)
+
+        workflow.load_from_options = load
+    elif point in ("sigterm-eval", "sigterm-bn"):
+        name = "evaluate" if point == "sigterm-eval" else "recalibrate_bn"
+        original = getattr(loop, name)
+
+        def first_batch_signals(model, batches, *args, **kwargs):
+            def signalled():
+                for i, batch in enumerate(batches):
+                    if i == 0 and due():
+                        os.kill(target, signal.SIGTERM)
+                    yield batch
+
+            return original(model, signalled(), *args, **kwargs)
+
+        setattr(loop, name, first_batch_signals)
     elif point == "sigterm-checkpoint":
         original_save = state.torch.save
 
@@ -69,7 +113,7 @@ def arm_sigterm(point: str, nth: int) -> None:
 def arm(point: str, nth: int) -> None:
     import importlib
 
-    if point.startswith("sigterm"):
+    if point.startswith(("sigterm", "sighup", "sigint")):
         arm_sigterm(point, nth)
         return
 

@@ -23,10 +23,11 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
 
 
-def run_child(point: str, *args: object, **env: str) -> subprocess.CompletedProcess:
-    """``child.py POINT ARGS...``: the CLI with ``args``, killed or sent SIGTERM at ``point``."""
+def run_child(point: str, *args: object, new_session: bool = False, **env: str) -> subprocess.CompletedProcess:
+    """``child.py POINT ARGS...``: the CLI with ``args``, killed or sent a signal at ``point`` (``new_session``:
+    in a process group of its own, for a signal to the whole group)."""
     return subprocess.run([sys.executable, str(CHILD), point, *map(str, args)], env=child_env(**env),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, start_new_session=new_session)
 
 
 def temporaries(root: Path) -> list[Path]:
