@@ -163,6 +163,7 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     from netsurgeon.loading import load_model
     from netsurgeon.models.info import probe_input
     from netsurgeon.train import CHECKPOINT, export_finetuned, resolve_data, run_training
+    from netsurgeon.train.tracking import RunLabels
 
     started = time.perf_counter()
     base = build_base(spec, seed)
@@ -172,7 +173,11 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     digests = _digests(model)
     cfg = dataclasses.replace(spec.finetune, seed=seed)
     resume = (job_dir / CHECKPOINT).exists()
-    result = run_training(model, (train, test), cfg, out_dir=job_dir, resume=resume, overwrite=not resume)
+    out = job_dir.parent.parent.parent
+    labels = RunLabels(name=f"{arm.slug}/seed-{seed}", group=spec.tracking_group(out), store=out,
+                       tags={"netsurgeon.arm": arm.name, "netsurgeon.seed": str(seed)})
+    result = run_training(model, (train, test), cfg, out_dir=job_dir, resume=resume, overwrite=not resume,
+                          labels=labels)
     export_finetuned(result, job_dir, spec.formats)
     predictions = predict(result.model, test, spec)
     reload_diff = None

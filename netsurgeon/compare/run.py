@@ -24,6 +24,7 @@ from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
+from netsurgeon.train.tracking import log_comparison, open_comparison
 
 __all__ = ["CompareResult", "compare", "run_spec"]
 
@@ -128,6 +129,8 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str = "local", job
     with claim_output_dir(out):  # held until the report is written
         _check_existing(spec, out)
         _write_config(spec, out)
+        group = spec.tracking_group(out)
+        open_comparison(spec.finetune.log, out, spec.finetune.wandb_project, group)  # MLflow: the jobs' parent
         grid = spec.jobs()
         pending = [(arm, seed) for arm, seed in grid if read_job(spec.job_dir(out, arm, seed)) is None]
         skipped = len(grid) - len(pending)
@@ -160,6 +163,7 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str = "local", job
                 status(f"[{done}/{len(grid)}] {arm.name}, seed {seed} done"
                        + (f": test top-1 {top1:.2f}%" if top1 is not None else "") + eta, progress)
         summary, files = write_report(spec, out)
+        log_comparison(spec.finetune.log, out, spec.finetune.wandb_project, group, summary, files)
     table = format_table(summary)
     if failures:
         raise JobFailed(f"{len(failures)} job(s) failed ({failures[0]}); the report holds the finished ones, and "

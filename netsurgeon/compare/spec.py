@@ -170,6 +170,12 @@ class CompareSpec:
         """Settings that do not change results but that every job should use (progress, workers)."""
         return {k: getattr(self.finetune, k) for k in ("progress", "workers", "eval_every")}
 
+    def tracking_group(self, out: Path) -> str:
+        """The comparison's W&B group / MLflow parent tag: the directory's name and a digest of the experiment
+        (a resumed comparison logs into the same group)."""
+        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        return f"{Path(out).resolve().name}-{digest}"
+
     def job_dir(self, out: Path, arm: Arm, seed: int) -> Path:
         return out / "jobs" / arm.slug / f"seed-{seed}"
 

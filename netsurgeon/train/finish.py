@@ -21,6 +21,7 @@ from netsurgeon.models.info import copy_model, get_info
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.train.loop import DataArg, FinetuneResult, as_config, run_training
+from netsurgeon.train.tracking import log_artifacts
 
 __all__ = ["export_finetuned", "finetune", "training_provenance"]
 
@@ -54,6 +55,7 @@ def export_finetuned(result: FinetuneResult, out_dir: str | Path | None,
                       extra=provenance)
     result.export = exported
     result.files = sorted(set(result.files) | set(exported.files))
+    log_artifacts(result.tracked, exported.files)  # log=mlflow: the model files join the run
     if exported.onnx_max_abs_diff is not None:
         status(f"exported; ONNX parity max |diff| {exported.onnx_max_abs_diff:.3g}", result.config.progress)
     return exported

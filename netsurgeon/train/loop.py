@@ -70,7 +70,7 @@ from netsurgeon.train.distributed import (
 from netsurgeon.train.evaluate import EvalResult, check_classes, evaluate, recalibrate_bn
 from netsurgeon.train.metrics import plot_curves, write_metrics
 from netsurgeon.train.state import TrainState, load_state, restore_rng, save_state
-from netsurgeon.train.tracking import TENSORBOARD_DIR, Trackers, tensorboard_on
+from netsurgeon.train.tracking import TENSORBOARD_DIR, RunLabels, Trackers, check_tracker, tensorboard_on
 
 __all__ = ["CHECKPOINT", "DataArg", "FinetuneResult", "as_config", "resolve_data", "run_output_files", "run_outputs",
            "run_training"]
@@ -117,6 +117,7 @@ class FinetuneResult:
     amp: str = "off"  # the mixed precision the run used (``amp=auto`` resolved)
     world_size: int = 1  # processes that trained it (torchrun)
     rank: int = 0  # this process's rank: only rank 0 writes
+    tracked: dict[str, str] = field(default_factory=dict)  # the tracker runs (mlflow_uri, mlflow_run_id, wandb_run_id)
 
     @property
     def is_main(self) -> bool:
@@ -322,6 +323,7 @@ def run_training(
     out_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    labels: RunLabels | None = None,
 ) -> FinetuneResult:
     """Fine-tune a copy of ``model`` on ``data`` (see the module docstring for what happens when); export
     nothing (``netsurgeon.train.finetune`` trains, then exports).
@@ -335,12 +337,14 @@ def run_training(
             may write there, the final export's included (``run_output_files``), is checked before training.
         resume: continue from ``out_dir/checkpoint.pt``.
         overwrite: start a new run in an ``out_dir`` that already holds one.
+        labels: the run's name, group and store in W&B/MLflow (``compare`` names each job's run).
 
     Raises:
-        ConfigError (bad config, class-count mismatch), CheckpointError (resume problems),
-        TrainingInterrupted (Ctrl-C; the checkpoint is saved first).
+        ConfigError (bad config, class-count mismatch, a tracker that is not installed), CheckpointError
+        (resume problems), TrainingInterrupted (Ctrl-C; the checkpoint is saved first).
     """
     cfg = as_config(config)
+    check_tracker(cfg.log)
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None:
         raise ConfigError("resume needs the output directory of the run to continue (--out).")
@@ -348,7 +352,7 @@ def run_training(
         _check_out_dir(out, model, cfg, resume=resume, overwrite=overwrite)  # log=tensorboard without it: an error
     ctx = setup(cfg.device)
     try:
-        return _Run(model, data, cfg, ctx, out).run(resume)
+        return _Run(model, data, cfg, ctx, out, labels).run(resume)
     finally:
         ctx.close()
 
@@ -403,8 +407,9 @@ class _Sums:
 class _Run:
     """One fine-tuning run's state (kept in one place so ``finetune`` reads top to bottom)."""
 
-    def __init__(self, model: nn.Module, data: DataArg, cfg: FinetuneConfig, ctx: Context, out: Path | None) -> None:
-        self.cfg, self.ctx, self.out = cfg, ctx, out
+    def __init__(self, model: nn.Module, data: DataArg, cfg: FinetuneConfig, ctx: Context, out: Path | None,
+                 labels: RunLabels | None = None) -> None:
+        self.cfg, self.ctx, self.out, self.labels = cfg, ctx, out, labels
         self.train_set, self.test_set, self.data_label = resolve_data(data, model, cfg)
         self.num_classes = getattr(self.train_set, "num_classes", None)
         self.workers = resolve_workers(cfg.workers, self.train_set)
@@ -688,7 +693,7 @@ class _Run:
     def _open_trackers(self, resume: bool) -> None:
         if self.out is not None and self.ctx.is_main:
             self.trackers = Trackers(self.out, self.cfg.log, config=self.cfg.to_dict(), project=self.cfg.wandb_project,
-                                     name=self.out.name, fresh=not resume)
+                                     name=self.out.name, fresh=not resume, labels=self.labels)
 
     def run(self, resume: bool) -> FinetuneResult:
         try:
@@ -716,7 +721,8 @@ class _Run:
         chosen, weights = self._chosen()
         chosen.eval()
         return FinetuneResult(chosen, self.state.metrics, self.files, weights=weights, config=self.cfg,
-                              data=self.data_label, amp=self.amp, world_size=self.ctx.world_size, rank=self.ctx.rank)
+                              data=self.data_label, amp=self.amp, world_size=self.ctx.world_size, rank=self.ctx.rank,
+                              tracked=dict(self.trackers.runs))
 
 
 def _progress(any_left: bool, epoch: int, cfg: FinetuneConfig, ctx: Context, *, initial: int, total: int):
