@@ -14,7 +14,7 @@ executor runs), ``executors`` (local, local in parallel, SLURM through submitit)
 
 from netsurgeon.compare.executors import JobFailed, SlurmOptions
 from netsurgeon.compare.run import CompareResult, compare, run_spec
-from netsurgeon.compare.spec import CONTROL, Arm, CompareSpec, parse_arm
+from netsurgeon.compare.spec import CONTROL, Arm, CompareSpec, expand_arm, parse_arm
 
-__all__ = ["CONTROL", "Arm", "CompareResult", "CompareSpec", "JobFailed", "SlurmOptions", "compare", "parse_arm",
-           "run_spec"]
+__all__ = ["CONTROL", "Arm", "CompareResult", "CompareSpec", "JobFailed", "SlurmOptions", "compare", "expand_arm",
+           "parse_arm", "run_spec"]
