@@ -17,6 +17,7 @@ comparison's store; the comparison's summary is its own run (:func:`log_comparis
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -84,8 +85,6 @@ def mlflow_store(directory: Path) -> tuple[str, str | None]:
 
 
 def _mlflow_client(directory: Path, experiment: str):  # noqa: ANN202 (mlflow.tracking.MlflowClient, optional)
-    import logging
-
     from mlflow.tracking import MlflowClient
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the store's table creation logs at INFO
