@@ -24,7 +24,7 @@ from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
-from netsurgeon.train.tracking import log_comparison, open_comparison
+from netsurgeon.train.tracking import check_tracker, log_comparison, open_comparison
 
 __all__ = ["CompareResult", "compare", "run_spec"]
 
@@ -124,6 +124,7 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str = "local", job
         raise ConfigError(f"--executor must be local or slurm, got {executor!r}.")
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
+    check_tracker(spec.finetune.log)  # log=wandb/mlflow without its extra: one line, before --out is touched
     out = Path(out).expanduser()
     started = time.perf_counter()
     with claim_output_dir(out):  # held until the report is written

@@ -69,3 +69,15 @@ def test_compare_logs_each_job_under_the_summary_parent_run_in_mlflow(tmp_path, 
     again = run(out, "mlflow", seeds)  # a rerun (every job finished) logs the summary into the same parent run
     assert again.skipped == 2 * seeds
     assert len(client.search_runs([experiment.experiment_id])) == len(runs)
+
+
+def test_compare_with_a_tracker_that_is_not_installed_is_one_line_before_any_job(tmp_path, monkeypatch):
+    import importlib.util
+
+    from netsurgeon.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install 'netsurgeon\[mlflow\]'"):
+        run(tmp_path / "out", "mlflow", 1)
+    assert not (tmp_path / "out").exists()

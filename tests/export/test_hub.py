@@ -142,3 +142,15 @@ def test_a_compare_jobs_card_holds_the_comparisons_table_and_verdict(tmp_path):
     text = ModelCard.load(Path(hub.folder) / "README.md").text
     assert "This model is the `erase-relu` arm, seed 0" in text
     assert format_table(result.summary) in text and result.verdicts[0] in text
+
+
+def test_the_card_names_timms_hub_weights_as_base_model(hub):
+    from netsurgeon.export.artifact import read_provenance
+    from netsurgeon.workflows.hub import model_card
+
+    folder, result = hub
+    record = read_provenance(folder)
+    pretrained = {**record, "model": {**record["model"], "spec": "timm:test_resnet"},
+                  "weights": {"source": "pretrained", "tag": "timm:test_resnet.r160_in1k"}}
+    assert model_card(pretrained, result.verify).data.base_model == "timm/test_resnet.r160_in1k"
+    assert model_card(record, result.verify).data.base_model is None  # random init: no hub weights to name
