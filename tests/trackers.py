@@ -93,3 +93,13 @@ def offline_wandb(monkeypatch, tmp_path: Path) -> None:
                        "WANDB_DATA_DIR": str(tmp_path / "wandb-data")}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+
+def use_mlflow_store(monkeypatch, uri: str, experiment: str, artifacts: Path) -> None:
+    """Point MLFLOW_TRACKING_URI at ``uri`` and create ``experiment`` there with its artifacts in ``artifacts``
+    (a store given by URI decides where artifacts go; SQLite's default would be ./mlruns in the working
+    directory)."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    MlflowClient(uri).create_experiment(experiment, artifacts.resolve().as_uri())

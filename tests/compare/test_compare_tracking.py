@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from netsurgeon.compare import compare
-from tests.trackers import offline_wandb, wandb_runs
+from tests.trackers import offline_wandb, use_mlflow_store, wandb_runs
 
 TUNE = {"epochs": 1, "batch_size": 32, "limit_train_batches": 2, "limit_eval_batches": 2, "lr": 0.05,
         "progress": False, "wandb_project": "ns-compare"}
@@ -16,9 +16,9 @@ TUNE = {"epochs": 1, "batch_size": 32, "limit_train_batches": 2, "limit_eval_bat
 SEEDS = [1, pytest.param(2, marks=pytest.mark.slow)]
 
 
-def run(out, log, seeds):
-    return compare("netsurgeon:tiny_resnet", "digits", ["erase-relu"], seeds, {**TUNE, "log": log}, out=out,
-                   input_size=(3, 8, 8), progress=False)
+def run(out, log, seeds, project="ns-compare"):
+    return compare("netsurgeon:tiny_resnet", "digits", ["erase-relu"], seeds,
+                   {**TUNE, "log": log, "wandb_project": project}, out=out, input_size=(3, 8, 8), progress=False)
 
 
 def job_names(seeds: int) -> list[str]:
@@ -43,15 +43,15 @@ def test_compare_logs_each_job_and_the_summary_to_one_wandb_group(tmp_path, monk
 
 
 @pytest.mark.parametrize("seeds", SEEDS)
-def test_compare_logs_each_job_under_the_summary_parent_run_in_mlflow(tmp_path, monkeypatch, seeds):
-    pytest.importorskip("mlflow")
+def test_compare_logs_each_job_under_the_summary_parent_run_in_mlflow(tmp_path, monkeypatch, seeds, mlflow_store):
     from mlflow.tracking import MlflowClient
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    project = f"ns-compare-{seeds}"
+    use_mlflow_store(monkeypatch, mlflow_store, project, tmp_path / "artifacts")
     out = tmp_path / "out"
-    result = run(out, "mlflow", seeds)
-    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("ns-compare")
+    result = run(out, "mlflow", seeds, project)
+    client = MlflowClient(mlflow_store)
+    experiment = client.get_experiment_by_name(project)
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if r.data.tags["netsurgeon.role"] == "comparison"]
     jobs = [r for r in runs if r.data.tags["netsurgeon.role"] == "finetune"]
@@ -66,7 +66,7 @@ def test_compare_logs_each_job_under_the_summary_parent_run_in_mlflow(tmp_path, 
     job = next(r for r in jobs if r.info.run_name == f"erase-relu/seed-{seeds - 1}")
     assert [f.path for f in client.list_artifacts(job.info.run_id, "model")] == ["model/model.safetensors"]
     assert job.data.tags["netsurgeon.seed"] == job.data.params["seed"] == str(seeds - 1)
-    again = run(out, "mlflow", seeds)  # a rerun (every job finished) logs the summary into the same parent run
+    again = run(out, "mlflow", seeds, project)  # a rerun (every job finished) logs the summary into the same parent run
     assert again.skipped == 2 * seeds
     assert len(client.search_runs([experiment.experiment_id])) == len(runs)
 

@@ -11,7 +11,7 @@ import torch
 import netsurgeon as ns
 from netsurgeon.errors import ConfigError
 from netsurgeon.train import FinetuneConfig, finetune, run_training
-from tests.trackers import offline_wandb, wandb_runs
+from tests.trackers import offline_wandb, use_mlflow_store, wandb_runs
 
 SIZE = (3, 8, 8)
 QUICK = {"epochs": 1, "batch_size": 32, "lr": 0.05, "progress": False, "workers": 0, "limit_train_batches": 2,
@@ -71,3 +71,25 @@ def test_a_tracker_that_is_not_installed_is_a_one_line_error_before_any_work(mod
         run_training(model, "digits", FinetuneConfig(log=log, **QUICK), out_dir=tmp_path / "out")
     assert f"pip install 'netsurgeon[{log}]'" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_a_resumed_run_continues_its_mlflow_run_and_a_fresh_one_starts_another(tmp_path, monkeypatch, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    from netsurgeon.train.tracking import Trackers
+
+    use_mlflow_store(monkeypatch, mlflow_store, "ns-resume", tmp_path / "artifacts")
+    out = tmp_path / "out"
+
+    def one(fresh: bool, epoch: int) -> str:
+        trackers = Trackers(out, "mlflow", config={"lr": 0.1}, project="ns-resume", name="out", fresh=fresh)
+        trackers.log({"epoch": epoch, "test_top1": 10.0 * epoch})
+        trackers.close()
+        return trackers.runs["mlflow_run_id"]
+
+    first = one(True, 0)
+    assert one(False, 1) == first  # --resume
+    client = MlflowClient(mlflow_store)
+    assert [m.step for m in client.get_metric_history(first, "test/top1")] == [0, 1]
+    assert not (out / "mlflow.db").exists()  # MLFLOW_TRACKING_URI wins over the default store
+    assert one(True, 0) != first  # --overwrite: a new run
