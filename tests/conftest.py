@@ -58,3 +58,12 @@ def shared_model():
     yield get
     changed = [key for key, (model, snapshot, _) in cache.items() if not state_equal(model.state_dict(), snapshot)]
     assert not changed, f"shared read-only models were modified by a test: {changed}"
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory) -> str:
+    """One SQLite MLflow store per test process, for the tracker tests that do not check the default store:
+    creating a store runs MLflow's database migrations (about 2.5 s on an idle core, far more on a busy one).
+    ``tests.trackers.use_mlflow_store`` points a test at it."""
+    pytest.importorskip("mlflow")
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from netsurgeon.cli import apply, compare, demo, finetune, inspect, passes, run, verify
+from netsurgeon.cli import apply, compare, demo, export_hub, finetune, inspect, passes, run, verify
 from netsurgeon.cli._common import SuggestingCommand
 
 app = typer.Typer(
@@ -18,7 +18,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (passes, inspect, apply, finetune, run, verify, compare, demo):
+for module in (passes, inspect, apply, finetune, run, verify, export_hub, compare, demo):
     module.register(app)
 for command in app.registered_commands:  # no "Possible options: --help" for an unknown option
     command.cls = SuggestingCommand

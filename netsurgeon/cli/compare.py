@@ -35,7 +35,9 @@ def compare(
                                                                   "torchvision:NAME:ROOT.")] = None,
     arm: Annotated[list[str] | None, typer.Option(
         "--arm", "-a", help="An arm: passes in order, with :key=value parameters, e.g. erase-relu, "
-                            "'pd-relu:alpha=0.2', 'erase-relu,gru-fc' (repeat). The control is always included.")]
+                            "'pd-relu:alpha=0.2', 'erase-relu,gru-fc' (repeat); a sweep gives one parameter several "
+                            "values, one arm each: 'erase-relu:proportion=0.25|0.5|1.0'. The control is always "
+                            "included.")]
     = None,
     seeds: Annotated[str, typer.Option(help="K (seeds 0..K-1), a comma-separated list (0,1,2), or auto: seeds in "
                                             "looks until every arm is decided, at most --max-seeds.")]

@@ -18,7 +18,7 @@ SLURM through submitit), ``stats``, ``report``, ``run`` (``compare``: check, pla
 from netsurgeon.compare.executors import JobFailed, SlurmOptions, make_executor, register_executor
 from netsurgeon.compare.plan import ArmPlan
 from netsurgeon.compare.run import CompareResult, compare, run_spec
-from netsurgeon.compare.spec import CONTROL, Arm, CompareSpec, parse_arm
+from netsurgeon.compare.spec import CONTROL, Arm, CompareSpec, expand_arm, parse_arm
 
 __all__ = ["CONTROL", "Arm", "ArmPlan", "CompareResult", "CompareSpec", "JobFailed", "SlurmOptions", "compare",
-           "make_executor", "parse_arm", "register_executor", "run_spec"]
+           "expand_arm", "make_executor", "parse_arm", "register_executor", "run_spec"]

@@ -169,6 +169,7 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     from netsurgeon.loading import load_model
     from netsurgeon.models.info import probe_input
     from netsurgeon.train import CHECKPOINT, finetune, resolve_data
+    from netsurgeon.train.tracking import RunLabels
 
     started = time.perf_counter()
     cfg = job_config(spec, seed)
@@ -179,9 +180,12 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     after_surgery = _evaluate_top1(model, test, spec)
     digests = _digests(model)
     resume = (job_dir / CHECKPOINT).exists()
+    out = job_dir.parent.parent.parent
+    labels = RunLabels(name=f"{arm.slug}/seed-{seed}", group=spec.tracking_group(out), store=out,
+                       tags={"netsurgeon.arm": arm.name, "netsurgeon.seed": str(seed)})
     # exactly `netsurgeon finetune` from here: the same function with the data spec, config and seed
     result = finetune(model, spec.data, cfg, out_dir=job_dir, resume=resume, overwrite=not resume,
-                      formats=spec.formats,
+                      formats=spec.formats, labels=labels,
                       resume_hint="run the same compare command again to continue (finished jobs are kept, "
                                   "this one resumes from its checkpoint)")
     predictions = predict(result.model, test, spec)

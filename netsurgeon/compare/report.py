@@ -106,6 +106,7 @@ def summarize(spec: CompareSpec, out: Path) -> dict[str, Any]:
             "weights": [r.get("weights", "raw") for r in records], "per_seed": per_seed,
             "mean": {k: stats.mean_std(v)[0] for k, v in per_seed.items() if v},
             "std": {k: stats.mean_std(v)[1] for k, v in per_seed.items() if v},
+            "sweep": arm.to_dict().get("sweep"),  # {parameter, value} for an arm a sweep expanded into
             "sites_changed": records[0]["sites_changed"] if records else None,
             "params_delta": records[0]["params_delta"] if records else None,
         }
@@ -330,7 +331,11 @@ def _plot(summary: dict[str, Any], temp: Path) -> None:
 
     arms = summary["arms"]
     others = [a for a in arms if "paired" in a]
-    fig, (ax_forest, ax_curves) = plt.subplots(1, 2, figsize=(11, max(3.5, 0.5 * len(arms) + 2.5)))
+    swept = [a for a in others if a.get("sweep")]
+    fig, axes = plt.subplots(1, 3 if swept else 2, figsize=(16 if swept else 11, max(3.5, 0.5 * len(arms) + 2.5)))
+    ax_forest, ax_curves = axes[0], axes[1]
+    if swept:
+        _plot_sweeps(axes[2], swept)
     for y, arm in enumerate(reversed(others)):
         pt = arm["paired"]
         low, high = (pt["interval"]["low"], pt["interval"]["high"]) if pt["interval"] else (None, None)
@@ -367,6 +372,32 @@ def _plot(summary: dict[str, Any], temp: Path) -> None:
     fig.tight_layout()
     fig.savefig(temp, format="png", dpi=100)
     plt.close(fig)
+
+
+def _plot_sweeps(ax: Any, swept: list[dict[str, Any]]) -> None:
+    """The paired top-1 difference (mean, 95% CI, each seed) against the swept value, one line per parameter."""
+    parameters = list(dict.fromkeys(a["sweep"]["parameter"] for a in swept))
+    for parameter in parameters:
+        arms = [a for a in swept if a["sweep"]["parameter"] == parameter]
+        values = [a["sweep"]["value"] for a in arms]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        xs = values if numeric else list(range(len(values)))
+        means = [a["paired"]["mean"] for a in arms]
+        (line,) = ax.plot(xs, means, "o-", label=parameter)
+        for x, arm in zip(xs, arms, strict=True):
+            pt = arm["paired"]
+            if pt["interval"]:
+                low, high = pt["interval"]["low"], pt["interval"]["high"]
+                ax.errorbar(x, pt["mean"], yerr=[[pt["mean"] - low], [high - pt["mean"]]], color=line.get_color(),
+                            capsize=4)
+            ax.plot([x] * len(pt["differences"]), pt["differences"], "x", color=line.get_color(), alpha=0.5)
+        if not numeric:
+            ax.set_xticks(xs, [str(v) for v in values])
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(xlabel=" / ".join(parameters), ylabel="top-1 difference vs control (points)",
+           title="sweep: paired difference and its interval")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def write_report(spec: CompareSpec, out: Path) -> tuple[dict[str, Any], list[Path]]:

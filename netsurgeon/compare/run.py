@@ -30,6 +30,7 @@ from netsurgeon.errors import ConfigError, StatisticsWarning
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.train.schema import Key
+from netsurgeon.train.tracking import check_tracker, log_comparison, open_comparison
 
 __all__ = ["CompareResult", "compare", "resolve_executor", "run_spec"]
 
@@ -168,6 +169,7 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str | Executor = "
     check = getattr(runner, "check", None)
     if check is not None:
         check()  # e.g. no SLURM here: one line, nothing run
+    check_tracker(spec.finetune.log)  # log=wandb/mlflow without its extra: one line, before --out is touched
     out = Path(out).expanduser()
     started = time.perf_counter()
     plans = plan_arms(spec)
@@ -180,6 +182,8 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str | Executor = "
         if warning:  # before any training
             warnings.warn(warning, StatisticsWarning, stacklevel=2)
         _write_config(spec, out)
+        group = spec.tracking_group(out)
+        open_comparison(spec.finetune.log, out, spec.finetune.wandb_project, group)  # MLflow: the jobs' parent
         looks = spec.looks()[0] if spec.adaptive else (len(spec.seeds),)
         ran: set[tuple[str, int]] = set()
         skipped: set[tuple[str, int]] = set()
@@ -202,6 +206,7 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str | Executor = "
             if failures or (spec.adaptive and all_decided(summarize(spec, out))):
                 break
         summary, files = write_report(spec, out)
+        log_comparison(spec.finetune.log, out, spec.finetune.wandb_project, group, summary, files)
     table = format_table(summary)
     if failures:
         raise JobFailed(f"{len(failures)} job(s) failed ({failures[0]}); the report holds the finished ones, and "

@@ -20,7 +20,8 @@ from netsurgeon.config import PassConfig, plain_values
 from netsurgeon.errors import ConfigError
 from netsurgeon.train.config import FinetuneConfig
 
-__all__ = ["CONFIG_FILE", "CONTROL", "REPORT_ONLY", "Arm", "CompareSpec", "describe_differences", "parse_arm"]
+__all__ = ["CONFIG_FILE", "CONTROL", "REPORT_ONLY", "SWEEP_SEPARATOR", "Arm", "CompareSpec", "Sweep",
+           "describe_differences", "expand_arm", "parse_arm"]
 
 CONTROL = "fine-tune only"
 CONFIG_FILE = "compare-config.json"
@@ -28,6 +29,16 @@ CONFIG_FILE = "compare-config.json"
 NOT_RESULTS = ("progress", "workers", "eval_every", "seed")
 #: spec settings that change only the report (a rerun with another value rebuilds it)
 REPORT_ONLY = ("margin",)
+#: separates the values of a swept parameter: ``erase-relu:proportion=0.25|0.5|1.0``
+SWEEP_SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Where an arm sits in a sweep: the swept parameter (``erase-relu.proportion``) and this arm's value."""
+
+    parameter: str
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class Arm:
 
     name: str
     passes: tuple[PassConfig, ...] = ()
+    sweep: Sweep | None = None  # set on the arms a sweep expanded into
 
     @property
     def slug(self) -> str:
@@ -45,8 +57,11 @@ class Arm:
         return re.sub(r"[^A-Za-z0-9_.=+-]", "_", self.name.replace(",", "+").replace(":", "_"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name,
-                "passes": [{"pass": p.pass_name, **plain_values(p.to_dict())} for p in self.passes]}
+        out = {"name": self.name,
+               "passes": [{"pass": p.pass_name, **plain_values(p.to_dict())} for p in self.passes]}
+        if self.sweep is not None:  # only then, so a comparison without sweeps keeps its stored form
+            out["sweep"] = {"parameter": self.sweep.parameter, "value": plain_values(self.sweep.value)}
+        return out
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Arm:
@@ -54,7 +69,37 @@ class Arm:
 
         passes = tuple(get_pass(step["pass"]).make_config({k: v for k, v in step.items() if k != "pass"})
                        for step in values["passes"])
-        return cls(values["name"], passes)
+        sweep = values.get("sweep")
+        return cls(values["name"], passes, Sweep(sweep["parameter"], sweep["value"]) if sweep else None)
+
+
+def expand_arm(text: str | Sequence[PassConfig] | Arm) -> list[Arm]:
+    """One arm, or the arms of a sweep: ``"erase-relu:proportion=0.25|0.5|1.0"`` gives one arm per value of the
+    one swept parameter (named ``erase-relu:proportion=0.25`` ...), ordered by the value when the values are
+    numbers (as given otherwise). Other passes and parameters of the arm are shared by its values."""
+    if not isinstance(text, str) or SWEEP_SEPARATOR not in text:
+        return [parse_arm(text)]
+    steps = [s.strip() for s in text.replace(" ", "").split(",")]
+    swept = [(i, j) for i, step in enumerate(steps) for j, param in enumerate(step.split(":")[1:], start=1)
+             if SWEEP_SEPARATOR in param]
+    if len(swept) != 1 or SWEEP_SEPARATOR in steps[swept[0][0]].split(":")[0]:
+        raise ConfigError(f"--arm {text!r}: a sweep varies one parameter, e.g. 'erase-relu:proportion=0.25|0.5|1.0'.")
+    i, j = swept[0]
+    parts = steps[i].split(":")
+    key, sep, values = parts[j].partition("=")
+    choices = values.split(SWEEP_SEPARATOR)
+    if not sep or not all(choices) or len(set(choices)) != len(choices) or len(choices) < 2:
+        raise ConfigError(f"--arm {text!r}: give two or more distinct values of {key or 'the parameter'} separated "
+                          f"by {SWEEP_SEPARATOR!r}, e.g. 'erase-relu:proportion=0.25|0.5|1.0'.")
+    arms = []
+    for choice in choices:
+        step = ":".join([*parts[:j], f"{key}={choice}", *parts[j + 1:]])
+        arm = parse_arm(",".join([*steps[:i], step, *steps[i + 1:]]))
+        config = arm.passes[i]
+        arms.append(dataclasses.replace(arm, sweep=Sweep(f"{config.pass_name}.{key}", getattr(config, key))))
+    if all(isinstance(a.sweep.value, (int, float)) and not isinstance(a.sweep.value, bool) for a in arms):
+        arms.sort(key=lambda a: a.sweep.value)
+    return arms
 
 
 def parse_arm(text: str | Sequence[PassConfig] | Arm) -> Arm:
@@ -148,7 +193,7 @@ class CompareSpec:
         seeds = tuple(int(s) for s in seeds)
         if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {list(seeds)}.")
-        resolved = [Arm(CONTROL)] + [parse_arm(a) for a in arms]
+        resolved = [Arm(CONTROL)] + [arm for a in arms for arm in expand_arm(a)]
         if any(not a.passes for a in resolved[1:]):
             raise ConfigError("the control ('fine-tune only') is always included; give only arms with passes.")
         names = [a.slug for a in resolved]
@@ -206,6 +251,12 @@ class CompareSpec:
     def runtime(self) -> dict[str, Any]:
         """Settings that do not change results but that every job should use (progress, workers)."""
         return {k: getattr(self.finetune, k) for k in ("progress", "workers", "eval_every")}
+
+    def tracking_group(self, out: Path) -> str:
+        """The comparison's W&B group / MLflow parent tag: the directory's name and a digest of the experiment
+        (a resumed comparison logs into the same group)."""
+        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        return f"{Path(out).resolve().name}-{digest}"
 
     def job_dir(self, out: Path, arm: Arm, seed: int) -> Path:
         return out / "jobs" / arm.slug / f"seed-{seed}"

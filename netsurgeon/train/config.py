@@ -85,11 +85,12 @@ class FinetuneConfig(Config):
     """Warm the EMA decay up over the first steps (timm's use_warmup), so a short fine-tune's EMA is not stale."""
     ema_export: Literal["best", "ema", "raw"] = "best"
     """Which weights the run returns and exports when EMA is on: best is the better top-1 on the last evaluation."""
-    log: Literal["auto", "tensorboard", "wandb", "none"] = "auto"
+    log: Literal["auto", "tensorboard", "wandb", "mlflow", "none"] = "auto"
     """Experiment logging in --out: auto writes TensorBoard events when tensorboard is installed; wandb logs to
-    Weights & Biases (needs wandb installed and logged in) besides TensorBoard."""
+    Weights & Biases (the wandb extra; logged in, or WANDB_MODE=offline), mlflow to MLflow (the mlflow extra;
+    MLFLOW_TRACKING_URI, default sqlite:///OUT/mlflow.db), each besides TensorBoard."""
     wandb_project: str = "netsurgeon"
-    """log=wandb: the Weights & Biases project."""
+    """log=wandb: the Weights & Biases project; log=mlflow: the MLflow experiment."""
     eval_every: int = 1
     """Evaluate on the test split every n epochs (and always after the last)."""
     bn_recalibrate: Literal["auto", "on", "off"] = "auto"

@@ -21,6 +21,7 @@ from netsurgeon.models.info import copy_model, get_info
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.train.loop import DataArg, FinetuneResult, as_config, check_out_dir, one_finetune_run, run_training
+from netsurgeon.train.tracking import RunLabels, log_artifacts
 
 __all__ = ["export_finetuned", "finetune", "training_provenance"]
 
@@ -54,6 +55,7 @@ def export_finetuned(result: FinetuneResult, out_dir: str | Path | None,
                       extra=provenance)
     result.export = exported
     result.files = sorted(set(result.files) | set(exported.files))
+    log_artifacts(result.tracked, exported.files)  # log=mlflow: the model files join the run
     if exported.onnx_max_abs_diff is not None:
         status(f"exported; ONNX parity max |diff| {exported.onnx_max_abs_diff:.3g}", result.config.progress)
     return exported
@@ -70,6 +72,7 @@ def finetune(
     formats: Sequence[str] = ("safetensors", "onnx"),
     extra: dict[str, Any] | None = None,
     resume_hint: str | None = None,
+    labels: RunLabels | None = None,
 ) -> FinetuneResult:
     """Fine-tune a copy of ``model`` on ``data`` (:func:`~netsurgeon.train.loop.run_training`), then export the
     result into ``out_dir`` (:func:`export_finetuned`).
@@ -87,6 +90,7 @@ def finetune(
         extra: more provenance for the exported artifact (the recipe runner adds the recipe).
         resume_hint: what an interruption's message says to do next (default: ``--resume``; compare's jobs and
             recipes resume by running the same command again).
+        labels: the run's name, group and store in W&B/MLflow (``compare`` names each job's run).
 
     Raises:
         ConfigError (bad config, class-count mismatch), CheckpointError (resume problems),
@@ -98,6 +102,7 @@ def finetune(
         check_out_dir(out, model, cfg, resume=resume, overwrite=overwrite)
     with one_finetune_run(out, resume=resume):  # the export is part of the run: a failed one leaves out as it was
         hint = {} if resume_hint is None else {"resume_hint": resume_hint}
-        result = run_training(model, data, cfg, out_dir=out_dir, resume=resume, overwrite=overwrite, **hint)
+        result = run_training(model, data, cfg, out_dir=out_dir, resume=resume, overwrite=overwrite, labels=labels,
+                              **hint)
         export_finetuned(result, out_dir, formats, extra=extra)
     return result

@@ -74,21 +74,7 @@ from netsurgeon.train.evaluate import EvalResult, check_classes, evaluate, recal
 from netsurgeon.train.metrics import plot_curves, write_metrics
 from netsurgeon.train.schema import Key
 from netsurgeon.train.state import TrainState, load_state, restore_rng, save_state
-from netsurgeon.train.tracking import TENSORBOARD_DIR, Trackers, check_loggers, tensorboard_on
-
-__all__ = [
-    "CHECKPOINT",
-    "RESUME_HINT",
-    "DataArg",
-    "FinetuneResult",
-    "as_config",
-    "check_out_dir",
-    "one_finetune_run",
-    "resolve_data",
-    "run_output_files",
-    "run_outputs",
-    "run_training",
-]
+from netsurgeon.train.tracking import TENSORBOARD_DIR, RunLabels, Trackers, check_loggers, tensorboard_on
 
 CHECKPOINT = "checkpoint.pt"
 #: config keys that may differ between a run and its resumption (they do not change the weights)
@@ -134,6 +120,7 @@ class FinetuneResult:
     amp: str = "off"  # the mixed precision the run used (``amp=auto`` resolved)
     world_size: int = 1  # processes that trained it (torchrun)
     rank: int = 0  # this process's rank: only rank 0 writes
+    tracked: dict[str, str] = field(default_factory=dict)  # the tracker runs (mlflow_uri, mlflow_run_id, wandb_run_id)
 
     @property
     def is_main(self) -> bool:
@@ -344,6 +331,7 @@ def run_training(
     resume: bool = False,
     overwrite: bool = False,
     resume_hint: str = RESUME_HINT,
+    labels: RunLabels | None = None,
 ) -> FinetuneResult:
     """Fine-tune a copy of ``model`` on ``data`` (see the module docstring for what happens when); export
     nothing (``netsurgeon.train.finetune`` trains, then exports).
@@ -359,13 +347,15 @@ def run_training(
         overwrite: start a new run in an ``out_dir`` that already holds one (it is replaced when this one
             completes; until then, and when this one fails, the previous run stays as it was).
         resume_hint: what an interruption's message says to do next (a caller that resumes otherwise says so).
+        labels: the run's name, group and store in W&B/MLflow (``compare`` names each job's run).
 
     Raises:
-        ConfigError (bad config, class-count mismatch), CheckpointError (resume problems),
-        TrainingInterrupted (Ctrl-C, SIGTERM, SIGHUP; the checkpoint is saved first), TrainingDiverged (a
+        ConfigError (bad config, class-count mismatch, a tracker that is not installed), CheckpointError (resume
+        problems), TrainingInterrupted (Ctrl-C, SIGTERM, SIGHUP; the checkpoint is saved first), TrainingDiverged (a
         non-finite loss, weights or test loss: nothing from that step on is saved).
     """
     cfg = as_config(config)
+    check_loggers(cfg.log)  # before any work, with or without --out
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None:
         raise ConfigError("resume needs the output directory of the run to continue (--out).")
@@ -374,7 +364,7 @@ def run_training(
     with one_finetune_run(out, resume=resume):  # a failed run leaves out as it was (a caller's block: theirs)
         ctx = setup(cfg.device)
         try:
-            return _Run(model, data, cfg, ctx, out, resume_hint=resume_hint).run(resume)
+            return _Run(model, data, cfg, ctx, out, resume_hint=resume_hint, labels=labels).run(resume)
         finally:
             ctx.close()
 
@@ -451,8 +441,8 @@ class _Run:
     """One fine-tuning run's state (kept in one place so ``finetune`` reads top to bottom)."""
 
     def __init__(self, model: nn.Module, data: DataArg, cfg: FinetuneConfig, ctx: Context, out: Path | None, *,
-                 resume_hint: str = RESUME_HINT) -> None:
-        self.cfg, self.ctx, self.out, self.resume_hint = cfg, ctx, out, resume_hint
+                 resume_hint: str = RESUME_HINT, labels: RunLabels | None = None) -> None:
+        self.cfg, self.ctx, self.out, self.resume_hint, self.labels = cfg, ctx, out, resume_hint, labels
         self.train_set, self.test_set, self.data_label = resolve_data(data, model, cfg)
         self.num_classes = getattr(self.train_set, "num_classes", None)
         self.workers = resolve_workers(cfg.workers, self.train_set)
@@ -786,7 +776,7 @@ class _Run:
     def _open_trackers(self, resume: bool) -> None:
         if self.out is not None and self.ctx.is_main:
             self.trackers = Trackers(self.out, self.cfg.log, config=self.cfg.to_dict(), project=self.cfg.wandb_project,
-                                     name=self.out.name, fresh=not resume)
+                                     name=self.out.name, fresh=not resume, labels=self.labels)
 
     def run(self, resume: bool) -> FinetuneResult:
         try:
@@ -814,7 +804,8 @@ class _Run:
         chosen, weights = self._chosen()
         chosen.eval()
         return FinetuneResult(chosen, self.state.metrics, self.files, weights=weights, config=self.cfg,
-                              data=self.data_label, amp=self.amp, world_size=self.ctx.world_size, rank=self.ctx.rank)
+                              data=self.data_label, amp=self.amp, world_size=self.ctx.world_size, rank=self.ctx.rank,
+                              tracked=dict(self.trackers.runs))
 
 
 def _without_stray(indices: list[int], batch_size: int) -> list[int]:

@@ -9,6 +9,7 @@ command                         settings                        call
 ``netsurgeon finetune``         :class:`FinetuneSettings`       :func:`finetune_from_settings`
 ``netsurgeon run``              :class:`RunSettings`            :func:`run_from_settings`
 ``netsurgeon compare``          :class:`CompareSettings`        :func:`compare_from_settings`
+``netsurgeon export-hub``       :class:`~.hub.HubSettings`      :func:`~.hub.export_hub`
 ==============================  ==============================  ========================
 
 ``options`` holds the checks they share (output directory, input size, class count, seed, model loading).

@@ -134,7 +134,7 @@ def loop_config(monkeypatch):
 
     seen: list[tuple[FinetuneConfig, object]] = []
 
-    def capture(self, model, data, cfg, ctx, out):
+    def capture(self, model, data, cfg, ctx, out, **kwargs):
         seen.append((cfg, data))
         raise _Captured(str(out))
 
@@ -194,11 +194,11 @@ def test_the_demos_settings_reach_every_training_loop(loop_config, monkeypatch, 
     real = loop._Run.__init__
     seen = loop_config
 
-    def capture(self, model, data, cfg, ctx, out):
+    def capture(self, model, data, cfg, ctx, out, **kwargs):
         seen.append((cfg, data))
         if "compare" in str(out):
             raise _Captured(str(out))
-        real(self, model, data, cfg, ctx, out)
+        real(self, model, data, cfg, ctx, out, **kwargs)
 
     monkeypatch.setattr(loop._Run, "__init__", capture)
     with pytest.raises(_Captured):
