@@ -83,7 +83,7 @@ def test_29_8_float_tiffs_are_not_black(tmp_path, scale):
     """32-bit float images (PIL mode F, TIFF) in [0, 1] (or 0-255) read as their values, not as 0 or 1/255."""
     _float_tiffs(tmp_path, {"dark": 0.25 * scale, "light": 0.75 * scale})
     assert Image.open(next(tmp_path.rglob("*.tiff"))).mode == "F"
-    data = load_dataset(f"folder:{tmp_path}", "train", (1, 4, 4), mean=(0.0,), std=(1.0,))
+    data = load_dataset(f"folder:{tmp_path}", "train", (3, 4, 4), mean=(0.0,) * 3, std=(1.0,) * 3)
     grey = sorted({round(float(data[i][0].mean()), 4) for i in range(len(data))})
     assert grey == [0.25, 0.75]
 
