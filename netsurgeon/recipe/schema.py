@@ -282,8 +282,8 @@ def _read_recipe(path: Path) -> str:
 
     try:
         if path.exists() and not path.is_file():  # a FIFO or a device would block the read, or never end
-            raise RecipeError(str(path), [Problem((), "not a regular file (a directory, FIFO or device); give the "
-                                                      "recipe's .yaml file")])
+            raise RecipeError(str(path), [Problem((), "cannot read the recipe: not a regular file (a directory, "
+                                                      "FIFO or device); give the recipe's .yaml file")])
         if path.is_file() and path.stat().st_size > MAX_RECIPE_BYTES:
             raise RecipeError(str(path), [Problem((), f"the file is {path.stat().st_size:,} bytes; recipes are "
                                                       f"limited to {MAX_RECIPE_BYTES:,}")])
