@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from netsurgeon.errors import ConfigError, ContractViolationError, SurgeryError
 
 __all__ = [
     "MODEL_KWARGS",
+    "NotRegularFileError",
     "check_apply_args",
     "check_contract",
     "check_input_channels",
     "check_input_size",
     "check_model_kwargs",
+    "check_model_tensors",
     "check_probe_runs",
     "flatten_output",
+    "open_regular",
 ]
 
 #: the largest height or width accepted for a probe / export input
@@ -49,6 +53,36 @@ MODEL_KWARGS: dict[str, tuple[type, float, float]] = {
     "zero_init_residual": (bool, 0, 1),
 }
 _GLOBAL_POOLS = ("", "avg", "max", "avgmax", "catavgmax", "token", "map")
+
+
+class NotRegularFileError(OSError):
+    """A path that names a FIFO, a device, a socket or a directory where a file's bytes were expected."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not a regular file"
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """``open(path, "rb")`` for a regular file only: a FIFO would block the reader forever and a device such
+    as ``/dev/zero`` never ends. The open does not wait (``O_NONBLOCK``: a FIFO without a writer opens at once)
+    and the check is made on the opened descriptor, so the path cannot change between check and read.
+    Raises :class:`NotRegularFileError` (an ``OSError``) naming what the path is."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(f"{os.fspath(path)} is not a regular file ({_file_kind(mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def check_model_kwargs(kwargs: dict[str, Any], where: str = "load_model") -> list[str]:
@@ -132,9 +166,30 @@ def check_apply_args(model: Any, passes: Any, input_size: Sequence[int] | None =
     if passes is None or isinstance(passes, (bytes, int, float, dict)):
         raise ConfigError(f"apply() needs passes: a pass name ('erase-relu'), a config, or a list of them; got "
                           f"{type(passes).__name__}. Run 'netsurgeon passes' to list them.")
+    check_model_tensors(model, meta=True)  # plan() reads a meta-device model's structure; apply() checks it runs
     if input_size is not None:
         size = check_input_size(tuple(input_size) if isinstance(input_size, list) else input_size)
         check_input_channels(model, size)
+
+
+def check_model_tensors(model: Any, action: str = "surgery", *, meta: bool = False) -> None:
+    """A model whose weights netsurgeon can read and run: not quantized (its packed weights are not tensors a
+    pass, the fine-tuning loop or an export can use) and, unless ``meta`` (a dry run plans on the structure
+    alone), not on the meta device (it has no weights yet, so no input size would help)."""
+    import torch
+
+    state = model.state_dict()
+    on_meta = [] if meta else [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_meta]
+    if on_meta:
+        raise ConfigError(f"the model's weights are on the meta device ({len(on_meta)} tensor(s), e.g. "
+                          f"{on_meta[0]}): it has no values for {action}; build it on a real device "
+                          "(model.to_empty(device='cpu') then load_state_dict(...), or netsurgeon.load_model).")
+    quantized = [k for k, v in state.items() if not isinstance(v, torch.Tensor) or v.is_quantized]
+    if quantized or any(type(m).__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized"))
+                        for m in model.modules()):
+        where = f" (e.g. {quantized[0]})" if quantized else ""
+        raise ConfigError(f"the model is quantized{where}: {action} needs a float model; apply netsurgeon to the float "
+                          "model, then quantize the result (torch.ao.quantization.quantize_dynamic).")
 
 
 def check_probe_runs(model: Any, x: Any) -> Any:
@@ -144,6 +199,7 @@ def check_probe_runs(model: Any, x: Any) -> Any:
 
     from netsurgeon.modes import in_mode
 
+    check_model_tensors(model)  # weights on the meta device: that, not the input, is why it cannot run
     try:
         with torch.no_grad(), in_mode(model, False):
             out = model(x)

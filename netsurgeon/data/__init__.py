@@ -24,6 +24,7 @@ from netsurgeon.data.sources import (
     DataSpec,
     ImageTransform,
     check_label_range,
+    check_samples,
     count_classes,
     load_dataset,
     make_loader,
@@ -42,5 +43,5 @@ from netsurgeon.data.transforms import (
 )
 
 __all__ = ["Augment", "DataConfig", "DataSpec", "ImageTransform", "SeededSamples", "check_label_range",
-           "count_classes", "draw_seed", "eval_transform", "load_dataset", "make_loader", "model_data_config",
-           "model_normalization", "seeded", "surgery_loader", "train_transform"]
+           "check_samples", "count_classes", "draw_seed", "eval_transform", "load_dataset", "make_loader",
+           "model_data_config", "model_normalization", "seeded", "surgery_loader", "train_transform"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import inspect
+import os
 import struct
 import zlib
 from collections.abc import Callable, Sequence
@@ -18,9 +19,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from netsurgeon.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, model_data_config
 from netsurgeon.errors import ConfigError
+from netsurgeon.validate import NotRegularFileError, open_regular
 
-__all__ = ["DataSpec", "ImageTransform", "check_label_range", "count_classes", "load_dataset", "make_loader",
-           "model_normalization"]
+__all__ = ["DataSpec", "ImageTransform", "check_label_range", "check_samples", "count_classes", "load_dataset",
+           "make_loader", "model_normalization"]
 
 FASHION_DIRS = ("/usr/share/fashion-mnist", "/usr/share/dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
                 "/usr/share/doc/dataset-fashion-mnist")
@@ -69,6 +71,9 @@ def _unreadable_errors() -> tuple[type[BaseException], ...]:
 
 
 def _cannot_read(where: object, err: BaseException) -> ConfigError:
+    if isinstance(err, NotRegularFileError):  # a FIFO named .png: never opened for reading
+        return ConfigError(f"{err}; remove it, or pass --skip-unreadable-images (Python: DataSpec(..., "
+                           "skip_unreadable=True)) to leave it out.")
     return ConfigError(f"image {where} cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:100]}); "
                      "remove or replace it, or pass --skip-unreadable-images (Python: DataSpec(..., "
                      "skip_unreadable=True)) to leave unreadable images out.")
@@ -109,10 +114,16 @@ MAX_IDX_BYTES = 1 << 30
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (optionally gzipped) as a numpy array; a damaged file is one ConfigError naming it."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    gz = path.suffix == ".gz"
     redo = "; download it again (or reinstall dataset-fashion-mnist)."
     try:
-        with opener(path, "rb") as fh:
+        raw = open_regular(path)
+    except NotRegularFileError as err:
+        raise ConfigError(f"{err}; put the IDX file itself there.") from None
+    except OSError as err:
+        raise ConfigError(f"{path} cannot be read ({err.strerror or type(err).__name__}){redo}") from None
+    try:
+        with raw, (gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw) as fh:
             head = fh.read(4)
             if len(head) < 4:
                 raise ConfigError(f"{path} is truncated (no IDX header){redo}")
@@ -129,7 +140,7 @@ def read_idx(path: Path) -> np.ndarray:
                                   f"dataset holds{redo}")
             data = fh.read(size + 1)
     except (OSError, EOFError, zlib.error) as err:  # not gzip, a truncated gzip stream, unreadable
-        raise ConfigError(f"{path} cannot be read as {'gzipped ' if opener is gzip.open else ''}IDX "
+        raise ConfigError(f"{path} cannot be read as {'gzipped ' if gz else ''}IDX "
                           f"({type(err).__name__}: {' '.join(str(err).split())[:80]}){redo}") from None
     if len(data) != size:
         what = "is truncated" if len(data) < size else "has data past its declared end"
@@ -161,8 +172,10 @@ def _fashion(root: str, split: str) -> tuple[Dataset, int]:
                       "dataset-fashion-mnist package or pass fashion-mnist:DIR with the four .gz files.")
 
 
-def _drop_unreadable(dataset) -> None:  # noqa: ANN001
-    """Open every image of an ImageFolder up front; leave out those that cannot be decoded."""
+def _drop_unreadable(dataset, training: bool) -> None:  # noqa: ANN001
+    """Open every image of an ImageFolder up front; leave out those that cannot be decoded. A training class
+    left without images (a zip's ``__MACOSX/`` of AppleDouble files) is an error naming it: it would stay a
+    class, with an output the model never learns."""
     from netsurgeon.progress import status
 
     good, bad = [], []
@@ -176,6 +189,12 @@ def _drop_unreadable(dataset) -> None:  # noqa: ANN001
         good.append((path, target))
     if not good:
         raise ConfigError(f"no image under {dataset.root} can be read ({len(bad)} unreadable).")
+    emptied = sorted(set(range(len(dataset.classes))) - {t for _, t in good})
+    if training and emptied:
+        names = ", ".join(dataset.classes[t] for t in emptied[:5])
+        raise ConfigError(f"class folder(s) {names} under {dataset.root} hold no readable image (all left out as "
+                          "unreadable), so the class(es) could never be learnt; remove the folder(s) (a zip's "
+                          "__MACOSX/ holds no images) or add readable images.")
     dataset.samples = dataset.imgs = good
     dataset.targets = [t for _, t in good]
     if bad:
@@ -188,16 +207,30 @@ _WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 655
 EVAL_SPLITS = ("val", "test")
 
 
+def _float_pixels(pixels: np.ndarray) -> np.ndarray:
+    """A 32-bit float image (PIL mode ``F``: float TIFFs) in [0, 1]: as it is when its values lie in [0, 1],
+    else read as 0-255 or 0-65535 data by its largest value (PIL's ``convert("RGB")`` would clip [0, 1] floats
+    to 0 or 1 of 255: all black)."""
+    if not np.isfinite(pixels).all():
+        raise ValueError("a float image holding NaN or infinite pixels")
+    top = float(pixels.max()) if pixels.size else 0.0
+    scale = next((s for s in (1.0, 255.0, 65535.0) if top <= s), top)
+    return np.clip(pixels / scale, 0.0, 1.0)
+
+
 def load_image(path: str) -> object:
     """An image file as a PIL RGB image, or, for 16-bit greyscale (``I;16``), a float (1, H, W) tensor scaled
-    by 1/65535 (PIL's ``convert("RGB")`` clips such pixels to 255: nearly white)."""
+    by 1/65535 (PIL's ``convert("RGB")`` clips such pixels to 255: nearly white), or for 32-bit float
+    greyscale (``F``) one in [0, 1] (see :func:`_float_pixels`). Only a regular file is read."""
     from PIL import Image
 
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:  # a FIFO named .png would block the loader forever
         image = Image.open(fh)
         if image.mode in _WIDE_MODES:
             pixels = np.asarray(image, dtype=np.float32) / _WIDE_MODES[image.mode]
             return torch.from_numpy(np.clip(pixels, 0.0, 1.0))[None]
+        if image.mode == "F":
+            return torch.from_numpy(_float_pixels(np.asarray(image, dtype=np.float32)))[None]
         return image.convert("RGB")
 
 
@@ -221,6 +254,7 @@ def _folder(root: str, split: str, skip_unreadable: bool = False) -> tuple[Datas
     split_layout = (base / "train").is_dir()
     train_dir = base / "train" if split_layout else base
     directory = train_dir if split == "train" or not split_layout else _eval_dir(base)
+    _check_link_loops(directory)
     try:
         classes, class_to_idx = find_classes(str(train_dir))
         if directory != train_dir:
@@ -238,8 +272,21 @@ def _folder(root: str, split: str, skip_unreadable: bool = False) -> tuple[Datas
         dataset.targets = [t for _, t in dataset.samples]
         dataset.classes, dataset.class_to_idx = classes, class_to_idx
     if skip_unreadable:
-        _drop_unreadable(dataset)
+        _drop_unreadable(dataset, training=directory == train_dir)
     return dataset, len(classes)
+
+
+def _check_link_loops(root: Path) -> None:
+    """Refuse a folder tree that reaches a directory twice (a symbolic link to an ancestor loops; torchvision's
+    walk follows it until the path is too long, repeating the class's images dozens of times)."""
+    seen: dict[str, str] = {}
+    for top, _, _ in os.walk(root, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            raise ConfigError(f"image folder {root}: {top} leads back to {seen[real]} (a symbolic link loop, or a "
+                              "second link to one folder), so its images would be read again and again; remove the "
+                              "link.")
+        seen[real] = top
 
 
 #: split= values tried, in order, for a torchvision dataset without ``train=`` (Flowers102: train/val/test,
@@ -341,6 +388,38 @@ def check_label_range(model: torch.nn.Module, dataset: Dataset, input_size: Sequ
     if logits.ndim == 2 and classes > logits.shape[1]:
         raise ConfigError(f"the data has {classes} classes but the model outputs {logits.shape[1]}; use data with at "
                           f"most {logits.shape[1]} classes, or build the model with --num-classes {classes}.")
+
+
+def check_samples(dataset: Dataset, what: str = "the Dataset") -> None:
+    """A user's Dataset yields what training reads: ``(image tensor, integer label)`` pairs (checked on its
+    first item; a dict, a bare tensor or a string label would fail deep inside the loop)."""
+    try:
+        size = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        raise ConfigError(f"{what} ({type(dataset).__name__}) has no len(); give a map-style Dataset.") from None
+    if size == 0:
+        raise ConfigError(f"{what} ({type(dataset).__name__}) is empty; give it at least one (image, label) pair.")
+    item = dataset[0]
+    fix = "; make __getitem__ return (image, label): a float C,H,W tensor and an int"
+    if isinstance(item, dict):
+        keys = ", ".join(map(str, list(item)[:5]))
+        raise ConfigError(f"{what} ({type(dataset).__name__}) returns a dict (keys: {keys}), not an (image, label) "
+                          f"pair{fix}.")
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        kind = f"a {len(item)}-item {type(item).__name__}" if isinstance(item, (tuple, list)) else \
+            f"a {type(item).__name__}"
+        raise ConfigError(f"{what} ({type(dataset).__name__}) returns {kind}, not an (image, label) pair{fix}.")
+    image, label = item
+    if not isinstance(image, torch.Tensor) or not image.is_floating_point():
+        kind = f"a {image.dtype} tensor" if isinstance(image, torch.Tensor) else f"a {type(image).__name__}"
+        raise ConfigError(f"{what} ({type(dataset).__name__}) returns {kind} as its image{fix} (apply the model's "
+                          "transform in the Dataset, e.g. netsurgeon.data.eval_transform).")
+    integral = isinstance(label, (int, np.integer)) and not isinstance(label, bool) or (
+        isinstance(label, torch.Tensor) and label.ndim == 0 and not label.is_floating_point()
+        and label.dtype != torch.bool)
+    if not integral:
+        raise ConfigError(f"{what} ({type(dataset).__name__}) returns a {type(label).__name__} label "
+                          f"({str(label)[:30]!r}){fix} class index.")
 
 
 def count_classes(spec: str | DataSpec) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from netsurgeon.atomic import check_not_inputs, staged_files
+from netsurgeon.atomic import check_not_inputs, expand_out, staged_files
 from netsurgeon.errors import ArtifactError, ConfigError, ExportError
 from netsurgeon.export.artifact import (
     file_tensors,
@@ -30,15 +30,21 @@ from netsurgeon.export.onnx import (
     to_onnx_proto,
     write_onnx,
 )
-from netsurgeon.export.pt2 import pt2_parity, read_pt2_provenance, to_exported_program, write_pt2
+from netsurgeon.export.pt2 import (
+    check_pt2_content,
+    pt2_parity,
+    read_pt2_provenance,
+    to_exported_program,
+    write_pt2,
+)
 from netsurgeon.history import parse_history
-from netsurgeon.models.info import get_info, probe_input
+from netsurgeon.models.info import copy_model, get_info, probe_input
 from netsurgeon.registry import registered_contract
 from netsurgeon.report import SurgeryReport
-from netsurgeon.validate import check_input_channels, check_input_size
+from netsurgeon.validate import check_input_channels, check_input_size, check_model_tensors
 
 __all__ = ["DEFAULT_FORMATS", "FORMATS", "ExportResult", "VerifyResult", "artifact_files", "export", "parse_formats",
-           "verify_artifact"]
+           "plain_weights", "verify_artifact"]
 
 #: every format, named by its file's extension (model.safetensors, model.onnx, model.pt2)
 FORMATS = ("safetensors", "onnx", "pt2")
@@ -101,6 +107,40 @@ def _made_by_netsurgeon(path: Path) -> bool:
         return False
 
 
+def plain_weights(model: nn.Module) -> nn.Module:
+    """``model``, or, when it carries weight reparametrizations (``torch.nn.utils.parametrizations.weight_norm``
+    / ``spectral_norm``, or the older hook-based ``weight_norm`` / ``spectral_norm``), a copy with each
+    reparametrized weight replaced by the plain weight it computes in eval mode (no power iteration). A reload
+    rebuilds the architecture from its name, which has no reparametrizations: the file must hold the weights
+    the model computes with, under the names the architecture has."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    def hooked(module: nn.Module) -> list:
+        return [h for h in module._forward_pre_hooks.values() if isinstance(h, (WeightNorm, SpectralNorm))]
+
+    if not any(parametrize.is_parametrized(m) or hooked(m) for m in model.modules()):
+        return model
+    copied = copy_model(model)
+    with torch.no_grad():
+        for module in copied.modules():
+            for hook in hooked(module):
+                remove = torch.nn.utils.remove_weight_norm if isinstance(hook, WeightNorm) else \
+                    torch.nn.utils.remove_spectral_norm
+                remove(module, hook.name)
+            if parametrize.is_parametrized(module):
+                # a deepcopy shares the injected Parametrized* class, whose properties removal deletes: give the
+                # copy a class of its own first, or the caller's model would lose its weight property
+                cls = type(module)
+                module.__class__ = type(cls.__name__, cls.__bases__, {k: v for k, v in cls.__dict__.items()
+                                                                      if k not in ("__dict__", "__weakref__")})
+                for name in list(module.parametrizations):
+                    module.parametrizations[name].eval()  # spectral_norm: the stored estimate, no update
+                    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return copied
+
+
 def _example(model: nn.Module, input_size: Sequence[int] | None) -> torch.Tensor:
     return probe_input(model, input_size)
 
@@ -131,7 +171,9 @@ def export(
     written, so what export writes, ``load_model`` and ``verify`` accept.
     """
     formats = parse_formats(formats)
-    out = Path(out_dir)
+    out = expand_out(out_dir, "out_dir")  # ~ expanded, "" refused, as --out
+    check_model_tensors(model, "export")
+    model = plain_weights(model)  # what load_model rebuilds: the architecture's own weight names
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} exists and is not a directory.")
     info = get_info(model)
@@ -244,9 +286,10 @@ def verify_artifact(path: str | Path) -> VerifyResult:
     record = read_provenance(st)
     if not st.is_file():
         raise ArtifactError(f"{st} not found; give an export directory or its model.safetensors.")
-    onnx_path = st.with_suffix(".onnx")
-    if onnx_path.exists() and not onnx_path.is_file():  # a FIFO would block the reader forever
-        raise ArtifactError(f"{onnx_path} is not a regular file; remove it to verify {st.name} alone.")
+    onnx_path, pt2_path = st.with_suffix(".onnx"), st.with_suffix(".pt2")
+    for other in (onnx_path, pt2_path):  # a FIFO would block the reader forever, /dev/zero never end
+        if other.exists() and not other.is_file():
+            raise ArtifactError(f"{other} is not a regular file; remove it to verify {st.name} alone.")
     model = load_artifact(st, record)
     if not outputs_finite(inference_copy(model), _example(model, record["model"]["input_size"])):
         raise ArtifactError(f"{st.name}: {NON_FINITE}; it is not usable: re-export a model whose outputs are finite.")
@@ -282,10 +325,12 @@ def verify_artifact(path: str | Path) -> VerifyResult:
         result.ok = parity.ok
         result.messages.append(f"ONNX parity max |diff| {parity.max_abs_diff:.3g} (tolerance {parity.tolerance:.3g}, "
                                f"outputs up to {parity.output_scale:.3g}): {'ok' if parity.ok else 'FAILED'}")
-    pt2_path = st.with_suffix(".pt2")
     if pt2_path.exists():  # provenance only: torch.export.load is not weights-only (see export.pt2)
         if read_pt2_provenance(pt2_path) != record:
             raise ArtifactError(f"{pt2_path.name} does not carry the same provenance as {st.name}; re-export both.")
-        result.messages.append(f"{pt2_path.name}: same provenance (its program is not loaded: torch.export.load "
-                               "unpickles beyond weights; its round trip was checked at export)")
+        content = check_pt2_content(pt2_path)
+        checked = (f"program and tensors match the digest recorded at export ({content[:16]})" if content else
+                   "no content digest (exported by an older netsurgeon): its weights are unchecked")
+        result.messages.append(f"{pt2_path.name}: same provenance; {checked} (its program is not loaded: "
+                               "torch.export.load unpickles beyond weights; its round trip was checked at export)")
     return result

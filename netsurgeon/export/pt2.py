@@ -4,6 +4,7 @@ eager model, as ONNX must with onnxruntime."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import warnings
@@ -15,12 +16,18 @@ from torch import nn
 
 from netsurgeon.errors import ArtifactError, ExportError
 from netsurgeon.export.onnx import Parity
-from netsurgeon.validate import flatten_output
+from netsurgeon.validate import NotRegularFileError, flatten_output, open_regular
 
-__all__ = ["PROVENANCE_FILE", "pt2_parity", "read_pt2_provenance", "to_exported_program", "write_pt2"]
+__all__ = ["CONTENT_FILE", "PROVENANCE_FILE", "check_pt2_content", "pt2_parity", "read_pt2_provenance",
+           "to_exported_program", "write_pt2"]
 
 #: the extra file of the .pt2 archive that holds the provenance (the same JSON as the safetensors header)
 PROVENANCE_FILE = "netsurgeon"
+#: the extra file that holds the sha256 of the archive's program and tensors (``content_digest``)
+CONTENT_FILE = "netsurgeon-content"
+#: the parts of the archive the digest covers: the weights, the constants and the program (not the extra files,
+#: nor the sample inputs, a pickle; nor torch's per-save serialization id)
+_CONTENT_PARTS = ("data/weights/", "data/constants/", "models/")
 
 
 def to_exported_program(model: nn.Module, example: torch.Tensor) -> tuple[torch.export.ExportedProgram, bool]:
@@ -39,11 +46,62 @@ def to_exported_program(model: nn.Module, example: torch.Tensor) -> tuple[torch.
     raise ExportError("torch.export failed (" + "; ".join(errors) + ").")
 
 
+def _content_digest(archive: zipfile.ZipFile) -> tuple[str, int]:
+    """sha256 over the archive's weights, constants and program (each member's name below the archive's top
+    folder, then its bytes, in name order), and how many members it covers. The bytes are hashed, never
+    decoded: nothing of the archive is unpickled."""
+    digest, count = hashlib.sha256(), 0
+    for name in sorted(archive.namelist()):
+        inner = name.partition("/")[2]
+        if inner.startswith(_CONTENT_PARTS) and not name.endswith("/"):
+            digest.update(inner.encode() + b"\0")
+            with archive.open(name) as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023 - fh is this iteration's
+                    digest.update(chunk)
+            count += 1
+    return digest.hexdigest(), count
+
+
 def write_pt2(program: torch.export.ExportedProgram, path: Path, record: dict) -> None:
+    """The program with the provenance and the digest of its content (:func:`check_pt2_content` checks it):
+    saved once to measure the content, then with the digest beside it (torch.export's save is deterministic
+    but for the extra files; a difference is an error, never a wrong digest)."""
+    extra = {PROVENANCE_FILE: json.dumps(record, sort_keys=True)}
     # through a buffer: torch.export names files by their suffix, and the staged temporary's is not .pt2
+    first = io.BytesIO()
+    torch.export.save(program, first, extra_files=extra)
+    with zipfile.ZipFile(first) as archive:
+        sha256, count = _content_digest(archive)
     buffer = io.BytesIO()
-    torch.export.save(program, buffer, extra_files={PROVENANCE_FILE: json.dumps(record, sort_keys=True)})
+    torch.export.save(program, buffer, extra_files={**extra, CONTENT_FILE: json.dumps({"sha256": sha256,
+                                                                                       "count": count})})
+    with zipfile.ZipFile(buffer) as archive:
+        if _content_digest(archive) != (sha256, count):
+            raise ExportError("torch.export.save wrote the program differently twice, so its content digest "
+                              "cannot be recorded; nothing was written (export without pt2).")
     path.write_bytes(buffer.getvalue())
+
+
+def check_pt2_content(path: Path) -> str | None:
+    """Check a ``.pt2`` archive's weights, constants and program against the digest export recorded in it,
+    reading the zip alone (nothing unpickled); returns the digest, or None for an archive written before
+    netsurgeon recorded one. A mismatch is an ArtifactError: the archive was changed after export."""
+    try:
+        with open_regular(path) as fh, zipfile.ZipFile(fh) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(f"/extra/{CONTENT_FILE}")), None)
+            if name is None:
+                return None
+            recorded = json.loads(archive.read(name).decode("utf-8"))
+            sha256, count = _content_digest(archive)
+    except NotRegularFileError as err:
+        raise ArtifactError(f"{err}; remove it, or re-export.") from None
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ArtifactError(f"{path.name} could not be read as a .pt2 archive (truncated or corrupt?): "
+                            f"{type(err).__name__}; re-export it.") from None
+    if not isinstance(recorded, dict) or recorded.get("sha256") != sha256 or recorded.get("count") != count:
+        raise ArtifactError(f"{path.name}: the program and tensors in the archive do not match the sha256 digest "
+                            "recorded at export (changed or damaged after export); re-export it.")
+    return sha256
 
 
 def read_pt2_provenance(path: Path) -> dict | None:
@@ -52,9 +110,11 @@ def read_pt2_provenance(path: Path) -> dict | None:
     ``torch.export.load`` unpickles parts of an archive with ``weights_only=False``, so a file netsurgeon
     did not just write is never loaded: ``verify`` checks its provenance only."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_regular(path) as fh, zipfile.ZipFile(fh) as archive:
             name = next((n for n in archive.namelist() if n.endswith(f"/extra/{PROVENANCE_FILE}")), None)
             text = archive.read(name).decode("utf-8") if name else ""
+    except NotRegularFileError as err:
+        raise ArtifactError(f"{err}; remove it, or re-export.") from None
     except (OSError, zipfile.BadZipFile, UnicodeDecodeError, KeyError) as err:
         raise ArtifactError(f"{path.name} could not be read as a .pt2 archive (truncated or corrupt?): "
                             f"{type(err).__name__}; re-export it.") from None

@@ -23,7 +23,8 @@ feature extraction, torchvision's ``create_feature_extractor``) records a call o
 into it, and the traced model keeps the pseudo derivative. ``torch.jit.trace``, ``torch.export`` and
 ``torch.compile`` run the same autograd function. TorchScript cannot carry a custom backward: a
 *scripted* PDReLU computes the bit-identical forward (``torch.relu``/``hardtanh``) and refuses to run in
-train mode on an input that requires grad, so scripted training is never mistaken for pd-relu training.
+train mode on an input that requires grad, so scripted training is never mistaken for pd-relu training;
+an fx graph of a pd-relu result (its ``pd_relu`` calls) scripts alike (timm's fx-then-TorchScript test).
 """
 
 from __future__ import annotations
@@ -129,12 +130,23 @@ class _GenericPD(torch.autograd.Function):
         return _times(grad, g), None, None, None, None, None, None
 
 
-@torch.jit.unused
 @torch.fx.wrap
 def pd_relu(x: torch.Tensor, family: str = "leaky", alpha: float = 0.1, tau: float = 1.0, width: float = 1.0,
             relu6: bool = False) -> torch.Tensor:
     """PD-ReLU as a function (the built-in families). fx tracers record a call of it and never trace into
-    it, so a model traced by any of them keeps the pseudo derivative."""
+    it, so a model traced by any of them keeps the pseudo derivative. Scripted (an fx graph of a pd-relu
+    result given to ``torch.jit.script``, as timm's tests do), it is the bit-identical forward only, and
+    refuses an input that requires grad (TorchScript cannot carry the pseudo-derivative backward)."""
+    if torch.jit.is_scripting():
+        if x.requires_grad:
+            raise RuntimeError("pd_relu under TorchScript: TorchScript cannot carry the pseudo-derivative backward, "
+                               "so a scripted pd-relu graph is for inference only (no grad); train the eager model")
+        return F.hardtanh(x, 0.0, 6.0) if relu6 else torch.relu(x)
+    return _pd_apply(x, family, alpha, tau, width, relu6)
+
+
+@torch.jit.unused
+def _pd_apply(x: torch.Tensor, family: str, alpha: float, tau: float, width: float, relu6: bool) -> torch.Tensor:
     if family == "leaky":
         return _LeakyPD.apply(x, alpha, relu6)
     return _GenericPD.apply(x, family, alpha, tau, width, None, relu6)

@@ -55,8 +55,8 @@ class Checkpoint:
         if self.entry is None:
             return ""
         text = f" [entry {self.entry}"
-        ema = [a for a in self.alternatives if a in EMA_ENTRIES]
-        if ema and self.entry not in EMA_ENTRIES:
+        ema = [a for a in self.alternatives if a in EMA_ENTRIES or _is_ema_name(a.rpartition("/")[2])]
+        if ema and self.entry not in EMA_ENTRIES and not _is_ema_name(self.entry.rpartition("/")[2]):
             text += f"; EMA weights also present ({ema[0]}): --weights ema (Python: weights='ema') uses them"
         return text + "]"
 
@@ -185,6 +185,8 @@ def _pick(obj: dict, p: Path, weights: str | None) -> tuple[object, str | None, 
     raw = [k for k in RAW_ENTRIES if k in entries]
     ema = [k for k in EMA_ENTRIES if k in entries]
     wanted = ema if weights == "ema" else raw if weights == "raw" else raw or ema
+    if not wanted and weights == "ema" and raw:  # Lightning: an EMA copy is a prefix of state_dict (see _choose)
+        wanted = raw
     if not wanted:
         keys = ", ".join(map(str, list(obj)[:8]))
         if weights is None:
@@ -217,8 +219,55 @@ def _unwrap(obj: object, p: Path, weights: str | None = None,
     if entry in EMA_ENTRIES:  # torchvision's AveragedModel: module.* and a counter
         state.pop("n_averaged", None)
     before = len(state)
-    state, prefix = _strip_prefix(state, set(model_keys) if model_keys is not None else None)
+    keys = set(model_keys) if model_keys is not None else None
+    copies = _copies(state, keys) if keys else []
+    if len(copies) > 1 or (weights == "ema" and entry not in EMA_ENTRIES):
+        prefix = _choose(copies, p, weights)
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        others = [c for c in copies if c != prefix]
+        def name(copy: str) -> str:  # state_dict/ema.: the entry, then the prefix of the copy
+            return f"{entry}/{copy}" if entry else copy
+
+        return Checkpoint(state, name(prefix), alternatives + [name(c) for c in others], prefix, before - len(state))
+    state, prefix = _strip_prefix(state, keys)
     return Checkpoint(state, entry, alternatives, prefix, before - len(state))
+
+
+def _is_ema_name(prefix: str) -> bool:
+    """Whether a key prefix names an EMA copy (``ema.``, ``model_ema.``, ``ema_model.``, ``net.ema.``)."""
+    return any("ema" in part.split("_") for part in prefix.rstrip(".").split("."))
+
+
+def _copies(state: dict[str, torch.Tensor], model_keys: set[str]) -> list[str]:
+    """The non-empty key prefixes under which every one of the model's keys is found: each a full copy of the
+    model (a Lightning module holding ``student`` and ``ema``, ``model`` and ``model_ema``...)."""
+    found: dict[str, set[str]] = {}
+    for key in state:
+        parts = key.split(".")
+        for i in range(1, len(parts)):
+            rest = ".".join(parts[i:])
+            if rest in model_keys:
+                found.setdefault("".join(f"{part}." for part in parts[:i]), set()).add(rest)
+    return sorted(p for p, keys in found.items() if keys == model_keys)
+
+
+def _choose(copies: list[str], p: Path, weights: str | None) -> str:
+    """The copy ``weights`` picks: ``ema`` the one EMA-named prefix, ``raw`` the one other; anything else (no
+    choice, or one that does not single a copy out) is an error naming them all."""
+    ema = [c for c in copies if _is_ema_name(c)]
+    raw = [c for c in copies if not _is_ema_name(c)]
+    wanted = ema if weights == "ema" else raw if weights == "raw" else []
+    if len(wanted) == 1:
+        return wanted[0]
+    if weights == "ema" and not ema:
+        raise CheckpointError(f"checkpoint {p.name} holds no EMA entry nor an EMA copy of the model's weights "
+                              f"(copies under: {', '.join(copies) or 'none'}); drop --weights ema.")
+    names = ", ".join(copies)
+    hint = (f"choose with --weights raw ({raw[0]}) or --weights ema ({ema[0]}) (Python: weights=)"
+            if len(raw) == 1 and len(ema) == 1 else
+            "re-save the copy you want as a bare state dict (its keys without the prefix)")
+    raise CheckpointError(f"checkpoint {p.name} holds {len(copies)} full copies of the model's weights, under "
+                          f"{names}; {hint}.")
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], model_keys: set[str] | None) -> tuple[dict[str, torch.Tensor], str]:

@@ -137,6 +137,15 @@ def check_fields(cls: type[Config], values: Any, path: tuple, positions: Positio
         return None, [Problem(where, message, positions.value(where))]
 
 
+def _lower_formats(export: Any) -> Any:
+    """``formats: [ONNX, Safetensors]`` read as the names ``--format`` takes (case does not matter there either)."""
+    if isinstance(export, dict):
+        formats = export.get("formats")
+        if isinstance(formats, (list, tuple)) and all(isinstance(f, str) for f in formats):
+            return {**export, "formats": [f.strip().lower() for f in formats]}
+    return export
+
+
 def _kind(value: Any) -> str:
     return "nothing" if value is None else f"a {type(value).__name__} ({_short(value)})"
 
@@ -211,7 +220,7 @@ class RecipeSpec:
                                     "model: {name: torchvision:resnet18}", Location(source, 1, 1)))
         surgery, reapply = _check_surgery(raw.get("surgery", []), positions, problems, raw.get("model"))
         finetune, data = _check_finetune(raw.get("finetune"), "finetune" in raw, positions, problems)
-        export, found = check_fields(ExportSection, raw.get("export"), ("export",), positions)
+        export, found = check_fields(ExportSection, _lower_formats(raw.get("export")), ("export",), positions)
         problems += found
         seed = raw.get("seed", 0)
         from netsurgeon.config import UINT64_MAX
@@ -278,6 +287,9 @@ def _read_recipe(path: Path) -> str:
     from netsurgeon.safeyaml import MAX_RECIPE_BYTES
 
     try:
+        if path.exists() and not path.is_file():  # a FIFO or a device would block the read, or never end
+            raise RecipeError(str(path), [Problem((), "cannot read the recipe: not a regular file (a directory, "
+                                                      "FIFO or device); give the recipe's .yaml file")])
         if path.is_file() and path.stat().st_size > MAX_RECIPE_BYTES:
             raise RecipeError(str(path), [Problem((), f"the file is {path.stat().st_size:,} bytes; recipes are "
                                                       f"limited to {MAX_RECIPE_BYTES:,}")])

@@ -13,7 +13,7 @@ from torch import nn
 from netsurgeon.errors import ConfigError
 from netsurgeon.train.distributed import Context, all_reduce_sum
 
-__all__ = ["EvalResult", "check_classes", "evaluate", "recalibrate_bn"]
+__all__ = ["EvalResult", "check_classes", "check_labels", "evaluate", "recalibrate_bn"]
 
 #: every BatchNorm module (the public subclasses of torch's private ``_BatchNorm``)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LazyBatchNorm1d, nn.LazyBatchNorm2d,
@@ -42,6 +42,19 @@ def check_classes(logits: torch.Tensor, num_classes: int | None) -> None:
         )
 
 
+def check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """Labels the logits can score: 0 to classes - 1 (a Dataset without ``num_classes`` is checked batch by
+    batch; cross-entropy would fail with a traceback, or on a GPU with a device-side assert)."""
+    if labels.ndim != 1 or not labels.numel():
+        return
+    low, high, classes = int(labels.min()), int(labels.max()), logits.shape[1]
+    if low < 0 or high >= classes:
+        bad = low if low < 0 else high
+        raise ConfigError(f"the data holds label {bad} but the model outputs {classes} classes (labels 0 to "
+                          f"{classes - 1}); build the model with num_classes= the data's class count, or relabel "
+                          "the Dataset.")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Batches, *, ctx: Context | None = None, num_classes: int | None = None,
              autocast: contextlib.AbstractContextManager | None = None, limit: int | None = None,
@@ -63,6 +76,8 @@ def evaluate(model: nn.Module, batches: Batches, *, ctx: Context | None = None, 
                 logits = model(x)
             if i == 0:
                 check_classes(logits, num_classes)
+            if num_classes is None:
+                check_labels(logits, y)
             logits = logits.float()
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices

@@ -45,9 +45,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from netsurgeon.atomic import check_not_inputs, check_writable, one_run
+from netsurgeon.atomic import check_not_inputs, check_writable, expand_out, one_run
 from netsurgeon.data import (
     DataSpec,
+    check_samples,
     draw_seed,
     eval_transform,
     load_dataset,
@@ -70,11 +71,12 @@ from netsurgeon.train.distributed import (
     is_main_process,
     setup,
 )
-from netsurgeon.train.evaluate import EvalResult, check_classes, evaluate, recalibrate_bn
+from netsurgeon.train.evaluate import EvalResult, check_classes, check_labels, evaluate, recalibrate_bn
 from netsurgeon.train.metrics import plot_curves, write_metrics
 from netsurgeon.train.schema import Key
 from netsurgeon.train.state import TrainState, load_state, restore_rng, save_state
 from netsurgeon.train.tracking import TENSORBOARD_DIR, RunLabels, Trackers, check_loggers, tensorboard_on
+from netsurgeon.validate import check_model_tensors
 
 CHECKPOINT = "checkpoint.pt"
 #: config keys that may differ between a run and its resumption (they do not change the weights)
@@ -143,11 +145,19 @@ def resolve_data(data: DataArg, model: nn.Module, config: FinetuneConfig | None 
         data_config = model_data_config(model)
         train = load_dataset(data, "train", size, transform=train_transform(data_config, size, cfg.augmentation()))
         test = load_dataset(data, "test", size, transform=eval_transform(data_config, size))
-        return train, test, str(data if isinstance(data, str) else f"{data.kind}:{data.path}")
+        label = str(data if isinstance(data, str) else f"{data.kind}:{data.path}")
+        if train.num_classes < 2:
+            raise ConfigError(f"the data {label} has {train.num_classes} class; fine-tuning needs at least two (one "
+                              "class trains to loss 0 and 100% accuracy and learns nothing): add the other classes.")
+        return train, test, label
     if isinstance(data, tuple):
         if len(data) != 2:
             raise ConfigError("data must be a spec string, a Dataset, or a (train, test) pair of Datasets.")
+        check_samples(data[0], "the training Dataset")
+        if data[1] is not None:
+            check_samples(data[1], "the test Dataset")
         return data[0], data[1], type(data[0]).__name__
+    check_samples(data, "the Dataset")
     return data, None, type(data).__name__
 
 
@@ -356,7 +366,8 @@ def run_training(
     """
     cfg = as_config(config)
     check_loggers(cfg.log)  # before any work, with or without --out
-    out = Path(out_dir) if out_dir is not None else None
+    out = expand_out(out_dir, "out_dir") if out_dir is not None else None  # ~ expanded, "" refused, as --out
+    check_model_tensors(model, "fine-tuning")
     if resume and out is None:
         raise ConfigError("resume needs the output directory of the run to continue (--out).")
     if out is not None:
@@ -653,6 +664,8 @@ class _Run:
                 logits, aux = split_auxiliary(self.train_model(x))
             if state.step == 0 and first:
                 check_classes(logits, self.num_classes)
+            if self.num_classes is None:  # a Dataset's labels, unknown up front
+                check_labels(logits, y)
             loss = self._loss(logits, targets)
             for extra in aux:
                 loss = loss + AUX_LOSS_WEIGHT * self._loss(extra, targets)

@@ -78,3 +78,35 @@ def test_callable_family_refuses_fx_tracing():
     layer = PDReLU(family="callable", fn=lambda t: torch.full_like(t, 0.5))
     with pytest.raises(ns.NetsurgeonError, match="cannot be traced by torch.fx"):
         torch.fx.symbolic_trace(nn.Sequential(layer))
+
+
+def _timm_fx_model(model: nn.Module) -> nn.Module:
+    """What timm's ``tests/test_models.py::_create_fx_model`` builds (eval): torchvision's feature extractor with
+    timm's no-trace leaves and functions, returning the last node."""
+    from timm.models import get_notrace_functions, get_notrace_modules
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+    kwargs = {"leaf_modules": get_notrace_modules(), "autowrap_functions": get_notrace_functions(),
+              "param_shapes_constant": True}
+    train_nodes, eval_nodes = get_graph_node_names(model, tracer_kwargs=kwargs)
+    return create_feature_extractor(model, train_return_nodes=[train_nodes[-1]], eval_return_nodes=[eval_nodes[-1]],
+                                    tracer_kwargs=kwargs)
+
+
+@pytest.mark.parametrize("name", ["test_resnet", "test_byobnet", "resnet18", "regnetx_002"])
+def test_29_17_timm_fx_then_torchscript_runs_a_pd_relu_result(name):
+    """timm's ``test_model_forward_fx_torchscript`` on a pd-relu result: fx trace, script, one forward (issue 29
+    item 17: scripting failed on ``pd_relu``'s annotations); the outputs are the original model's."""
+    import timm
+
+    torch.manual_seed(0)
+    with timm.layers.set_scriptable(True):
+        model = timm.create_model(name, pretrained=False, num_classes=10).eval()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    result = ns.apply(model, "pd-relu", example_input=x).model.eval()
+    scripted = torch.jit.script(_timm_fx_model(result))
+    with torch.no_grad():
+        got = tuple(scripted(x).values())[0]
+        assert torch.equal(got, model(x))
+    with pytest.raises(torch.jit.Error, match="TorchScript cannot carry the pseudo-derivative"):
+        scripted(x.clone().requires_grad_())
