@@ -28,11 +28,11 @@ from typing import Any
 
 from torch import nn
 
+from netsurgeon.atomic import check_not_inputs, staged_files
 from netsurgeon.config import plain_values
 from netsurgeon.errors import ConfigError, ExportError
 from netsurgeon.export import VerifyResult, verify_artifact
 from netsurgeon.export.artifact import load_artifact, read_provenance
-from netsurgeon.atomic import check_not_inputs, staged_files
 
 __all__ = ["HUB_FILES", "HubResult", "HubSettings", "export_hub", "model_card", "push_folder"]
 
