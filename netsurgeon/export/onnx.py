@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from netsurgeon.errors import ExportError
+from netsurgeon.validate import flatten_output
 
 __all__ = ["PARITY_ATOL", "Parity", "onnx_parity", "to_onnx_proto", "write_onnx"]
 
@@ -146,10 +147,11 @@ NON_FINITE = ("the model's outputs contain NaN or infinity on the export probe (
 def outputs_finite(model: nn.Module, example: torch.Tensor) -> bool:
     """Whether every output of ``model`` (an :func:`inference_copy`) on ``example`` is finite: what each export
     format and ``verify`` check first (weights can be finite while BatchNorm statistics blow outputs up)."""
-    from torch.utils._pytree import tree_leaves
-
-    out = model(example)
-    return all(bool(torch.isfinite(t).all()) for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+    first = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if first is not None:  # a float16 model is probed in float16: that is where its outputs may overflow
+        example = example.to(device=first.device, dtype=first.dtype)
+    leaves, _ = flatten_output(model(example))
+    return all(bool(torch.isfinite(t).all()) for t in leaves if isinstance(t, torch.Tensor))
 
 
 @torch.no_grad()

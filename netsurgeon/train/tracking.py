@@ -207,19 +207,21 @@ def log_artifacts(runs: Mapping[str, str], files: Iterable[str | Path]) -> None:
 
 def comparison_values(summary: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
     """A comparison's summary as tracker values: per arm the mean of each metric over seeds and the paired
-    top-1 difference (its mean and 95% interval), and each arm's verdict."""
+    top-1 difference (its mean, interval and Holm-adjusted p), and each arm's verdict."""
     metrics: dict[str, float] = {}
     verdicts: dict[str, str] = {}
     for arm in summary["arms"]:
         slug = arm["slug"]
         for key, value in arm["mean"].items():
             metrics[f"{slug}/{key}_mean"] = float(value)
-        paired = arm.get("paired_top1")
+        paired = arm.get("paired")
         if paired:
             metrics[f"{slug}/diff_top1_mean"] = float(paired["mean"])
-            for bound, value in zip(("low", "high"), paired["ci95"], strict=True):
-                if value is not None:
-                    metrics[f"{slug}/diff_top1_ci95_{bound}"] = float(value)
+            for bound in ("low", "high"):
+                if paired["interval"]:
+                    metrics[f"{slug}/diff_top1_ci_{bound}"] = float(paired["interval"][bound])
+            if paired.get("p_holm") is not None:
+                metrics[f"{slug}/p_holm"] = float(paired["p_holm"])
         if "verdict" in arm:
             verdicts[slug] = arm["verdict"]
     return metrics, verdicts

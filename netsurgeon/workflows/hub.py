@@ -33,6 +33,7 @@ from netsurgeon.config import plain_values
 from netsurgeon.errors import ConfigError, ExportError
 from netsurgeon.export import VerifyResult, verify_artifact
 from netsurgeon.export.artifact import load_artifact, read_provenance
+from netsurgeon.train.schema import Key, top1_key
 
 __all__ = ["HUB_FILES", "HubResult", "HubSettings", "export_hub", "model_card", "push_folder"]
 
@@ -208,9 +209,10 @@ def model_card(record: dict[str, Any], checked: VerifyResult, comparison: dict[s
     dataset = _dataset(tune["data"]) if tune else None
     final = tune["metrics"][-1] if tune and tune["metrics"] else {}
     first = tune["metrics"][0] if tune and tune["metrics"] else {}
+    top1 = top1_key(tune["weights"]) if tune else Key.TEST_TOP1  # the exported weights' (EMA when it was chosen)
     results = [EvalResult(task_type="image-classification", dataset_type=dataset, dataset_name=dataset,
-                          metric_type="accuracy", metric_name="test top-1 (%)", metric_value=final["test_top1"])] \
-        if dataset and final.get("test_top1") is not None else None
+                          metric_type="accuracy", metric_name="test top-1 (%)", metric_value=final[top1])] \
+        if dataset and final.get(top1) is not None else None
     data = ModelCardData(
         library_name="netsurgeon", pipeline_tag="image-classification", base_model=hub_base,
         tags=["netsurgeon", "image-classification", *dict.fromkeys(step["pass"] for step in passes)],
@@ -240,8 +242,8 @@ def model_card(record: dict[str, Any], checked: VerifyResult, comparison: dict[s
                   f"{c['augment']}, seed {c['seed']}, AMP {tune['amp']}, {tune['world_size']} process(es); "
                   f"the {tune['weights']} weights are exported.", "",
                   "| test top-1 | |", "| --- | ---: |",
-                  f"| after surgery, before fine-tuning | {_pct(first.get('test_top1'))} |",
-                  f"| after fine-tuning | {_pct(final.get('test_top1'))} |"]
+                  f"| after surgery, before fine-tuning | {_pct(first.get(top1))} |",
+                  f"| after fine-tuning | {_pct(final.get(top1))} |"]
     parity = (f"ONNX parity: max |diff| {checked.onnx_max_abs_diff:.3g} (tolerance {checked.onnx_tolerance:.3g})"
               if checked.onnx_max_abs_diff is not None else "no ONNX file was exported")
     lines += ["", "## Verification", "", f"- {parity}, checked by `netsurgeon verify` when this folder was written.",

@@ -31,7 +31,8 @@ LOOKALIKE = re.compile(r"^(test|train|ema)_\w*(top1|top5|loss)$")
 NOT_METRICS = {("netsurgeon/train/loop.py", "group", "lr"),  # torch's optimizer param group
                ("netsurgeon/train/loop.py", "g", "lr"),
                ("netsurgeon/demo.py", "job", "seconds"),  # a compare job's record (job.json): its wall time
-               ("netsurgeon/cli/demo.py", "dict", "seconds")}  # the demo's --json output
+               ("netsurgeon/cli/demo.py", "dict", "seconds"),  # the demo's --json output
+               ("netsurgeon/workflows/hub.py", "c", "lr")}  # a fine-tune config's learning rate (the model card)
 
 
 def violations(rel: str, text: str) -> list[str]:
