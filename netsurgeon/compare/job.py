@@ -9,6 +9,9 @@ The job's directory (``out/jobs/ARM/seed-S/``) is an ordinary ``finetune`` outpu
 index, label, top-1 prediction and whether the label is in the top 5) and ``job.json``, written last
 and atomically with the predictions: a job is finished exactly when ``job.json`` exists. A job that
 finds ``checkpoint.pt`` but no ``job.json`` was interrupted and resumes from it (``finetune(resume=True)``).
+``job.json`` records the digest of its ``predictions.csv`` and of the settings it ran under (the fine-tune config
+and, digested, the model, data, formats and the arm's passes); :func:`finished_job` checks both against the files
+and the comparison's ``compare-config.json``, so a hand-edited or damaged job is refused by name, never pooled.
 
 Pairing: for one seed every arm starts from the same weights (``torch.manual_seed(seed)`` before the
 model is built, as ``netsurgeon finetune`` does, so a random initialisation is the same too), and
@@ -32,21 +35,99 @@ from typing import Any
 import torch
 from torch import nn
 
-from netsurgeon.compare.spec import Arm, CompareSpec
+from netsurgeon.compare.spec import CONFIG_FILE, NOT_RESULTS, Arm, CompareSpec, describe_differences
 from netsurgeon.config import plain_values
 from netsurgeon.errors import ConfigError
 from netsurgeon.train.config import FinetuneConfig
 
-__all__ = ["JOB_FILE", "PREDICTIONS", "read_job", "read_predictions", "run_job", "start_model"]
+__all__ = ["JOB_FILE", "PREDICTIONS", "comparison_identity", "finished_job", "read_job", "read_predictions", "run_job",
+           "settings_digest", "start_model"]
 
 JOB_FILE = "job.json"
 PREDICTIONS = "predictions.csv"
+#: what a finished job's record must hold (the report reads these)
+RECORD_KEYS = ("arm", "slug", "seed", "sites_changed", "params_delta", "top1_after_surgery", "metrics", "final",
+               "config")
+#: the spec's settings that make a job's result, besides the fine-tune config and the arm (digested in job.json)
+JOB_SETTINGS = ("model", "checkpoint", "pretrained", "num_classes", "input_size", "data", "formats", "weights_sha256")
 
 
 def read_job(job_dir: Path) -> dict[str, Any] | None:
     """The finished job's record, or None when it has not finished."""
     path = job_dir / JOB_FILE
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def settings_digest(spec: CompareSpec, arm: Arm) -> str:
+    """A digest of what the comparison says one of ``arm``'s jobs runs with besides its fine-tune config (the model,
+    its weights, the data, the export formats and the arm's passes): recorded in ``job.json``, checked on reruns."""
+    stored = spec.to_dict()
+    values = {**{k: stored[k] for k in JOB_SETTINGS}, "arm": arm.to_dict()}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def _result_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in NOT_RESULTS}
+
+
+def finished_job(spec: CompareSpec, out: Path, arm: Arm, seed: int) -> dict[str, Any] | None:
+    """The job's record when it has finished (None when it has not), checked against its files and ``spec``: a
+    ``job.json`` that is not a job record, a ``predictions.csv`` that differs from the one the job wrote, or a job
+    trained with other settings than ``compare-config.json`` states is refused in one line naming the job (its
+    folder is removed to rerun it), so no edited or damaged job reaches the report."""
+    job_dir = spec.job_dir(out, arm, seed)
+    path = job_dir / JOB_FILE
+    if not path.exists():
+        return None
+    fix = f"remove the folder {job_dir} and run the same compare command again to rerun that job"
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError(f"{path} is damaged (not JSON); {fix}.") from None
+    missing = [k for k in RECORD_KEYS if k not in record] if isinstance(record, dict) else list(RECORD_KEYS)
+    if missing or not isinstance(record["final"], dict) or not isinstance(record["metrics"], list) \
+            or not isinstance(record["config"], dict):
+        what = f"missing {', '.join(missing)}" if missing else "wrong types"
+        raise ConfigError(f"{path} is not a finished job's record ({what}); {fix}.")
+    if record["slug"] != arm.slug or record["seed"] != seed:
+        raise ConfigError(f"{path} is the record of {record['slug']} seed {record['seed']}, not of this job; {fix}.")
+    predictions = job_dir / PREDICTIONS
+    if not predictions.is_file():
+        raise ConfigError(f"{predictions} is missing; {fix}.")
+    digest = record.get("predictions_sha256")
+    if digest is not None and _file_sha256(predictions) != digest:
+        raise ConfigError(f"{predictions} differs from the one its job wrote (edited or damaged); {fix}.")
+    if digest is None:  # a job from before the digest: at least readable
+        try:
+            read_predictions(job_dir)
+        except (ValueError, KeyError, TypeError, csv.Error):
+            raise ConfigError(f"{predictions} is damaged; {fix}.") from None
+    differ = describe_differences(_result_config(record["config"]),
+                                  _result_config(plain_values(job_config(spec, seed).to_dict())), "finetune.")
+    settings = record.get("settings_sha256")
+    if not differ and settings is not None and settings != settings_digest(spec, arm):
+        differ = ["the model, data, formats or the arm's passes"]
+    if differ:
+        raise ConfigError(f"{path} was trained with other settings than {out / CONFIG_FILE} states "
+                          f"({'; '.join(differ)}); {fix}, or restore {CONFIG_FILE}.")
+    return record
+
+
+def comparison_identity(spec: CompareSpec) -> dict[str, Any]:
+    """What the comparison's runs are on, as ``finetune --resume`` records it
+    (:func:`netsurgeon.train.loop.run_identity` of the first seed's base model and the data: the data spec, the
+    training and test image counts, the class count): kept in ``compare-config.json``; a rerun must match it."""
+    from netsurgeon.train import resolve_data
+    from netsurgeon.train.loop import run_identity
+
+    seed = spec.seeds[0]
+    base = build_base(spec, seed)
+    train, test, _ = resolve_data(spec.data, base, job_config(spec, seed))
+    return run_identity(base, spec.data, train, test)
 
 
 def read_predictions(job_dir: Path) -> dict[str, list[int]]:
@@ -157,7 +238,7 @@ def run_job(out: str | Path, arm_slug: str, seed: int) -> dict[str, Any]:
     spec = CompareSpec.read(out)
     arm = _find_arm(spec, arm_slug)
     job_dir = spec.job_dir(out, arm, seed)
-    done = read_job(job_dir)
+    done = finished_job(spec, out, arm, seed)
     if done is not None:
         return done
     with claim_output_dir(job_dir, flag="the job directory"):  # one writer per job, even across executors
@@ -211,6 +292,9 @@ def _run_claimed(spec: CompareSpec, arm: Arm, seed: int, job_dir: Path) -> dict[
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["index", "label", "prediction", "top5"])
     writer.writerows(zip(*(predictions[k] for k in ("index", "label", "prediction", "top5")), strict=True))
+    # what the report cross-checks on every rerun (finished_job)
+    record["predictions_sha256"] = hashlib.sha256(text.getvalue().encode()).hexdigest()
+    record["settings_sha256"] = settings_digest(spec, arm)
     with staged_files([job_dir / PREDICTIONS, job_dir / JOB_FILE]) as (pred_tmp, job_tmp):
         pred_tmp.write_text(text.getvalue())
         job_tmp.write_text(json.dumps(record, indent=1) + "\n")

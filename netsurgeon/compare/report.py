@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import netsurgeon.compare.stats as stats
-from netsurgeon.compare.job import read_job, read_predictions
+from netsurgeon.compare.job import finished_job, read_predictions
 from netsurgeon.compare.spec import CompareSpec
 from netsurgeon.train.schema import Key, top1_key
 
@@ -69,7 +69,7 @@ def summarize(spec: CompareSpec, out: Path) -> dict[str, Any]:
 
     Fixed seeds: one look at every complete seed, at ``alpha``. Adaptive seeds: each planned look reached, in
     order, at ``alpha / looks``; an arm's verdict is the one of the first look that decided it."""
-    jobs = {(arm.slug, seed): read_job(spec.job_dir(out, arm, seed)) for arm, seed in spec.jobs()}
+    jobs = {(arm.slug, seed): finished_job(spec, out, arm, seed) for arm, seed in spec.jobs()}
     seeds = _complete_seeds(spec, jobs)
     present = [key for key, _ in METRICS if seeds and all(
         jobs[(a.slug, s)]["final"].get(key) is not None for a in spec.arms for s in seeds)]

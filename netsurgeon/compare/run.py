@@ -2,9 +2,11 @@
 
 The run owns ``out`` for its whole duration (``claim_output_dir``: a second compare into the same
 directory fails at once; an unwritable one fails before any training). The first run writes
-``compare-config.json``; a later run with the same configuration skips the finished jobs, resumes the
-interrupted ones from their checkpoints and rebuilds the report; a later run with another configuration
-is refused in one line that names what differs, and nothing in ``out`` is touched.
+``compare-config.json`` with the data's identity (as ``finetune --resume`` checks it: the data spec, image and
+class counts, the base model); a later run with the same configuration on the same data skips the finished jobs,
+resumes the interrupted ones from their checkpoints and rebuilds the report; a later run with another
+configuration or on other data, or over a finished job that was edited or damaged (``finished_job``), is refused
+in one line that names what differs, and nothing in ``out`` is touched.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from netsurgeon.compare.executors import Executor, Grid, JobFailed, SlurmOptions, make_executor, parse_executor_options
-from netsurgeon.compare.job import read_job
+from netsurgeon.compare.job import comparison_identity, finished_job
 from netsurgeon.compare.plan import ArmPlan, check_plans, format_plans, plan_arms
 from netsurgeon.compare.report import all_decided, format_table, summarize, verdict_lines, write_report
 from netsurgeon.compare.spec import CONFIG_FILE, REPORT_ONLY, Arm, CompareSpec, describe_differences
@@ -29,6 +31,7 @@ from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, StatisticsWarning
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
+from netsurgeon.train.loop import identity_differences
 from netsurgeon.train.schema import Key
 from netsurgeon.train.tracking import check_tracker, log_comparison, open_comparison
 
@@ -122,11 +125,12 @@ def resolve_executor(executor: str | Executor = "local", jobs: int = 1, slurm: S
     return make_executor(name, values)
 
 
-def _check_existing(spec: CompareSpec, out: Path) -> None:
+def _check_existing(spec: CompareSpec, out: Path, identity: dict[str, Any]) -> None:
     path = out / CONFIG_FILE
     if path.exists():
         try:
-            stored = json.loads(path.read_text())["spec"]
+            config = json.loads(path.read_text())
+            stored = config["spec"]
         except (ValueError, KeyError, TypeError):
             raise ConfigError(f"{path} is damaged; choose another --out.") from None
         current = {k: v for k, v in spec.to_dict().items() if k not in REPORT_ONLY}
@@ -134,6 +138,13 @@ def _check_existing(spec: CompareSpec, out: Path) -> None:
         if differ:
             raise ConfigError(f"{out} holds a comparison with another configuration ({'; '.join(differ)}); run the "
                               "same settings to resume it, or choose another --out.")
+        recorded = config.get("identity")
+        differ = identity_differences(recorded, identity) if isinstance(recorded, dict) else []  # older: unrecorded
+        if differ:
+            raise ConfigError(f"{out} holds a comparison on other data ({'; '.join(differ)}); its finished jobs "
+                              "cannot be pooled with new ones: restore the data to resume it, or choose another --out.")
+        for arm, seed in spec.jobs():  # an edited or damaged finished job: refused by name before anything runs
+            finished_job(spec, out, arm, seed)
         return
     foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     if foreign:
@@ -141,11 +152,12 @@ def _check_existing(spec: CompareSpec, out: Path) -> None:
                           f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new --out.")
 
 
-def _write_config(spec: CompareSpec, out: Path) -> None:
+def _write_config(spec: CompareSpec, out: Path, identity: dict[str, Any]) -> None:
     from netsurgeon.atomic import staged_files
 
     with staged_files([out / CONFIG_FILE]) as (temp,):
-        temp.write_text(json.dumps({"spec": spec.to_dict(), "runtime": spec.runtime()}, indent=1) + "\n")
+        temp.write_text(json.dumps({"spec": spec.to_dict(), "runtime": spec.runtime(), "identity": identity},
+                                   indent=1) + "\n")
 
 
 def _eta(seconds: float) -> str:
@@ -176,12 +188,13 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str | Executor = "
     if dry_run:
         return CompareResult({}, format_plans(plans), [], plans=plans, seconds=round(time.perf_counter() - started, 1))
     check_plans(plans)
+    identity = comparison_identity(spec)
     with claim_output_dir(out):  # held until the report is written
-        _check_existing(spec, out)
+        _check_existing(spec, out, identity)
         warning = None if spec.adaptive else seed_warning(len(spec.seeds), len(spec.arms) - 1, spec.alpha)
         if warning:  # before any training
             warnings.warn(warning, StatisticsWarning, stacklevel=2)
-        _write_config(spec, out)
+        _write_config(spec, out, identity)
         group = spec.tracking_group(out)
         open_comparison(spec.finetune.log, out, spec.finetune.wandb_project, group)  # MLflow: the jobs' parent
         looks = spec.looks()[0] if spec.adaptive else (len(spec.seeds),)
@@ -190,7 +203,7 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str | Executor = "
         failures: list[str] = []
         for i, count in enumerate(looks):
             grid = [(arm, seed) for arm, seed in spec.jobs() if seed in spec.seeds[:count]]
-            pending = [(arm, seed) for arm, seed in grid if read_job(spec.job_dir(out, arm, seed)) is None]
+            pending = [(arm, seed) for arm, seed in grid if finished_job(spec, out, arm, seed) is None]
             done_before = len(grid) - len(pending)
             if spec.adaptive:
                 status(f"compare: look {i + 1} of {len(looks)}: {len(spec.arms)} arms x {count} seeds "

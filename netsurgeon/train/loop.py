@@ -289,6 +289,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def identity_differences(stored: dict[str, Any], identity: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for every entry of a :func:`run_identity` that differs from the ``stored`` one (what
+    ``--resume`` and a ``compare`` rerun name when they refuse other data or another model)."""
+    return [f"{k}: {_short(stored.get(k))} -> {_short(identity[k])}" for k in identity if stored.get(k) != identity[k]]
+
+
 def _check_resumable(stored: dict[str, Any], cfg: FinetuneConfig, path: Path,
                      identity: dict[str, Any] | None = None, stored_identity: dict[str, Any] | None = None) -> None:
     """Refuse a resume whose config, model or data differs from the checkpoint's, naming every difference."""
@@ -300,8 +306,7 @@ def _check_resumable(stored: dict[str, Any], cfg: FinetuneConfig, path: Path,
                               "settings, or start a new run in another --out directory.")
     if identity is None or not isinstance(stored_identity, dict) or not stored_identity:  # an older checkpoint
         return
-    differ = [f"{k}: {_short(stored_identity.get(k))} -> {_short(identity[k])}" for k in identity
-              if stored_identity.get(k) != identity[k]]
+    differ = identity_differences(stored_identity, identity)
     if differ:
         raise CheckpointError(f"{path} belongs to a different run ({'; '.join(differ)}); resume with the same "
                               "model, checkpoint, --input-size and --data, or start a new run in another --out "

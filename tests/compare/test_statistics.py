@@ -16,6 +16,8 @@ from scipy import stats
 from netsurgeon.compare import CompareSpec, JobFailed, compare
 from netsurgeon.compare import stats as cs
 from netsurgeon.compare.executors import local as executors  # the in-process executor calls its run_job
+from netsurgeon.compare.job import job_config
+from netsurgeon.config import plain_values
 from netsurgeon.errors import ConfigError, StatisticsWarning
 from netsurgeon.train.schema import Key
 from tests.badinput.helpers import cli
@@ -147,7 +149,8 @@ def fake_jobs(monkeypatch):
         final = {Key.EPOCH: 1, Key.TEST_TOP1: top1, Key.TEST_TOP5: 100.0}
         record = {"arm": arm.name, "slug": slug, "seed": seed, "sites_changed": 1, "params": 10, "params_delta": 0,
                   "top1_after_surgery": top1, "metrics": [{Key.EPOCH: 0, Key.TEST_TOP1: top1}, final],
-                  "final": final, "weights": "raw", "seconds": 0.0, "resumed": False}
+                  "final": final, "weights": "raw", "seconds": 0.0, "resumed": False,
+                  "config": plain_values(job_config(spec, seed).to_dict())}  # what a rerun checks the job against
         with open(d / "predictions.csv", "w", newline="") as fh:
             w = csv.writer(fh, lineterminator="\n")
             w.writerow(["index", "label", "prediction", "top5"])
