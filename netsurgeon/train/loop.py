@@ -396,7 +396,9 @@ def one_finetune_run(out: Path | None, *, resume: bool,
     names = [] if resume else [*run_outputs(FinetuneConfig(log="none"), FORMATS), TENSORBOARD_DIR, *more]
 
     def resumable(err: BaseException) -> bool:
-        return isinstance(err, (TrainingInterrupted, KeyboardInterrupt)) and (out / CHECKPOINT).exists()
+        # a stop from outside (Ctrl-C, a signal, or SystemExit: submitit exits that way after it checkpointed and
+        # requeued a preempted SLURM job) keeps the new run when it saved a checkpoint: it is resumed, not lost
+        return isinstance(err, (TrainingInterrupted, KeyboardInterrupt, SystemExit)) and (out / CHECKPOINT).exists()
 
     return one_run(out, names, keep=resumable)
 
