@@ -12,6 +12,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
 from netsurgeon.compare.job import build_base, surgery_data
 from netsurgeon.compare.spec import CompareSpec
 from netsurgeon.errors import ConfigError, NoEffectWarning
@@ -52,12 +54,13 @@ class ArmPlan:
         return "\n".join(lines)
 
 
-def plan_arms(spec: CompareSpec) -> list[ArmPlan]:
-    """Dry-run every arm's passes on the first seed's base model (what its jobs will apply them to)."""
+def plan_arms(spec: CompareSpec, base: nn.Module | None = None) -> list[ArmPlan]:
+    """Dry-run every arm's passes on the first seed's base model (what its jobs will apply them to; ``base``:
+    that model when the caller has built it already, which it is not changed by)."""
     from netsurgeon.api import plan
 
     seed = spec.seeds[0]
-    base = build_base(spec, seed)
+    base = build_base(spec, seed) if base is None else base
     plans = []
     for arm in spec.arms:
         if not arm.passes:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from netsurgeon.compare.executors import Executor, Grid, JobFailed, SlurmOptions, make_executor, parse_executor_options
-from netsurgeon.compare.job import comparison_identity, finished_job
+from netsurgeon.compare.job import build_base, comparison_identity, finished_job
 from netsurgeon.compare.plan import ArmPlan, check_plans, format_plans, plan_arms
 from netsurgeon.compare.report import all_decided, format_table, summarize, verdict_lines, write_report
 from netsurgeon.compare.spec import CONFIG_FILE, REPORT_ONLY, Arm, CompareSpec, describe_differences
@@ -184,11 +184,12 @@ def run_spec(spec: CompareSpec, out: str | Path, *, executor: str | Executor = "
     check_tracker(spec.finetune.log)  # log=wandb/mlflow without its extra: one line, before --out is touched
     out = Path(out).expanduser()
     started = time.perf_counter()
-    plans = plan_arms(spec)
+    base = build_base(spec, spec.seeds[0])  # built once: the arms' plans and the data's identity both read it
+    plans = plan_arms(spec, base)
     if dry_run:
         return CompareResult({}, format_plans(plans), [], plans=plans, seconds=round(time.perf_counter() - started, 1))
     check_plans(plans)
-    identity = comparison_identity(spec)
+    identity = comparison_identity(spec, base)
     with claim_output_dir(out):  # held until the report is written
         _check_existing(spec, out, identity)
         warning = None if spec.adaptive else seed_warning(len(spec.seeds), len(spec.arms) - 1, spec.alpha)
