@@ -63,26 +63,18 @@ def arm_sigterm(point: str, nth: int) -> None:
             return lr
 
         loop._Run._train_step = step
-    elif point == "sigterm-export":
-        export_pkg = importlib.import_module("netsurgeon.export")
-        original_write = export_pkg.write_safetensors
+    elif point in ("sigterm-export", "sigterm-load"):  # SIGTERM as the run writes its model, or loads it
+        module_name, attr = (("netsurgeon.export", "write_safetensors") if point == "sigterm-export"
+                             else ("netsurgeon.workflows.finetune", "load_from_options"))
+        module = importlib.import_module(module_name)
+        original_call = getattr(module, attr)
 
-        def write(*args, **kwargs):
+        def signalled(*args, **kwargs):
             if due():
                 os.kill(target, signal.SIGTERM)
-            original_write(*args, **kwargs)
+            return original_call(*args, **kwargs)
 
-        export_pkg.write_safetensors = write
-    elif point == "sigterm-load":
-        workflow = importlib.import_module("netsurgeon.workflows.finetune")
-        original_load = workflow.load_from_options
-
-        def load(*args, **kwargs):
-            if due():
-                os.kill(target, signal.SIGTERM)
-            return original_load(*args, **kwargs)
-
-        workflow.load_from_options = load
+        setattr(module, attr, signalled)
     elif point in ("sigterm-eval", "sigterm-bn"):
         name = "evaluate" if point == "sigterm-eval" else "recalibrate_bn"
         original = getattr(loop, name)
