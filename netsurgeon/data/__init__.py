@@ -1,16 +1,11 @@
 """Data sources for data-driven passes and fine-tuning, all read locally.
 
-A data spec is one string:
-
-* ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes), always
-  available offline: the embedded default. Split 80/20 with a fixed permutation.
-* ``fashion-mnist`` or ``fashion-mnist:DIR``: Fashion-MNIST read directly from its four IDX ``.gz``
-  files (``train-images-idx3-ubyte.gz`` ...). Without DIR, the places Debian's
-  ``dataset-fashion-mnist`` package installs to are searched.
-* ``folder:DIR``: an image folder (``DIR/train/CLASS/*.png`` and ``DIR/val/...``; or ``DIR/CLASS/*``,
-  used for both splits).
-* ``torchvision:NAME:ROOT``: a torchvision dataset (CIFAR10, CIFAR100, SVHN, STL10, MNIST,
-  FashionMNIST, KMNIST, EMNIST, ...) already downloaded under ROOT; ``download=True`` in Python.
+A data spec is one string, ``KIND`` or ``KIND:REST``, naming a registered data kind: ``digits`` (embedded,
+always available offline), ``fashion-mnist``, ``folder`` and ``torchvision`` are built in, one module each in
+``netsurgeon.data.kinds`` (its grammar, parser, loader, help line and offline advice); ``data_grammar()`` lists
+them all, ``data_help()`` with their help lines. A new kind is one module and one :func:`register_data_kind`
+line (a :class:`DataKind`); the CLI's ``--data`` help, the unknown-spec error and a recipe's checks read the
+registry.
 
 Every source yields ``(image, label)`` with the image as a float tensor of the model's input size, grey
 images repeated to the model's channel count, normalised with the model's mean/std
@@ -20,6 +15,15 @@ preprocessing and the training augmentation presets that fine-tuning uses (``loa
 transform=...)``). ``surgery_loader`` builds the batches a data-driven pass measures on.
 """
 
+from netsurgeon.data.kinds import (
+    DataKind,
+    data_grammar,
+    data_help,
+    data_kind,
+    data_kinds,
+    register_data_kind,
+    unregister_data_kind,
+)
 from netsurgeon.data.sources import (
     DataSpec,
     ImageTransform,
@@ -42,6 +46,7 @@ from netsurgeon.data.transforms import (
     train_transform,
 )
 
-__all__ = ["Augment", "DataConfig", "DataSpec", "ImageTransform", "SeededSamples", "check_label_range",
-           "check_samples", "count_classes", "draw_seed", "eval_transform", "load_dataset", "make_loader",
-           "model_data_config", "model_normalization", "seeded", "surgery_loader", "train_transform"]
+__all__ = ["Augment", "DataConfig", "DataKind", "DataSpec", "ImageTransform", "SeededSamples", "check_label_range",
+           "check_samples", "count_classes", "data_grammar", "data_help", "data_kind", "data_kinds", "draw_seed",
+           "eval_transform", "load_dataset", "make_loader", "model_data_config", "model_normalization",
+           "register_data_kind", "seeded", "surgery_loader", "train_transform", "unregister_data_kind"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from netsurgeon.data import load_dataset, make_loader
-from netsurgeon.data.sources import FASHION_DIRS, FASHION_FILES, read_idx
+from netsurgeon.data.kinds.fashion_mnist import FASHION_DIRS, FASHION_FILES, read_idx
 from netsurgeon.errors import ConfigError
 
 
