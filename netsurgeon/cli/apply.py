@@ -19,6 +19,7 @@ from netsurgeon.cli._common import (
     reports_errors,
     warn_random,
 )
+from netsurgeon.data import data_grammar
 from netsurgeon.workflows.apply import ApplyOutcome, ApplySettings, apply_from_settings
 
 
@@ -37,8 +38,7 @@ def apply(
     allow_reapply: Annotated[bool, typer.Option(help="Apply a pass the model's history already has.")] = False,
     seed: Annotated[int, typer.Option(help="Seed recorded in the provenance and used for the probe.")] = 0,
     data: Annotated[str | None, typer.Option(
-        "--data", help="Data for data-driven passes (gru-fc): digits, fashion-mnist[:DIR], folder:DIR, "
-                       "torchvision:NAME:ROOT (train split).")] = None,
+        "--data", help=f"Data for data-driven passes (gru-fc): {data_grammar()} (train split).")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size of --data.")] = 64,
     pretrained: PretrainedOpt = False,
     allow_violation: Annotated[bool, typer.Option(

@@ -21,6 +21,7 @@ from netsurgeon.cli._common import (
 )
 from netsurgeon.compare import SlurmOptions
 from netsurgeon.compare.plan import check_plans
+from netsurgeon.data import data_grammar
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.workflows.compare import DEFAULT_FORMATS, DEFAULT_SEEDS, CompareSettings, compare_from_settings
 
@@ -31,8 +32,7 @@ _FIELDS = ", ".join(FinetuneConfig.field_names())
 def compare(
     model_arg: ModelArg = None,
     model: OptionalModelOpt = None,
-    data: Annotated[str | None, typer.Option("--data", "-d", help="digits, fashion-mnist[:DIR], folder:DIR, or "
-                                                                  "torchvision:NAME:ROOT.")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help=f"{data_grammar()}.")] = None,
     arm: Annotated[list[str] | None, typer.Option(
         "--arm", "-a", help="An arm: passes in order, with :key=value parameters, e.g. erase-relu, "
                             "'pd-relu:alpha=0.2', 'erase-relu,gru-fc' (repeat); a sweep gives one parameter several "

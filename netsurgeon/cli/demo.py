@@ -9,14 +9,14 @@ from typing import Annotated
 import typer
 
 from netsurgeon.cli._common import JsonOpt, reports_errors
+from netsurgeon.data import data_grammar
 from netsurgeon.demo import format_table, run_demo
 from netsurgeon.workflows.options import parse_input_size
 
 
 @reports_errors
 def demo(
-    data: Annotated[str, typer.Option("--data", "-d", help="digits (embedded), fashion-mnist[:DIR], folder:DIR, "
-                                                           "torchvision:NAME:ROOT.")] = "digits",
+    data: Annotated[str, typer.Option("--data", "-d", help=f"{data_grammar()} (digits is embedded).")] = "digits",
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for every model, metric and plot.")]
     = Path("demo-out"),
     baseline_epochs: Annotated[int, typer.Option(help="Epochs of baseline training.")] = 4,

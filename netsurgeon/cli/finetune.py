@@ -21,6 +21,7 @@ from netsurgeon.cli._common import (
     reports_errors,
     warn_random,
 )
+from netsurgeon.data import data_grammar
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.train.distributed import is_main_process
 from netsurgeon.train.schema import Key
@@ -31,8 +32,7 @@ _FIELDS = ", ".join(FinetuneConfig.field_names())
 
 @reports_errors
 def finetune(
-    data: Annotated[str, typer.Option("--data", "-d", help="digits, fashion-mnist[:DIR], folder:DIR, or "
-                                                           "torchvision:NAME:ROOT.")],
+    data: Annotated[str, typer.Option("--data", "-d", help=f"{data_grammar()}.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Directory for checkpoints, metrics, plot and model.")],
     model_arg: ModelArg = None,
     model: OptionalModelOpt = None,

@@ -82,7 +82,7 @@ def compare(
 
     Args:
         model: a model name (``torchvision:resnet18``, ``timm:NAME``, ``netsurgeon:tiny_resnet``) or an artifact.
-        data: a data spec (``digits``, ``fashion-mnist[:DIR]``, ``folder:DIR``, ``torchvision:NAME:ROOT``).
+        data: a data spec (see :mod:`netsurgeon.data`: ``digits``, ``folder:...``).
         arms: each an ordered list of passes: ``"erase-relu"``, ``"pd-relu:alpha=0.2"``, ``"erase-relu,gru-fc"``,
             or a list of pass configs. The control is always added first.
         seeds: K (seeds 0..K-1), an explicit list, or ``"auto"``: seeds 0, 1, ... in looks until every arm is

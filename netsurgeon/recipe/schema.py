@@ -402,8 +402,9 @@ def _check_finetune(values: Any, present: bool, positions: Positions,
                                 "fine-tuning alike).", positions.key((*where, "seed"))))
         ok = False
     if data is None:
-        problems.append(Problem((*where, "data"), "missing (required): digits, fashion-mnist[:DIR], folder:DIR or "
-                                "torchvision:NAME:ROOT.", positions.value(where)))
+        from netsurgeon.data import data_grammar
+
+        problems.append(Problem((*where, "data"), f"missing (required): {data_grammar()}.", positions.value(where)))
         ok = False
     else:
         from netsurgeon.data import DataSpec

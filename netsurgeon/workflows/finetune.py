@@ -44,7 +44,7 @@ class FinetuneSettings:
     """What ``netsurgeon finetune`` is given (its options, by the same names)."""
 
     model: str  # timm:NAME, torchvision:NAME, NAME, or an artifact
-    data: str  # digits, fashion-mnist[:DIR], folder:DIR, or torchvision:NAME:ROOT
+    data: str  # a data spec (see netsurgeon.data)
     out: str | Path  # checkpoints, metrics, plot and model
     epochs: int | None = None  # same as config epochs=N
     resume: bool = False

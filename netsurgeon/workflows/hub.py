@@ -187,8 +187,7 @@ def _dataset(label: str) -> str:
         spec = DataSpec.parse(label.rstrip(":"))
     except ConfigError:
         return label
-    return {"digits": "digits", "fashion-mnist": "fashion_mnist", "torchvision": spec.name.lower(),
-            "folder": Path(spec.path).name}.get(spec.kind, label)
+    return spec.data_kind.card_name(spec)
 
 
 def _pct(value: Any) -> str:

@@ -80,7 +80,7 @@ def check_num_classes(num_classes: int | None, model: str, flag: str = "--num-cl
 def check_out_outside_data(out: Path, data: DataSpec | object) -> None:
     """Refuse an output directory inside a ``folder:`` data set: its subdirectories are read as splits and
     classes, so the run's own folder would become one."""
-    if not isinstance(data, DataSpec) or data.kind != "folder":
+    if not isinstance(data, DataSpec) or not data.data_kind.image_tree:
         return
     root = Path(os.path.expanduser(data.path)).resolve()
     target = out.resolve()
