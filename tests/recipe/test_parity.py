@@ -5,13 +5,14 @@ recipe's ``formats: [pt2]`` writes a ``.pt2``."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 
 import pytest
 from typer.testing import CliRunner
 
 from netsurgeon.cli import app
-from netsurgeon.data import DataSpec
+from netsurgeon.data import DataSpec, data_kinds
 from netsurgeon.errors import NetsurgeonError
 from netsurgeon.export import FORMATS, parse_formats
 from netsurgeon.recipe import Recipe
@@ -29,6 +30,15 @@ def _choices(field: str) -> tuple[str, ...]:
     """The values FinetuneConfig's own type lists for ``field`` (none when it is not a closed list)."""
     hint = typing.get_type_hints(FinetuneConfig)[field]
     return tuple(typing.get_args(hint)) if typing.get_origin(hint) is typing.Literal else ()
+
+
+def _data_specs() -> tuple[str, ...]:
+    """Each registered data kind's grammar, with and without its optional part (``fashion-mnist[:DIR]``: both)."""
+    specs: list[str] = []
+    for kind in data_kinds():
+        optional = re.fullmatch(r"(.*)\[(.*)\]", kind.grammar)
+        specs += [optional[1], optional[1] + optional[2]] if optional else [kind.grammar]
+    return tuple(specs)
 
 
 def _api(check) -> str | None:  # noqa: ANN001
@@ -58,8 +68,8 @@ def _cases() -> list[tuple[str, str]]:
     cases = [("format", v) for v in (*FORMATS, *NOT_VALUES)]
     cases += [("optimizer", v) for v in (*_choices("optimizer"), "sgd", "adamw", "lamb", *NOT_VALUES)]
     cases += [("augment", v) for v in (*_choices("augment"), *NOT_VALUES)]
-    cases += [("data", v) for v in ("digits", "fashion-mnist", "fashion-mnist:DIR", "folder:DIR",
-                                    "torchvision:CIFAR10:ROOT", "mnist", "folder", "torchvision:CIFAR10", "")]
+    cases += [("data", v) for v in (*_data_specs(), "torchvision:CIFAR10:ROOT", "mnist", "folder",
+                                    "torchvision:CIFAR10", "")]
     return list(dict.fromkeys(cases))
 
 
@@ -91,6 +101,7 @@ def test_every_defined_value_is_a_case():
     assert {("format", f) for f in FORMATS} <= cases
     for field in ("optimizer", "augment"):
         assert {(field, v) for v in _choices(field)} <= cases
+    assert {("data", v) for v in _data_specs()} <= cases and len(_data_specs()) >= len(data_kinds())
     assert typing.get_args(typing.get_args(typing.get_type_hints(ExportSection)["formats"])[0]) == FORMATS
 
 
