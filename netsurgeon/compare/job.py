@@ -119,11 +119,11 @@ def finished_job(spec: CompareSpec, out: Path, arm: Arm, seed: int) -> dict[str,
 
 def comparison_identity(spec: CompareSpec, base: nn.Module | None = None) -> dict[str, Any]:
     """What the comparison's runs are on, as ``finetune --resume`` records it
-    (:func:`netsurgeon.train.loop.run_identity` of the first seed's base model and the data: the data spec, the
+    (:func:`netsurgeon.train.outputs.run_identity` of the first seed's base model and the data: the data spec, the
     training and test image counts, the class count): kept in ``compare-config.json``; a rerun must match it.
     ``base``: that model when the caller has built it already."""
     from netsurgeon.train import resolve_data
-    from netsurgeon.train.loop import run_identity
+    from netsurgeon.train.outputs import run_identity
 
     seed = spec.seeds[0]
     base = build_base(spec, seed) if base is None else base

@@ -31,7 +31,7 @@ from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, StatisticsWarning
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
-from netsurgeon.train.loop import identity_differences
+from netsurgeon.train.outputs import identity_differences
 from netsurgeon.train.schema import Key
 from netsurgeon.train.tracking import check_tracker, log_comparison, open_comparison
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from netsurgeon.config import Config
 from netsurgeon.data.transforms import Augment  # the augmentation knobs' defaults live there once
 
-__all__ = ["FinetuneConfig"]
+__all__ = ["FinetuneConfig", "as_config"]
 
 
 @dataclass(frozen=True)
@@ -192,3 +192,8 @@ class FinetuneConfig(Config):
             return self.step_gamma ** sum(epoch >= e for e in self.step_epochs)
         progress = (step - warmup) / max(1, total - warmup)
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def as_config(config: FinetuneConfig | dict[str, Any] | None) -> FinetuneConfig:
+    """A :class:`FinetuneConfig` from itself, a dict of its fields, or nothing (the defaults)."""
+    return config if isinstance(config, FinetuneConfig) else FinetuneConfig.from_dict(dict(config or {}))

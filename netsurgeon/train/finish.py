@@ -19,8 +19,11 @@ from torch import nn
 from netsurgeon.export import ExportResult, export
 from netsurgeon.models.info import copy_model, get_info
 from netsurgeon.progress import status
-from netsurgeon.train.config import FinetuneConfig
-from netsurgeon.train.loop import DataArg, FinetuneResult, as_config, check_out_dir, one_finetune_run, run_training
+from netsurgeon.train.batches import DataArg
+from netsurgeon.train.config import FinetuneConfig, as_config
+from netsurgeon.train.loop import run_training
+from netsurgeon.train.outputs import check_out_dir, one_finetune_run
+from netsurgeon.train.result import FinetuneResult
 from netsurgeon.train.tracking import RunLabels, log_artifacts
 
 __all__ = ["export_finetuned", "finetune", "training_provenance"]
