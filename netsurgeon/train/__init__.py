@@ -4,7 +4,7 @@ evaluation and BN recalibration.
 One process or many (torchrun + DistributedDataParallel), CPU or GPU. What it does, in order:
 
 1. Copies the model (the caller's is never trained in place), moves it to the device, and builds the
-   optimizer *after* surgery, with a separate learning rate for parameters a pass created.
+   optimizer (any of timm's) *after* surgery, with a separate learning rate for parameters a pass created.
 2. Fresh run: re-estimates BatchNorm statistics after a function-changing structural pass, then
    evaluates (epoch 0 of the metrics: the accuracy right after surgery). ``resume``: restores the
    checkpoint instead, including the RNG state and the position inside the epoch.

@@ -15,6 +15,7 @@ from torch import nn
 from netsurgeon.errors import ConfigError
 from netsurgeon.models.info import get_info
 from netsurgeon.train.config import FinetuneConfig
+from netsurgeon.train.optimizers import create_optimizer
 from netsurgeon.train.schema import Key
 
 __all__ = ["AUX_LOSS_WEIGHT", "Parts", "autocast_for", "build_parts", "chosen_weights", "learning_rates", "make_ema",
@@ -41,13 +42,11 @@ def param_groups(model: nn.Module, cfg: FinetuneConfig, new_params: set[str]) ->
 
 
 def make_optimizer(model: nn.Module, cfg: FinetuneConfig, new_params: set[str]) -> torch.optim.Optimizer:
-    """``cfg.optimizer`` over :func:`param_groups`."""
+    """``cfg.optimizer`` (any timm optimizer, :mod:`netsurgeon.train.optimizers`) over :func:`param_groups`."""
     groups = param_groups(model, cfg, new_params)
     if not groups:
         raise ConfigError("the model has no trainable parameters.")
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    return create_optimizer(groups, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, args=cfg.optimizer_args)
 
 
 def autocast_for(cfg: FinetuneConfig, device: torch.device) -> tuple[contextlib.AbstractContextManager, str]:

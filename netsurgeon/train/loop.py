@@ -37,6 +37,7 @@ from netsurgeon.train.config import FinetuneConfig, as_config
 from netsurgeon.train.distributed import Context, all_reduce_sum, broadcast_buffers, epoch_indices, setup
 from netsurgeon.train.evaluate import EvalResult, check_classes, check_labels, evaluate, recalibrate_bn
 from netsurgeon.train.metrics import plot_curves, write_metrics
+from netsurgeon.train.optimizers import check_available
 from netsurgeon.train.outputs import (
     CHECKPOINT,
     RESUME_HINT,
@@ -89,6 +90,7 @@ def run_training(
     """
     cfg = as_config(config)
     check_loggers(cfg.log)  # before any work, with or without --out
+    check_available(cfg.optimizer)
     out = expand_out(out_dir, "out_dir") if out_dir is not None else None  # ~ expanded, "" refused, as --out
     check_model_tensors(model, "fine-tuning")
     if resume and out is None:

@@ -24,6 +24,7 @@ from netsurgeon.models.info import get_info, model_input_size
 from netsurgeon.train.batches import DataArg
 from netsurgeon.train.config import FinetuneConfig
 from netsurgeon.train.distributed import is_main_process
+from netsurgeon.train.optimizers import check_available
 from netsurgeon.train.tracking import TENSORBOARD_DIR, check_loggers, tensorboard_on
 
 __all__ = ["CHECKPOINT", "RESUMABLE_DIFFERENCES", "RESUME_HINT", "check_out_dir", "check_resumable",
@@ -41,6 +42,7 @@ def run_outputs(cfg: FinetuneConfig, formats: Sequence[str]) -> list[str]:
     """The names a run writes in its output directory (files, and the TensorBoard events folder); a new
     kind of output is one more name here (``run_output_files`` checks them all up front)."""
     check_loggers(cfg.log)  # before any work: a missing logger package is found up front
+    check_available(cfg.optimizer)  # and a missing optimizer package (bitsandbytes, apex)
     names = [CHECKPOINT, "metrics.csv", "metrics.jsonl", "curves.png"]
     names += [f"model.{f}" for f in formats]
     return names + ([TENSORBOARD_DIR] if tensorboard_on(cfg.log) else [])
@@ -134,10 +136,11 @@ def identity_differences(stored: dict[str, Any], identity: dict[str, Any]) -> li
 
 def check_resumable(stored: dict[str, Any], cfg: FinetuneConfig, path: Path,
                      identity: dict[str, Any] | None = None, stored_identity: dict[str, Any] | None = None) -> None:
-    """Refuse a resume whose config, model or data differs from the checkpoint's, naming every difference."""
-    current = cfg.to_dict()
-    differ = [f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in sorted(current)
-              if k not in RESUMABLE_DIFFERENCES and stored.get(k) != current[k]]
+    """Refuse a resume whose config, model or data differs from the checkpoint's, naming every difference (a field
+    an older checkpoint lacks was added since: it had its default)."""
+    current, default = cfg.to_dict(), FinetuneConfig().to_dict()
+    differ = [f"{k}: {stored.get(k, default[k])!r} -> {current[k]!r}" for k in sorted(current)
+              if k not in RESUMABLE_DIFFERENCES and stored.get(k, default[k]) != current[k]]
     if differ:
         raise CheckpointError(f"{path} was made with a different config ({', '.join(differ)}); resume with the same "
                               "settings, or start a new run in another --out directory.")
