@@ -26,7 +26,7 @@ from netsurgeon.models.info import get_info
 from netsurgeon.registry import list_passes
 from netsurgeon.testing.model_lists import KEPT_CLASS_MODELS
 from netsurgeon.train import FinetuneConfig, finetune
-from netsurgeon.train.loop import split_auxiliary
+from netsurgeon.train.components import split_auxiliary
 
 # (spec, constructor kwargs, input side): the families the issue names, at small inputs; the same list
 # feeds benchmarks/scope_share.py, which prints the share of swaps, block and root rewrites

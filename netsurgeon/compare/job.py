@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from netsurgeon.compare.spec import CONFIG_FILE, NOT_RESULTS, Arm, CompareSpec, describe_differences
+from netsurgeon.compare.spec import CONFIG_FILE, NOT_RESULTS, Arm, CompareSpec, describe_differences, with_defaults
 from netsurgeon.config import plain_values
 from netsurgeon.errors import ConfigError
 from netsurgeon.train.config import FinetuneConfig
@@ -106,7 +106,7 @@ def finished_job(spec: CompareSpec, out: Path, arm: Arm, seed: int) -> dict[str,
             read_predictions(job_dir)
         except (ValueError, KeyError, TypeError, csv.Error):
             raise ConfigError(f"{predictions} is damaged; {fix}.") from None
-    differ = describe_differences(_result_config(record["config"]),
+    differ = describe_differences(_result_config(with_defaults(record["config"])),
                                   _result_config(plain_values(job_config(spec, seed).to_dict())), "finetune.")
     settings = record.get("settings_sha256")
     if not differ and settings is not None and settings != settings_digest(spec, arm):
@@ -119,11 +119,11 @@ def finished_job(spec: CompareSpec, out: Path, arm: Arm, seed: int) -> dict[str,
 
 def comparison_identity(spec: CompareSpec, base: nn.Module | None = None) -> dict[str, Any]:
     """What the comparison's runs are on, as ``finetune --resume`` records it
-    (:func:`netsurgeon.train.loop.run_identity` of the first seed's base model and the data: the data spec, the
+    (:func:`netsurgeon.train.outputs.run_identity` of the first seed's base model and the data: the data spec, the
     training and test image counts, the class count): kept in ``compare-config.json``; a rerun must match it.
     ``base``: that model when the caller has built it already."""
     from netsurgeon.train import resolve_data
-    from netsurgeon.train.loop import run_identity
+    from netsurgeon.train.outputs import run_identity
 
     seed = spec.seeds[0]
     base = build_base(spec, seed) if base is None else base

@@ -25,13 +25,13 @@ from netsurgeon.compare.executors import Executor, Grid, JobFailed, SlurmOptions
 from netsurgeon.compare.job import build_base, comparison_identity, finished_job
 from netsurgeon.compare.plan import ArmPlan, check_plans, format_plans, plan_arms
 from netsurgeon.compare.report import all_decided, format_table, summarize, verdict_lines, write_report
-from netsurgeon.compare.spec import CONFIG_FILE, REPORT_ONLY, Arm, CompareSpec, describe_differences
+from netsurgeon.compare.spec import CONFIG_FILE, REPORT_ONLY, Arm, CompareSpec, describe_differences, with_defaults
 from netsurgeon.compare.stats import seed_warning
 from netsurgeon.config import PassConfig
 from netsurgeon.errors import ConfigError, StatisticsWarning
 from netsurgeon.progress import status
 from netsurgeon.train.config import FinetuneConfig
-from netsurgeon.train.loop import identity_differences
+from netsurgeon.train.outputs import identity_differences
 from netsurgeon.train.schema import Key
 from netsurgeon.train.tracking import check_tracker, log_comparison, open_comparison
 
@@ -130,8 +130,8 @@ def _check_existing(spec: CompareSpec, out: Path, identity: dict[str, Any]) -> N
     if path.exists():
         try:
             config = json.loads(path.read_text())
-            stored = config["spec"]
-        except (ValueError, KeyError, TypeError):
+            stored = {**config["spec"], "finetune": with_defaults(config["spec"]["finetune"])}
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise ConfigError(f"{path} is damaged; choose another --out.") from None
         current = {k: v for k, v in spec.to_dict().items() if k not in REPORT_ONLY}
         differ = describe_differences({k: v for k, v in stored.items() if k not in REPORT_ONLY}, current)

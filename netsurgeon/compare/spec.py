@@ -21,7 +21,7 @@ from netsurgeon.errors import ConfigError
 from netsurgeon.train.config import FinetuneConfig
 
 __all__ = ["CONFIG_FILE", "CONTROL", "REPORT_ONLY", "SWEEP_SEPARATOR", "Arm", "CompareSpec", "Sweep",
-           "describe_differences", "expand_arm", "parse_arm"]
+           "describe_differences", "expand_arm", "parse_arm", "with_defaults"]
 
 CONTROL = "fine-tune only"
 CONFIG_FILE = "compare-config.json"
@@ -267,6 +267,13 @@ class CompareSpec:
 
     def with_runtime(self, **values: Any) -> CompareSpec:
         return dataclasses.replace(self, finetune=dataclasses.replace(self.finetune, **values))
+
+
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A fine-tune config as a record stored it, with the fields it lacks at their defaults: a comparison or job
+    written before a field was added trained with its default (as ``finetune --resume`` reads old checkpoints)."""
+    defaults = plain_values(FinetuneConfig().to_dict())
+    return {**{k: v for k, v in defaults.items() if k not in NOT_RESULTS}, **config}
 
 
 def describe_differences(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:

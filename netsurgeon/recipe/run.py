@@ -29,7 +29,7 @@ from netsurgeon.recipe.schema import RecipeSpec
 from netsurgeon.report import SurgeryReport
 from netsurgeon.train import FinetuneConfig, export_finetuned, run_output_files, run_training
 from netsurgeon.train.distributed import is_main_process
-from netsurgeon.train.loop import check_out_dir, one_finetune_run
+from netsurgeon.train.outputs import check_out_dir, one_finetune_run
 
 #: what an interrupted recipe fine-tune says to do next (a recipe run has no --resume)
 RECIPE_RESUME_HINT = ("a recipe run cannot continue it (netsurgeon run has no --resume): run the recipe again with "

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from netsurgeon.config import Config
+import yaml
+
+from netsurgeon.config import Config, parse_scalar, plain_values
 from netsurgeon.data.transforms import Augment  # the augmentation knobs' defaults live there once
+from netsurgeon.errors import ConfigError
+from netsurgeon.safeyaml import core_load
+from netsurgeon.train.optimizers import check_optimizer
 
-__all__ = ["FinetuneConfig"]
+__all__ = ["FinetuneConfig", "as_config"]
+
+#: ``--set optimizer_args.KEY=VALUE`` sets one key of optimizer_args
+ARGS_PREFIX = "optimizer_args."
 
 
 @dataclass(frozen=True)
@@ -20,13 +29,18 @@ class FinetuneConfig(Config):
     """Passes over the training data."""
     batch_size: int = 64
     """Per-process batch size (under torchrun the global batch is batch_size x world size)."""
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    optimizer: str = "sgd"
+    """Any timm optimizer (``timm.optim.list_optimizers()``: adamw, lamb, lion, adan...; case does not matter). sgd
+    is plain momentum SGD (timm's momentum; timm's Nesterov SGD is nesterov)."""
+    optimizer_args: dict[str, Any] = field(default_factory=dict)
+    """The optimizer's own keyword arguments, e.g. {betas: [0.9, 0.99]} (--set optimizer_args.betas=[0.9,0.99]);
+    checked against its constructor. Unset ones keep the optimizer's defaults."""
     lr: float = 0.01
     """Peak learning rate of the pretrained parameters."""
     new_param_lr_scale: float = 10.0
     """Learning-rate multiplier for parameters a pass created (a new spinal head); 1 disables it."""
     momentum: float = 0.9
-    """SGD momentum (AdamW uses beta1 = 0.9)."""
+    """Momentum of the optimizers that have one (sgd, nesterov, lars, rmsprop...); the others ignore it."""
     weight_decay: float = 5e-4
     """Applied to weights only; biases and normalisation parameters get none."""
     schedule: Literal["cosine", "step", "constant"] = "cosine"
@@ -104,7 +118,40 @@ class FinetuneConfig(Config):
     progress: bool = True
     """Progress bars on stderr (only on a terminal, only on rank 0)."""
 
+    def __hash__(self) -> int:  # optimizer_args is a dict
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=repr))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:
+        """As :meth:`Config.from_dict`, and ``optimizer_args`` from ``--set``: a YAML mapping
+        (``optimizer_args={betas: [0.9, 0.99]}``) or one key at a time (``optimizer_args.betas=[0.9,0.99]``)."""
+        values = dict(values)
+        args = values.get("optimizer_args")
+        if isinstance(args, str):
+            try:
+                args = core_load(args) if args.strip() else {}
+            except yaml.YAMLError:
+                args = None
+            if not isinstance(args, dict):
+                raise ConfigError(f"{cls._label()}: optimizer_args must be a mapping such as {{betas: [0.9, 0.99]}} "
+                                  "(or --set optimizer_args.betas=[0.9,0.99]).")
+            values["optimizer_args"] = args
+        keys = [k for k in values if isinstance(k, str) and k.startswith(ARGS_PREFIX)]
+        if keys:
+            merged = dict(values.get("optimizer_args") or {})
+            merged.update({k.removeprefix(ARGS_PREFIX): parse_scalar(values.pop(k)) for k in keys})
+            values["optimizer_args"] = merged
+        return super().from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "optimizer_args": plain_values(self.optimizer_args)}
+
     def validate(self) -> None:
+        object.__setattr__(self, "optimizer", self.optimizer.strip().lower())  # timm's names are lower case
+        object.__setattr__(self, "optimizer_args", {str(k): _frozen(v) for k, v in self.optimizer_args.items()})
+        problem = check_optimizer(self.optimizer, self.optimizer_args)
+        if problem:
+            self.fail(problem)
         if self.epochs < 1:
             self.fail(f"epochs must be at least 1, got {self.epochs}.")
         if self.batch_size < 1:
@@ -192,3 +239,15 @@ class FinetuneConfig(Config):
             return self.step_gamma ** sum(epoch >= e for e in self.step_epochs)
         progress = (step - warmup) / max(1, total - warmup)
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _frozen(value: Any) -> Any:
+    """Lists as tuples, recursively (a config is immutable; ``to_dict`` gives lists back)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def as_config(config: FinetuneConfig | dict[str, Any] | None) -> FinetuneConfig:
+    """A :class:`FinetuneConfig` from itself, a dict of its fields, or nothing (the defaults)."""
+    return config if isinstance(config, FinetuneConfig) else FinetuneConfig.from_dict(dict(config or {}))

@@ -19,8 +19,11 @@ from torch import nn
 from netsurgeon.export import ExportResult, export
 from netsurgeon.models.info import copy_model, get_info
 from netsurgeon.progress import status
-from netsurgeon.train.config import FinetuneConfig
-from netsurgeon.train.loop import DataArg, FinetuneResult, as_config, check_out_dir, one_finetune_run, run_training
+from netsurgeon.train.batches import DataArg
+from netsurgeon.train.config import FinetuneConfig, as_config
+from netsurgeon.train.loop import run_training
+from netsurgeon.train.outputs import check_out_dir, one_finetune_run
+from netsurgeon.train.result import FinetuneResult
 from netsurgeon.train.tracking import RunLabels, log_artifacts
 
 __all__ = ["export_finetuned", "finetune", "training_provenance"]
@@ -79,7 +82,7 @@ def finetune(
 
     Args:
         model: any classifier ``nn.Module`` (typically ``apply(...).model``); it is not modified.
-        data: a data spec (``"digits"``, ``"fashion-mnist"``, ``"folder:DIR"``, ``"torchvision:CIFAR10:ROOT"``),
+        data: a data spec string or :class:`~netsurgeon.data.DataSpec` (the kinds: :mod:`netsurgeon.data.kinds`),
             resized and normalised for the model; or a training Dataset; or ``(train, test)`` Datasets.
         config: a :class:`FinetuneConfig`, or a dict of its fields (strings parsed like ``--set`` values).
         out_dir: where checkpoints, metrics, the plot and the final model go (nothing is written without it).

@@ -20,7 +20,7 @@ from netsurgeon.atomic import staged_files
 from netsurgeon.errors import CheckpointError
 from netsurgeon.models.checkpoint import describe_load_error
 
-__all__ = ["FORMAT", "TrainState", "load_state", "save_state"]
+__all__ = ["FORMAT", "EpochSums", "TrainState", "load_state", "restore_rng", "save_state"]
 
 FORMAT = "netsurgeon.train.v2"  # v2: the passes' training-hook states replace v1's fixed mask entry
 
@@ -36,6 +36,29 @@ class TrainState:
     correct: float = 0.0
     seen: float = 0.0
     metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class EpochSums:
+    """The running epoch's partial sums, on the device (saved in checkpoints for a bit-identical resume)."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    seen: float
+
+    @classmethod
+    def resume(cls, state: TrainState, device: torch.device) -> EpochSums:
+        return cls(torch.tensor(state.loss_sum, dtype=torch.float64, device=device),
+                   torch.tensor(state.correct, dtype=torch.float64, device=device), state.seen)
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.loss += loss.detach().double() * len(y)
+            self.correct += (logits.argmax(dim=1) == y).sum()
+        self.seen += len(y)
+
+    def store(self, state: TrainState) -> None:
+        state.loss_sum, state.correct, state.seen = float(self.loss), float(self.correct), self.seen
 
 
 def save_state(path: Path, state: TrainState, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

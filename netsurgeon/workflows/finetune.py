@@ -23,7 +23,7 @@ from netsurgeon.models.load import is_artifact_path
 from netsurgeon.progress import status
 from netsurgeon.train import FinetuneConfig, FinetuneResult, export_finetuned, run_output_files, run_training
 from netsurgeon.train.distributed import is_main_process
-from netsurgeon.train.loop import check_out_dir, one_finetune_run
+from netsurgeon.train.outputs import check_out_dir, one_finetune_run
 from netsurgeon.workflows.options import (
     SetValues,
     check_inputs_kept,

@@ -88,7 +88,8 @@ def test_the_control_job_is_a_plain_finetune_bit_for_bit(executor, preset, plain
 # ------------------------------------------------------------------ every field reaches the loop
 #: one non-default value of every FinetuneConfig field, valid together
 NON_DEFAULT = {
-    "epochs": 2, "batch_size": 7, "optimizer": "adamw", "lr": 0.02, "new_param_lr_scale": 3.0, "momentum": 0.8,
+    "epochs": 2, "batch_size": 7, "optimizer": "lion", "optimizer_args": {"betas": (0.95, 0.98)}, "lr": 0.02,
+    "new_param_lr_scale": 3.0, "momentum": 0.8,
     "weight_decay": 0.001, "schedule": "step", "warmup_epochs": 0.5, "step_epochs": (1,), "step_gamma": 0.5,
     "min_lr_ratio": 0.1, "label_smoothing": 0.1, "clip_grad_norm": 1.0, "amp": "off", "channels_last": False,
     "compile": True, "device": "cpu", "seed": 5, "workers": 0, "accumulate_steps": 2, "augment": "timm",
@@ -108,6 +109,8 @@ def test_the_non_default_values_cover_every_field():
 
 
 def _text(value: object) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value)  # a YAML flow mapping
     if isinstance(value, tuple):
         return "[" + ",".join(map(str, value)) + "]"
     return str(value).lower() if isinstance(value, bool) else str(value)

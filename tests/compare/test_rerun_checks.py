@@ -157,3 +157,18 @@ def test_the_cli_says_it_in_one_line(copy):
     assert result.exit_code == 1, result.output
     lines = error_lines(result)
     assert len(lines) == 1 and "not a finished job's record" in lines[0], result.output
+
+
+def test_a_comparison_from_before_a_new_setting_resumes_with_its_default(copy):
+    """A comparison written before a FinetuneConfig field existed (optimizer_args, issue 28) trained with its
+    default: its rerun skips the finished jobs instead of refusing them as trained with other settings."""
+    data, out = copy
+    config = json.loads((out / "compare-config.json").read_text())
+    del config["spec"]["finetune"]["optimizer_args"]
+    (out / "compare-config.json").write_text(json.dumps(config))
+    for slug in ("control", "erase-relu"):
+        record = json.loads((job(out, slug) / "job.json").read_text())
+        del record["config"]["optimizer_args"]
+        (job(out, slug) / "job.json").write_text(json.dumps(record))
+    result = run(data, out)
+    assert (result.ran, result.skipped) == (0, 2)

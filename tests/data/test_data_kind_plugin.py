@@ -121,13 +121,9 @@ def test_the_readme_lists_the_registered_kinds():
 
 def test_each_grammar_is_defined_once_in_the_package():
     """A kind's grammar is written once, in its own module: everything else reads the registry."""
-    # train/loop.py and train/finish.py docstrings still list the kinds: issue 28 item 3 leaves train/ to its own
-    # change, which drops them (then remove this exclusion)
-    pending = {"netsurgeon/train/loop.py", "netsurgeon/train/finish.py"}
     for kind in data_kinds():
         if ":" not in kind.grammar:
             continue
         found = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "netsurgeon").rglob("*.py"))
-                 if str(p.relative_to(ROOT)) not in pending
                  for i, line in enumerate(p.read_text().splitlines(), 1) if kind.grammar in line]
         assert len(found) == 1 and re.search(rf"kinds/{kind.name.replace('-', '_')}\.py:", found[0]), found

@@ -167,10 +167,10 @@ def test_a_last_batch_of_one_image_trains_and_resumes_bit_identically(tmp_path, 
 @pytest.mark.slow
 def test_a_last_batch_of_one_image_with_digits_on_the_command_line(tmp_path):
     """The issue's case: digits' 1,437 training images in batches of 4 (one image left)."""
-    from netsurgeon.train import loop
+    from netsurgeon.train.batches import without_stray
 
-    assert len(loop._without_stray(list(range(1437)), 4)) == 1436
-    assert len(loop._without_stray(list(range(1438)), 4)) == 1438
+    assert len(without_stray(list(range(1437)), 4)) == 1436
+    assert len(without_stray(list(range(1438)), 4)) == 1438
     result = cli("finetune", ONE_BY_ONE, "--data", "digits", "--epochs", "1", "--input-size", "3,32,32",
                  "--format", "none",
                  "--set", "batch_size=4", "--set", "limit_eval_batches=1", "--set", "progress=false",

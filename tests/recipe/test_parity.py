@@ -1,6 +1,7 @@
 """One list per fact: a recipe, the CLI and the Python API accept the same export formats, optimizers,
 augmentation presets and data kinds (the recipe schema reads them from the modules that define them), and a
-recipe's ``formats: [pt2]`` writes a ``.pt2``."""
+recipe's ``formats: [pt2]`` writes a ``.pt2``. The optimizers are timm's (``optimizer_names``): each one through
+the API and a recipe, a sample of them through the CLI."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from netsurgeon.export import FORMATS, parse_formats
 from netsurgeon.recipe import Recipe
 from netsurgeon.recipe.schema import ExportSection
 from netsurgeon.train import FinetuneConfig
+from netsurgeon.train.optimizers import optimizer_names
 
 TINY = "netsurgeon:tiny_resnet"
 #: a model name no loader knows: the CLI's checks of its options pass first, then it stops here
@@ -26,8 +28,16 @@ NOT_VALUES = ("nope", "pt3", "lion-x", "")  # names no list holds (and an empty 
 runner = CliRunner()
 
 
+#: the optimizers every entry point is asked about (the CLI takes seconds a case): timm's and netsurgeon's names,
+#: another case, and a second-order one the loop refuses
+OPTIMIZER_SAMPLE = ("sgd", "adamw", "lamb", "lion", "adan", "nesterov", "momentum", "LION", "adahessian")
+
+
 def _choices(field: str) -> tuple[str, ...]:
-    """The values FinetuneConfig's own type lists for ``field`` (none when it is not a closed list)."""
+    """The values FinetuneConfig's own type lists for ``field`` (none when it is not a closed list); the
+    optimizers: their one list."""
+    if field == "optimizer":
+        return optimizer_names()
     hint = typing.get_type_hints(FinetuneConfig)[field]
     return tuple(typing.get_args(hint)) if typing.get_origin(hint) is typing.Literal else ()
 
@@ -66,7 +76,7 @@ def _cli_accepts(*args: str, tmp_path) -> bool:  # noqa: ANN001
 
 def _cases() -> list[tuple[str, str]]:
     cases = [("format", v) for v in (*FORMATS, *NOT_VALUES)]
-    cases += [("optimizer", v) for v in (*_choices("optimizer"), "sgd", "adamw", "lamb", *NOT_VALUES)]
+    cases += [("optimizer", v) for v in (*OPTIMIZER_SAMPLE, *NOT_VALUES)]
     cases += [("augment", v) for v in (*_choices("augment"), *NOT_VALUES)]
     cases += [("data", v) for v in (*_data_specs(), "torchvision:CIFAR10:ROOT", "mnist", "folder",
                                     "torchvision:CIFAR10", "")]
@@ -95,12 +105,26 @@ def test_the_api_a_recipe_and_the_cli_accept_the_same_values(what, value, tmp_pa
         assert cli == accepted, f"{said} the CLI not"
 
 
+def test_every_optimizer_is_accepted_by_the_api_and_a_recipe_and_no_other():
+    """Each of timm's optimizers (but second-order ones) is a valid ``optimizer`` for the API and a recipe alike."""
+    import timm.optim
+
+    names = _choices("optimizer")
+    assert {"sgd", "adamw", "lamb", "lion", "adan"} <= set(names) and "adahessian" not in names
+    assert set(names) == {n for n in timm.optim.list_optimizers() if not timm.optim.get_optimizer_info(n).second_order}
+    for value in (*names, *NOT_VALUES, "adahessian"):
+        accepted = _api(lambda v=value: FinetuneConfig(optimizer=v)) is None
+        assert accepted == (value in names), value
+        assert _recipe_accepts({"finetune": {"data": "digits", "optimizer": value}}) == accepted, value
+
+
 def test_every_defined_value_is_a_case():
     """The lists the cases are drawn from are the defining modules' own: each value of them is tested above."""
     cases = set(_cases())
     assert {("format", f) for f in FORMATS} <= cases
-    for field in ("optimizer", "augment"):
-        assert {(field, v) for v in _choices(field)} <= cases
+    assert {("augment", v) for v in _choices("augment")} <= cases
+    assert {v for what, v in cases if what == "optimizer"} - set(NOT_VALUES) - {"LION", "adahessian"} \
+        <= set(_choices("optimizer"))
     assert {("data", v) for v in _data_specs()} <= cases and len(_data_specs()) >= len(data_kinds())
     assert typing.get_args(typing.get_args(typing.get_type_hints(ExportSection)["formats"])[0]) == FORMATS
 

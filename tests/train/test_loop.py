@@ -15,7 +15,7 @@ import netsurgeon as ns
 from netsurgeon.errors import CheckpointError, ConfigError, TrainingInterrupted
 from netsurgeon.passes.gru_fc import MASK_BUFFER
 from netsurgeon.train import FinetuneConfig, evaluate, finetune, recalibrate_bn, resolve_data
-from netsurgeon.train.loop import _param_groups
+from netsurgeon.train.components import param_groups
 from tests.conftest import state_equal
 
 TENSORBOARD = ["tensorboard"] if importlib.util.find_spec("tensorboard") else []  # events folder (log=auto)
@@ -174,7 +174,7 @@ def test_bad_data_is_a_clear_error(model, spec, words):
 
 def test_new_parameters_get_their_own_learning_rate(model):
     headed = ns.apply(model, ns.SpinalHeadConfig(width=8)).model
-    groups = _param_groups(headed, FinetuneConfig(lr=0.01, new_param_lr_scale=10), set(
+    groups = param_groups(headed, FinetuneConfig(lr=0.01, new_param_lr_scale=10), set(
         ns.models.info.get_info(headed).history[0].new_params))
     new = [g for g in groups if g["netsurgeon_new"]]
     head_params = {id(p) for p in headed.get_submodule("fc").parameters()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from netsurgeon.errors import TrainingInterrupted
-from netsurgeon.train.loop import CHECKPOINT, one_finetune_run
+from netsurgeon.train.outputs import CHECKPOINT, one_finetune_run
 
 
 def _previous_run(out):

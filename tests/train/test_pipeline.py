@@ -25,11 +25,12 @@ def model():
 
 def test_mixup_trains_on_soft_targets_and_counts_accuracy_on_hard_labels(model, monkeypatch):
     from netsurgeon.train import loop
+    from netsurgeon.train.state import EpochSums
 
-    seen, original_loss, original_add = [], loop._Run._loss, loop._Sums.add
+    seen, original_loss, original_add = [], loop._Run._loss, EpochSums.add
     monkeypatch.setattr(loop._Run, "_loss", lambda self, logits, t: seen.append(t.shape) or
                         original_loss(self, logits, t))
-    monkeypatch.setattr(loop._Sums, "add", lambda self, loss, logits, y: seen.append(("hard", y.ndim)) or
+    monkeypatch.setattr(EpochSums, "add", lambda self, loss, logits, y: seen.append(("hard", y.ndim)) or
                         original_add(self, loss, logits, y))
     cfg = FinetuneConfig(epochs=1, limit_train_batches=3, mixup=0.8, cutmix=1.0, label_smoothing=0.1, **QUICK)
     result = finetune(model, "digits", cfg)
@@ -130,7 +131,7 @@ def test_bf16_autocast_and_channels_last_on_the_cpu(model):
 
 @pytest.mark.parametrize("log", ["auto", "none"])
 def test_run_outputs_names_every_file_a_run_writes(model, tmp_path, log):
-    from netsurgeon.train.loop import run_outputs
+    from netsurgeon.train.outputs import run_outputs
 
     cfg = FinetuneConfig(epochs=1, limit_train_batches=1, log=log, **QUICK)
     finetune(model, "digits", cfg, out_dir=tmp_path, formats=("safetensors",))
