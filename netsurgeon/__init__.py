@@ -19,6 +19,7 @@ from netsurgeon.layers import PDReLU, SpinalHead
 from netsurgeon.loading import load_model
 from netsurgeon.models.info import get_info
 from netsurgeon.passes import EraseReLU, GradientRectifiedFC, ProportionalReLU, PseudoDerivativeReLU, SpinalHeadConfig
+from netsurgeon.plugins import load_plugins
 from netsurgeon.recipe import Recipe
 from netsurgeon.registry import get_pass, list_passes, register_pass
 
@@ -50,3 +51,5 @@ __all__ = [
     "register_pass",
     "verify_artifact",
 ]
+
+load_plugins()  # installed packages' passes and data kinds (netsurgeon.plugins entry points), in every process

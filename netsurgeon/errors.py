@@ -131,6 +131,10 @@ class NoEffectWarning(UserWarning):
     """A pass ran and changed nothing."""
 
 
+class PluginWarning(UserWarning):
+    """An installed plug-in (a ``netsurgeon.plugins`` entry point) failed to load; netsurgeon goes on without it."""
+
+
 class StatisticsWarning(UserWarning):
     """A comparison cannot reach a verdict as planned (e.g. too few seeds for the exact test to reach alpha)."""
 

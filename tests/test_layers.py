@@ -32,7 +32,8 @@ LAYERS: list[tuple[str, ...]] = [
      "netsurgeon.data", "netsurgeon.testing"),
     ("netsurgeon.graph", "netsurgeon.layers"),
     ("netsurgeon.config", "netsurgeon.contract", "netsurgeon.report", "netsurgeon.validate", "netsurgeon.safeyaml",
-     "netsurgeon.history", "netsurgeon.models.info", "netsurgeon.modes", "netsurgeon.progress", "netsurgeon.atomic"),
+     "netsurgeon.history", "netsurgeon.models.info", "netsurgeon.modes", "netsurgeon.progress", "netsurgeon.atomic",
+     "netsurgeon.plugins"),
     ("netsurgeon.errors",),
 ]
 

@@ -103,7 +103,7 @@ def test_finetune_on_the_toy_kind_through_the_cli(toy, tmp_path):
     assert [r["epoch"] for r in payload["metrics"]] == [0, 1]
     assert (out / "model.safetensors").is_file() and (out / "metrics.jsonl").is_file()
     assert "with 4 classes (the data's)" in result.stderr  # the head was sized by the kind's class count
-    checkpoint = torch.load(next(out.rglob("*.pt")), map_location="cpu", weights_only=False)
+    checkpoint = torch.load(next(out.rglob("*.pt")), map_location="cpu", weights_only=True)
     assert "toy:32" in json.dumps(checkpoint, default=str)  # the run identity records the spec's label
 
 
