@@ -8,6 +8,7 @@ momentum, and ``optimizer_args`` the optimizer's own keyword arguments, checked 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import warnings
@@ -59,7 +60,9 @@ def check_optimizer(name: str, args: Mapping[str, Any]) -> str | None:
         return (f"optimizer {name!r} is a second-order optimizer (it needs backward passes with create_graph), "
                 "which the loop does not make; choose another optimizer.")
     if name not in optimizer_names():
-        return (f"optimizer {name!r} is not a timm optimizer; use one of: {', '.join(optimizer_names())} "
+        close = difflib.get_close_matches(name, optimizer_names(), n=3, cutoff=0.6)
+        nearest = f" (closest: {', '.join(close)})" if close else ""
+        return (f"optimizer {name!r} is not a timm optimizer{nearest}; use one of: {', '.join(optimizer_names())} "
                 "(sgd is plain momentum SGD, nesterov Nesterov's).")
     info = _info(name)
     own = [k for k in args if k in OWN_SETTINGS]

@@ -33,7 +33,7 @@ def test_constant_schedule():
     ({"schedule": "step"}, "needs step_epochs"),
     ({"step_epochs": [3, 2], "schedule": "step"}, "increasing"),
     ({"warmup_epochs": 3, "epochs": 3}, "shorter than epochs"),
-    ({"optimizer": "adamx"}, "optimizer 'adamx' is not a timm optimizer; use one of: .*lion"),
+    ({"optimizer": "adamx"}, r"optimizer 'adamx' is not a timm optimizer \(closest: adamax, .*\); use one of: .*lion"),
     ({"label_smoothing": 1.0}, "label_smoothing must be below 1"),
     ({"epoch": 3}, "Did you mean 'epochs'"),
 ])

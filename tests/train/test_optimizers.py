@@ -42,7 +42,7 @@ def test_the_optimizer_is_any_timm_name_in_any_case():
     with pytest.raises(ConfigError) as err:
         FinetuneConfig(optimizer="lion-x")
     message = str(err.value)
-    assert "\n" not in message and "'lion-x' is not a timm optimizer" in message
+    assert "\n" not in message and "'lion-x' is not a timm optimizer (closest: lion" in message
     assert all(f" {name}," in message for name in ("adamw", "lamb", "lion", "sgd"))
 
 
