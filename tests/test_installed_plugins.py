@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -23,27 +22,10 @@ from netsurgeon.errors import PluginWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TOY_KIND = textwrap.dedent('''
-    """A toy netsurgeon plug-in: the data kind ``toyplug:N`` (N seeded random 3x8x8 images of four classes)."""
-    import torch
-    from torch.utils.data import TensorDataset
-
-    from netsurgeon.data import DataKind, DataSpec, register_data_kind
-
-
-    def _parse(rest):
-        return DataSpec("toyplug", rest) if rest.isdigit() and int(rest) > 0 else None
-
-
-    def _load(spec, split, download):
-        count = int(spec.path) if split == "train" else max(int(spec.path) // 4, 4)
-        generator = torch.Generator().manual_seed(0 if split == "train" else 1)
-        images = torch.rand(count, 3, 8, 8, generator=generator)
-        return TensorDataset(images, torch.arange(count) % 4), 4
-
-
-    register_data_kind(DataKind("toyplug", "toyplug:N", "a plug-in's toy images", _parse, _load))
-''')
+#: the plug-in module: the toy kind of tests/data/toy_kind.py, registered as ``toyplug:N``
+TOY_KIND = ("from netsurgeon.data import register_data_kind\n"
+            "from tests.data.toy_kind import toy_kind\n\n"
+            "register_data_kind(toy_kind('toyplug'))\n")
 
 
 def install(site: Path, module: str, source: str, name: str = "toy") -> Path:

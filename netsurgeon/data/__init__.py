@@ -15,7 +15,7 @@ preprocessing and the training augmentation presets that fine-tuning uses (``loa
 transform=...)``). ``surgery_loader`` builds the batches a data-driven pass measures on.
 """
 
-from netsurgeon.data.kinds import (
+from netsurgeon.data.kinds.base import (
     DataKind,
     data_grammar,
     data_help,

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from netsurgeon.data.kinds import DataSpec
-from netsurgeon.data.kinds.base import cannot_read, unreadable_errors
+from netsurgeon.data.kinds.base import DataSpec, cannot_read, unreadable_errors
 from netsurgeon.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, model_data_config
 from netsurgeon.errors import ConfigError
 

@@ -1,9 +1,9 @@
-"""A data kind defined only in this file works end to end: a data kind is a self-contained plug-in.
+"""A data kind defined outside the package (in tests/) works end to end: a data kind is a self-contained plug-in.
 
-The toy kind ``toy:N`` gives N seeded random 3x8x8 images of four classes. It is registered here (one
-``register_data_kind`` line), fine-tuned on through the CLI (in-process, so the registration is visible), and
-removed again; nothing in ``netsurgeon/`` knows about it. The built-in kinds' lists (the README's, the grammar
-each kind defines once) are checked against the registry too.
+The toy kind ``toy:N`` (``tests/data/toy_kind.py``) gives N seeded random 3x8x8 images of four classes. It is
+registered here (one ``register_data_kind`` line), fine-tuned on through the CLI (in-process, so the
+registration is visible), and removed again; nothing in ``netsurgeon/`` knows about it. The built-in kinds'
+lists (the README's, the grammar each kind defines once) are checked against the registry too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import Dataset, TensorDataset
 
 from netsurgeon.data import (
     DataKind,
@@ -30,24 +29,11 @@ from netsurgeon.data import (
 )
 from netsurgeon.errors import ConfigError, UnknownNameError
 from tests.badinput.helpers import cli
+from tests.data.toy_kind import CLASSES, toy_kind
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILT_IN = ("digits", "fashion-mnist", "folder", "torchvision")
-CLASSES = 4
-
-
-def _parse(rest: str) -> DataSpec | None:
-    return DataSpec("toy", rest) if rest.isdigit() and int(rest) > 0 else None
-
-
-def _load(spec: DataSpec, split: str, download: bool) -> tuple[Dataset, int]:
-    count = int(spec.path) if split == "train" else max(int(spec.path) // 4, 1)
-    generator = torch.Generator().manual_seed(0 if split == "train" else 1)
-    images = torch.rand(count, 3, 8, 8, generator=generator)
-    return TensorDataset(images, torch.arange(count) % CLASSES), CLASSES
-
-
-TOY = DataKind("toy", "toy:N", "N seeded random 3x8x8 images of four classes (a test's own kind)", _parse, _load)
+TOY = toy_kind("toy")
 
 
 @pytest.fixture
@@ -77,11 +63,11 @@ def test_a_second_kind_of_the_same_name_is_refused(toy):
     with pytest.raises(ValueError, match="data kind 'toy' is already registered"):
         register_data_kind(TOY)
     with pytest.raises(ValueError, match="already registered"):
-        register_data_kind(DataKind("folder", "folder:X", "another folder", _parse, _load))
+        register_data_kind(DataKind("folder", "folder:X", "another folder", TOY.parse, TOY.load))
     with pytest.raises(ValueError, match="lowercase words"):
-        register_data_kind(DataKind("Toy2", "Toy2:N", "x", _parse, _load))
+        register_data_kind(DataKind("Toy2", "Toy2:N", "x", TOY.parse, TOY.load))
     with pytest.raises(ValueError, match="must start with its name"):
-        register_data_kind(DataKind("toy2", "toy:N", "x", _parse, _load))
+        register_data_kind(DataKind("toy2", "toy:N", "x", TOY.parse, TOY.load))
     assert [k.name for k in data_kinds()] == [*BUILT_IN, "toy"]
 
 
